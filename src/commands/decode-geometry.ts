@@ -1,0 +1,35 @@
+import { Args, Flags } from '@oclif/core';
+import { VggrpoCommand } from '../cli/base.js';
+import { type DecodeGeometryResult, runDecodeGeometry } from '../stages/decode-geometry.js';
+
+export default class DecodeGeometry extends VggrpoCommand {
+  static override summary =
+    'Run the latent geometry model on final latents: depth, world points, confidence, cameras.';
+  static override description =
+    'Reads trajectory shards (arguments or paths on stdin, started as each arrives) and writes geometry shards: depth, points (world), confidence, camera-from-world extrinsics, intrinsics, scene flow when the model has it. Output names and the camera convention come from lgm_outputs.* in the config.';
+  static override examples = [
+    '<%= config.bin %> decode-geometry runs/x/trajectory/shard-0000.safetensors',
+    '<%= config.bin %> sample --prompts p.txt | <%= config.bin %> decode-geometry --render runs/x/render',
+  ];
+  static override strict = false;
+  static override args = { shards: Args.string({ description: 'trajectory shards (or paths on stdin)' }) };
+  static override flags = {
+    out: Flags.directory({ description: 'output folder (default: geometry/ beside the input shard folder)' }),
+    render: Flags.directory({
+      description: 'also write colour-mapped depth PNGs and a camera-path plot per sample here',
+    }),
+    lgm: Flags.file({ description: 'latent geometry model (models.lgm)' }),
+  };
+
+  async run(): Promise<DecodeGeometryResult> {
+    const { argv, flags } = await this.parse(DecodeGeometry);
+    this.setBaseFlags(flags);
+    const models = flags.lgm ? { lgm: flags.lgm } : undefined;
+    return runDecodeGeometry(
+      this.inputPaths(argv as string[]),
+      { out: flags.out, render: flags.render },
+      (recorded) => this.resolveConfig({ file: flags.config, recorded, flags: models ? { models } : {} }),
+      { emit: (p) => this.log(p), note: (m) => this.note(m) },
+    );
+  }
+}

@@ -1,0 +1,32 @@
+import { Args, Flags } from '@oclif/core';
+import { VggrpoCommand } from '../cli/base.js';
+import { type EvalResult, runEval } from '../stages/eval.js';
+
+export default class Eval extends VggrpoCommand {
+  static override summary =
+    'Evaluate: camera jitter, reprojection error, rewards, trajectory and epipolar metrics; HTML report.';
+  static override description =
+    'Reads geometry shards (and trajectory shards for videos) or a run folder with iter-NNNN/ subfolders, and writes report.json and a self-contained report.html with plots and mp4 videos into --out.';
+  static override examples = [
+    '<%= config.bin %> eval runs/x/geometry/*.safetensors --out runs/x/eval',
+    '<%= config.bin %> eval runs/toy --out runs/toy/report',
+  ];
+  static override strict = false;
+  static override args = {
+    inputs: Args.string({ description: 'geometry shards or run folders (or paths on stdin)' }),
+  };
+  static override flags = {
+    out: Flags.directory({ description: 'report folder', required: true }),
+  };
+
+  async run(): Promise<EvalResult> {
+    const { argv, flags } = await this.parse(Eval);
+    this.setBaseFlags(flags);
+    return runEval(
+      this.inputPaths(argv as string[]),
+      { out: flags.out },
+      (recorded) => this.resolveConfig({ file: flags.config, recorded }),
+      { emit: (p) => this.log(p), note: (m) => this.note(m) },
+    );
+  }
+}

@@ -1,0 +1,58 @@
+import { Args, Flags } from '@oclif/core';
+import { defined, numberFlag, VggrpoCommand } from '../cli/base.js';
+import { type GrpoStepResult, runGrpoStep } from '../stages/grpo-step.js';
+
+export default class GrpoStep extends VggrpoCommand {
+  static override summary = 'Clipped GRPO update of the LoRA policy from scored rollouts.';
+  static override description =
+    'Reads reward shards (and, through their lineage, the trajectory shards), recomputes log-probs with the LoRA-injected denoiser, and applies AdamW to the clipped GRPO loss (+ KL to the LoRA-off model). Writes a new policy checkpoint folder atomically and prints its path. With --grads-only, writes a gradient shard instead; --apply averages gradient shards and applies one update.';
+  static override examples = [
+    '<%= config.bin %> grpo-step runs/x/rewards/*.safetensors --policy runs/x/iter-0000/policy --out runs/x/iter-0001/policy',
+    '<%= config.bin %> grpo-step shard-0003.safetensors --grads-only --out grads/',
+    '<%= config.bin %> grpo-step --apply grads/*.safetensors --policy p0 --out p1',
+  ];
+  static override strict = false;
+  static override args = {
+    shards: Args.string({ description: 'reward shards (or paths on stdin); gradient shards with --apply' }),
+  };
+  static override flags = {
+    policy: Flags.directory({ description: 'current policy checkpoint (default: a fresh LoRA, B = 0)' }),
+    out: Flags.directory({
+      description: 'new checkpoint folder (or gradient shard folder with --grads-only)',
+    }),
+    lr: Flags.string({ description: 'AdamW learning rate (grpo.lr)' }),
+    'clip-range': Flags.string({ description: 'GRPO ratio clip ε (grpo.clip_range)' }),
+    'kl-beta': Flags.string({ description: 'KL weight β (grpo.kl_beta)' }),
+    'timestep-fraction': Flags.string({
+      description: 'fraction of recorded steps trained on (grpo.timestep_fraction)',
+    }),
+    'grads-only': Flags.boolean({
+      description: 'write a gradient shard instead of updating',
+      exclusive: ['apply'],
+    }),
+    apply: Flags.boolean({ description: 'average the given gradient shards and apply one update' }),
+  };
+
+  async run(): Promise<GrpoStepResult> {
+    const { argv, flags } = await this.parse(GrpoStep);
+    this.setBaseFlags(flags);
+    const grpo = defined({
+      lr: numberFlag(flags.lr, 'lr'),
+      clip_range: numberFlag(flags['clip-range'], 'clip-range'),
+      kl_beta: numberFlag(flags['kl-beta'], 'kl-beta'),
+      timestep_fraction: numberFlag(flags['timestep-fraction'], 'timestep-fraction'),
+    });
+    return runGrpoStep(
+      this.inputPaths(argv as string[]),
+      {
+        policy: flags.policy,
+        out: flags.out,
+        gradsOnly: flags['grads-only'],
+        apply: flags.apply,
+        seed: flags.seed,
+      },
+      (recorded) => this.resolveConfig({ file: flags.config, recorded, flags: { grpo } }),
+      { emit: (p) => this.log(p), note: (m) => this.note(m) },
+    );
+  }
+}

@@ -1,0 +1,52 @@
+import { Flags } from '@oclif/core';
+import { defined, numberFlag, VggrpoCommand } from '../cli/base.js';
+import { runSample, type SampleResult } from '../stages/sample.js';
+
+export default class Sample extends VggrpoCommand {
+  static override summary =
+    'Roll out the policy: flow-matching SDE sampling with log-probabilities, groups of videos per prompt.';
+  static override description =
+    'Writes trajectory shards (latents before/after each recorded stochastic step, sigmas, log-probs, final latents, context, seeds). A group never spans two shards. Prints each shard path on stdout as it is written.';
+  static override examples = [
+    '<%= config.bin %> sample --config examples/toy/config.yaml --prompts examples/toy/prompts.txt --out runs/t',
+    '<%= config.bin %> sample --prompts p.txt --group-size 8 --steps 10 | <%= config.bin %> decode-geometry | <%= config.bin %> score',
+  ];
+  static override flags = {
+    prompts: Flags.file({ description: 'prompts, one per line', exclusive: ['embeddings'] }),
+    embeddings: Flags.file({ description: 'embeddings shard (context [P, L, D]) instead of prompts' }),
+    out: Flags.directory({ description: 'output folder (default runs/<UTC time>/trajectory)' }),
+    'group-size': Flags.integer({ description: 'videos per prompt (sampler.group_size)', min: 2 }),
+    steps: Flags.integer({ description: 'denoising steps (sampler.steps)', min: 1 }),
+    shift: Flags.string({ description: 'schedule shift (sampler.shift)' }),
+    'noise-level': Flags.string({ description: 'SDE noise level a (sampler.noise_level)' }),
+    guidance: Flags.string({ description: 'classifier-free guidance scale; 1 disables (sampler.guidance)' }),
+    'sde-window': Flags.string({
+      description: 'START:END window of stochastic, recorded steps (sampler.sde_window)',
+    }),
+    ode: Flags.boolean({ description: 'deterministic ODE sampling (evaluation)' }),
+    'per-shard': Flags.integer({ description: 'groups per shard (sampler.per_shard)', min: 1 }),
+    policy: Flags.directory({ description: 'LoRA policy checkpoint folder (default: the base model)' }),
+  };
+
+  async run(): Promise<SampleResult> {
+    const { flags } = await this.parse(Sample);
+    this.setBaseFlags(flags);
+    const sampler = defined({
+      group_size: flags['group-size'],
+      steps: flags.steps,
+      shift: numberFlag(flags.shift, 'shift'),
+      noise_level: numberFlag(flags['noise-level'], 'noise-level'),
+      guidance: numberFlag(flags.guidance, 'guidance'),
+      sde_window: flags['sde-window'],
+      ode: flags.ode || undefined,
+      per_shard: flags['per-shard'],
+      seed: flags.seed,
+    });
+    const config = this.resolveConfig({ file: flags.config, flags: { sampler } });
+    return runSample(
+      { config, prompts: flags.prompts, embeddings: flags.embeddings, out: flags.out, policy: flags.policy },
+      (path) => this.log(path),
+      (msg) => this.note(msg),
+    );
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The experiment config: one schema for all stages, each stage reads its part. Unknown keys,
+ * wrong types and missing values are errors that name the key path (zod's strict objects).
+ */
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+
+export const SamplerConfig = z
+  .object({
+    steps: positiveInt.default(10),
+    shift: z.number().positive().default(3),
+    noise_level: z.number().nonnegative().default(0.7),
+    guidance: z.number().nonnegative().default(1),
+    /** Contiguous window of stochastic (recorded) steps, `START:END` (END exclusive). The last step is never trained. */
+    sde_window: z
+      .string()
+      .regex(/^\d*:\d*$/, 'expected START:END')
+      .default(':'),
+    ode: z.boolean().default(false),
+    group_size: positiveInt.default(8),
+    per_shard: positiveInt.default(4),
+    seed: z.number().int().nonnegative().default(0),
+    /** Latent shape [C, F, H, W] when the denoiser's input dims are not static. */
+    latent_shape: z.array(positiveInt).length(4).optional(),
+    /** Negative / unconditional prompt for classifier-free guidance. */
+    negative_prompt: z.string().default(''),
+  })
+  .strict();
+
+export const LoraConfig = z
+  .object({
+    rank: positiveInt.default(4),
+    alpha: z.number().positive().default(8),
+    targets: z.array(z.string()).default(['*']),
+  })
+  .strict();
+
+export const GrpoConfig = z
+  .object({
+    lr: z.number().positive().default(1e-3),
+    betas: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).default([0.9, 0.999]),
+    eps: z.number().positive().default(1e-8),
+    weight_decay: z.number().nonnegative().default(1e-4),
+    grad_clip: z.number().positive().default(1),
+    clip_range: z.number().positive().default(1e-3),
+    kl_beta: z.number().nonnegative().default(0),
+    /** 'true': mean((μθ−μref)²)/(2(std_t√−dt)²) (Flow-GRPO Wan); 'sd3': /(2 std_t²) (Flow-GRPO SD3). */
+    kl_form: z.enum(['true', 'sd3']).default('true'),
+    timestep_fraction: z.number().gt(0).max(1).default(1),
+    inner_steps: positiveInt.default(1),
+    micro_batch: positiveInt.default(8),
+  })
+  .strict();
+
+export const RewardEntry = z
+  .object({
+    weight: z.number().default(0.5),
+    options: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+
+export const LgmOutputs = z
+  .object({
+    depth: z.string().default('depth'),
+    points: z.string().default('world_points'),
+    confidence: z.string().default('confidence'),
+    cameras: z.string().default('pose_enc'),
+    scene_flow: z.string().nullable().default('scene_flow'),
+    /** vggt: 9-d pose encoding; c2w: 4×4 camera-to-world; w2c: 3×4 camera-from-world. */
+    camera_convention: z.enum(['vggt', 'c2w', 'w2c']).default('vggt'),
+    /** Intrinsics [fx, fy, cx, cy] for conventions that carry none. */
+    intrinsics: z.array(z.number()).length(4).optional(),
+    latents_input: z.string().default('latents'),
+  })
+  .strict();
+
+export const ModelsConfig = z
+  .object({
+    denoiser: z.string().optional(),
+    lgm: z.string().optional(),
+    vae_decoder: z.string().optional(),
+    text_encoder: z.string().optional(),
+  })
+  .strict();
+
+export const RuntimeConfig = z
+  .object({
+    device: z.enum(['cpu', 'cuda']).default('cpu'),
+    threads: z.number().int().nonnegative().default(0),
+    graph_optimization: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
+  })
+  .strict();
+
+export const Config = z
+  .object({
+    models: ModelsConfig.default(ModelsConfig.parse({})),
+    sampler: SamplerConfig.default(SamplerConfig.parse({})),
+    lora: LoraConfig.default(LoraConfig.parse({})),
+    grpo: GrpoConfig.default(GrpoConfig.parse({})),
+    rewards: z
+      .record(z.string(), RewardEntry)
+      .default({ motion: { weight: 0.5, options: {} }, reprojection: { weight: 0.5, options: {} } }),
+    lgm_outputs: LgmOutputs.default(LgmOutputs.parse({})),
+    runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
+    eval: z
+      .object({
+        detector: z.enum(['orb', 'akaze']).default('orb'),
+        videos: z.number().int().nonnegative().default(4),
+      })
+      .strict()
+      .default({ detector: 'orb', videos: 4 }),
+  })
+  .strict();
+
+export type Config = z.infer<typeof Config>;
+/** What a user writes: every key optional, nested. */
+export type PartialConfig = { [K in keyof Config]?: Partial<Config[K]> };

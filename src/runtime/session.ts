@@ -1,0 +1,185 @@
+/**
+ * The one adapter that owns onnxruntime-node: sessions from a path or bytes, device, threads
+ * and graph optimisation level, and conversion between the project's tensors and ORT's.
+ * Nothing else imports onnxruntime-node.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { InputError, RuntimeFailure } from '../errors.js';
+import { type DType, numel, type Tensor } from '../shards/tensor.js';
+
+export type Device = 'cpu' | 'cuda';
+export interface RuntimeOptions {
+  device: Device;
+  /** 0 lets onnxruntime choose. */
+  threads: number;
+  graphOptimization: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export const DEFAULT_RUNTIME: RuntimeOptions = { device: 'cpu', threads: 0, graphOptimization: 'all' };
+
+export interface IoInfo {
+  name: string;
+  dtype: DType | string;
+  /** Numbers for static dims, strings for symbolic ones, null for unknown. */
+  shape: (number | string | null)[];
+}
+
+const ORT_TO_DTYPE: Record<string, DType> = {
+  float32: 'F32',
+  float64: 'F64',
+  float16: 'F16',
+  int64: 'I64',
+  int32: 'I32',
+  int16: 'I16',
+  int8: 'I8',
+  uint8: 'U8',
+  bool: 'BOOL',
+};
+const DTYPE_TO_ORT: Record<DType, string> = {
+  F32: 'float32',
+  F64: 'float64',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
+};
+
+/** Where onnxruntime-node keeps its native libraries (the CUDA provider lands there too). */
+function ortBinDir(): string | undefined {
+  try {
+    const req = createRequire(import.meta.url);
+    const root = dirname(req.resolve('onnxruntime-node/package.json'));
+    const bin = join(root, 'bin');
+    for (const napi of readdirSync(bin)) {
+      const dir = join(bin, napi, process.platform, process.arch);
+      if (existsSync(dir)) return dir;
+    }
+  } catch {
+    // fall through: unknown layout
+  }
+  return undefined;
+}
+
+export function cudaProviderInstalled(): boolean {
+  const dir = ortBinDir();
+  return !!dir && readdirSync(dir).some((f) => f.includes('providers_cuda'));
+}
+
+/** A loaded model. */
+export class ModelSession {
+  private constructor(
+    readonly source: string,
+    private readonly session: ort.InferenceSession,
+  ) {}
+
+  /**
+   * Open a model from a path or bytes.
+   *
+   * @example
+   *   const s = await ModelSession.open('onnx/fixtures/denoiser.onnx', { device: 'cpu', threads: 2, graphOptimization: 'all' });
+   */
+  static async open(
+    model: string | Uint8Array,
+    opts: Partial<RuntimeOptions> = {},
+    label?: string,
+  ): Promise<ModelSession> {
+    const o = { ...DEFAULT_RUNTIME, ...opts };
+    const where = label ?? (typeof model === 'string' ? model : '<model bytes>');
+    if (typeof model === 'string') {
+      if (!existsSync(model)) throw new InputError(model, 'model file not found');
+      if (statSync(model).isDirectory()) throw new InputError(model, 'is a directory, not an .onnx model');
+    }
+    if (o.device === 'cuda' && !cudaProviderInstalled()) {
+      throw new InputError(
+        '--device cuda',
+        'the CUDA execution provider of onnxruntime-node is not installed; reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a machine with CUDA 12',
+      );
+    }
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: o.device === 'cuda' ? [{ name: 'cuda' }, 'cpu'] : ['cpu'],
+      graphOptimizationLevel: o.graphOptimization,
+      // Sequential execution keeps results independent of inter-op scheduling.
+      executionMode: 'sequential',
+      ...(o.threads > 0 ? { intraOpNumThreads: o.threads, interOpNumThreads: 1 } : {}),
+    };
+    try {
+      const session =
+        typeof model === 'string'
+          ? await ort.InferenceSession.create(model, options)
+          : await ort.InferenceSession.create(model, options);
+      return new ModelSession(where, session);
+    } catch (err) {
+      throw new InputError(where, `onnxruntime cannot load the model: ${firstLine(err)}`);
+    }
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  get inputs(): IoInfo[] {
+    return this.session.inputMetadata.map(meta);
+  }
+  get outputs(): IoInfo[] {
+    return this.session.outputMetadata.map(meta);
+  }
+
+  /** Run with named inputs; returns the requested (default: all) outputs as project tensors. */
+  async run(feeds: Record<string, Tensor>, fetches?: string[]): Promise<Record<string, Tensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toOrt(t);
+    let res: ort.InferenceSession.ReturnType;
+    try {
+      res = fetches ? await this.session.run(ortFeeds, fetches) : await this.session.run(ortFeeds);
+    } catch (err) {
+      throw new RuntimeFailure(`${this.source}: onnxruntime error: ${firstLine(err)}`);
+    }
+    const out: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(res)) out[name] = fromOrt(t);
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function meta(m: ort.InferenceSession.ValueMetadata): IoInfo {
+  if (!m.isTensor) return { name: m.name, dtype: 'non-tensor', shape: [] };
+  return {
+    name: m.name,
+    dtype: ORT_TO_DTYPE[m.type] ?? m.type,
+    shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : typeof d === 'string' ? d : null)),
+  };
+}
+
+export function toOrt(t: Tensor): ort.Tensor {
+  return new ort.Tensor(DTYPE_TO_ORT[t.dtype] as 'float32', t.data as Float32Array, t.shape);
+}
+
+export function fromOrt(t: ort.Tensor): Tensor {
+  const dtype = ORT_TO_DTYPE[t.type];
+  if (!dtype) throw new RuntimeFailure(`unsupported onnxruntime output type ${t.type}`);
+  const data = t.data as Tensor['data'];
+  if (data.length !== numel(t.dims as number[]))
+    throw new RuntimeFailure('onnxruntime returned a tensor of the wrong size');
+  return {
+    dtype,
+    shape: [...t.dims],
+    data: dtype === 'BOOL' ? new Uint8Array(data as unknown as ArrayLike<number>) : data,
+  };
+}
+
+function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0]!;
+}

@@ -1,0 +1,103 @@
+/**
+ * Typed shards: safetensors files whose `__metadata__` carries the kind, schema version,
+ * resolved config and the lineage (input paths relative to the shard's folder + content hashes).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { canonicalJson } from '../config/load.js';
+import { InputError } from '../errors.js';
+import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { SCHEMA_VERSION, type ShardKind, validateShard } from './schema.js';
+import type { Tensor } from './tensor.js';
+
+export interface ShardInput {
+  path: string;
+  sha256: string;
+}
+
+export interface Shard {
+  path: string;
+  kind: ShardKind;
+  tensors: Map<string, Tensor>;
+  metadata: Record<string, string>;
+  /** The resolved config recorded by the stage that wrote the shard. */
+  config: Record<string, unknown>;
+  /** Lineage with absolute paths. */
+  inputs: ShardInput[];
+  dims: Record<string, number>;
+}
+
+/** Content hash of a file (hex sha256), for provenance. */
+export function fileHash(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/**
+ * Read a shard and check its kind and schema.
+ *
+ * @example
+ *   const traj = readShard('runs/x/trajectory/a.safetensors', 'trajectory');
+ */
+export function readShard(path: string, kind: ShardKind | ShardKind[]): Shard {
+  const { tensors, metadata } = readSafetensors(path);
+  const kinds = Array.isArray(kind) ? kind : [kind];
+  const got = metadata['vggrpo.kind'];
+  if (got === undefined)
+    throw new InputError(
+      path,
+      `not a vggrpo shard (no vggrpo.kind in metadata); expected ${kinds.join(' or ')}`,
+    );
+  if (!kinds.includes(got as ShardKind))
+    throw new InputError(path, `is a ${got} shard; expected ${kinds.join(' or ')}`);
+  const schema = metadata['vggrpo.schema'];
+  if (schema !== SCHEMA_VERSION)
+    throw new InputError(path, `schema version ${schema}; this vggrpo reads ${SCHEMA_VERSION}`);
+  const dims = validateShard(path, got as ShardKind, tensors);
+  let config: Record<string, unknown> = {};
+  let inputs: ShardInput[] = [];
+  try {
+    config = metadata['vggrpo.config'] ? JSON.parse(metadata['vggrpo.config']) : {};
+    const raw = metadata['vggrpo.inputs'] ? (JSON.parse(metadata['vggrpo.inputs']) as ShardInput[]) : [];
+    inputs = raw.map((i) => ({ path: resolve(dirname(path), i.path), sha256: i.sha256 }));
+  } catch {
+    throw new InputError(path, 'metadata vggrpo.config or vggrpo.inputs is not valid JSON');
+  }
+  return { path, kind: got as ShardKind, tensors, metadata, config, inputs, dims };
+}
+
+/**
+ * Write a shard atomically, recording kind, schema, config and lineage.
+ *
+ * @example
+ *   writeShard(out, 'rewards', tensors, { config, inputs: [geomPath] });
+ */
+export function writeShard(
+  path: string,
+  kind: ShardKind,
+  tensors: Record<string, Tensor> | Map<string, Tensor>,
+  opts: { config: unknown; inputs?: string[]; extra?: Record<string, string> },
+): void {
+  const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
+  validateShard(path, kind, map); // a stage must never write a shard it would refuse to read
+  const inputs = (opts.inputs ?? []).map((p) => ({
+    path: relative(dirname(resolve(path)), resolve(p)) || basename(p),
+    sha256: fileHash(p),
+  }));
+  const metadata: Record<string, string> = {
+    'vggrpo.kind': kind,
+    'vggrpo.schema': SCHEMA_VERSION,
+    'vggrpo.config': canonicalJson(opts.config),
+    'vggrpo.inputs': JSON.stringify(inputs),
+    ...opts.extra,
+  };
+  writeSafetensors(path, map, metadata);
+}
+
+/**
+ * Default output folder: a folder named after the output kind beside the input shard's folder
+ * (`runs/x/trajectory/a.safetensors` → `runs/x/geometry/`).
+ */
+export function defaultOutDir(inputShard: string, outKind: string): string {
+  return join(dirname(dirname(resolve(inputShard))), outKind);
+}
