@@ -72,6 +72,9 @@ export function cudaProviderInstalled(): boolean {
   return !!dir && readdirSync(dir).some((f) => f.includes('providers_cuda'));
 }
 
+/** Time spent inside onnxruntime's run() across all sessions (for the overhead benchmark). */
+export const runtimeStats = { runs: 0, ms: 0 };
+
 /** A loaded model. */
 export class ModelSession {
   private constructor(
@@ -139,10 +142,14 @@ export class ModelSession {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toOrt(t);
     let res: ort.InferenceSession.ReturnType;
+    const t0 = performance.now();
     try {
       res = fetches ? await this.session.run(ortFeeds, fetches) : await this.session.run(ortFeeds);
     } catch (err) {
       throw new RuntimeFailure(`${this.source}: onnxruntime error: ${firstLine(err)}`);
+    } finally {
+      runtimeStats.ms += performance.now() - t0;
+      runtimeStats.runs++;
     }
     const out: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries(res)) out[name] = fromOrt(t);

@@ -31,6 +31,8 @@ export const SCHEMAS: Record<ShardKind, Record<string, TensorSpec>> = {
     final_latents: { dtype: 'F32', shape: ['B', 'C', 'F', 'H', 'W'] },
     context: { dtype: 'F32', shape: ['B', 'L', 'D'] },
     seed: { dtype: 'I64', shape: ['B'] },
+    /** With classifier-free guidance: the negative/empty prompt's context. */
+    uncond_context: { dtype: 'F32', shape: [1, 'L', 'D'], optional: true },
   },
   geometry: {
     ...common,

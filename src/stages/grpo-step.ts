@@ -1,4 +1,27 @@
-import { notBuilt } from '../cli/base.js';
+/**
+ * `grpo-step`: one GRPO update of the LoRA policy from scored rollouts. Reads reward shards,
+ * follows their lineage to the trajectories, recomputes log-probs with the LoRA-injected
+ * denoiser and applies AdamW to the clipped GRPO loss (+ β·KL to the LoRA-off model).
+ * `--grads-only` / `--apply` split the work into map-reduce over files.
+ */
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { canonicalJson } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { InputError, RuntimeFailure } from '../errors.js';
+import { buildGradientGraph } from '../onnx/autodiff.js';
+import { decodeModel, encodeModel } from '../onnx/model.js';
+import { adamwInit, adamwStep, clipGradNorm, nonFiniteGrads, type ParamMap } from '../rl/adamw.js';
+import { saveCheckpoint } from '../rl/checkpoint.js';
+import { assertRatioOne } from '../rl/grpo.js';
+import { microBatchGradient } from '../rl/policy-gradient.js';
+import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
+import { selectTrainSteps } from '../rl/schedule.js';
+import { ModelSession } from '../runtime/session.js';
+import { readSafetensors, writeSafetensors } from '../shards/safetensors.js';
+import { fileHash, readShard, type Shard } from '../shards/shard.js';
+import { f32, toNumbers, type Tensor } from '../shards/tensor.js';
+import { createHash } from 'node:crypto';
 import type { ConfigResolver, StageIo } from './types.js';
 
 export interface GrpoStepResult {
@@ -7,11 +30,290 @@ export interface GrpoStepResult {
   metrics: Record<string, number>;
 }
 
+interface Rollouts {
+  rewards: Shard;
+  trajectory: Shard;
+}
+
+/** Follow a reward shard's lineage (rewards → geometry → trajectory), checking content hashes. */
+export function findTrajectory(rewards: Shard): Shard {
+  const geomIn = rewards.inputs[0];
+  if (!geomIn) throw new InputError(rewards.path, 'no input geometry shard recorded in vggrpo.inputs');
+  checkHash(rewards.path, geomIn);
+  const geom = readShard(geomIn.path, 'geometry');
+  const trajIn = geom.inputs[0];
+  if (!trajIn) throw new InputError(geom.path, 'no input trajectory shard recorded in vggrpo.inputs');
+  checkHash(geom.path, trajIn);
+  const traj = readShard(trajIn.path, 'trajectory');
+  const a = toNumbers(rewards.tensors.get('group_index')!);
+  const b = toNumbers(traj.tensors.get('group_index')!);
+  if (a.length !== b.length || a.some((v, i) => v !== b[i])) {
+    throw new InputError(rewards.path, `group_index differs from its trajectory shard ${traj.path}`);
+  }
+  return traj;
+}
+
+function checkHash(from: string, input: { path: string; sha256: string }): void {
+  if (!existsSync(input.path)) throw new InputError(from, `input shard ${input.path} (from vggrpo.inputs) not found`);
+  if (fileHash(input.path) !== input.sha256) {
+    throw new InputError(input.path, `content changed since ${basename(from)} was written (sha256 mismatch)`);
+  }
+}
+
+/** Micro-batches: one group at one recorded step, in the batch layout `sample` used. */
+function* microBatches(r: Rollouts, config: Config, trainSteps: number[]) {
+  const traj = r.trajectory;
+  const lat = traj.tensors.get('latents')!;
+  const [B, T1] = lat.shape as [number, number];
+  const T = T1 - 1;
+  const M = lat.data.length / (B * T1);
+  const latents = lat.data as Float32Array;
+  const logp = traj.tensors.get('log_probs')!.data as Float32Array;
+  const ctx = traj.tensors.get('context')!;
+  const [, L, D] = ctx.shape as [number, number, number];
+  const stepIndex = toNumbers(traj.tensors.get('step_index')!);
+  const sigmas = traj.tensors.get('sigmas')!.data as Float32Array;
+  const adv = r.rewards.tensors.get('advantages')!.data as Float32Array;
+  const group = toNumbers(traj.tensors.get('group_index')!);
+  const cfg = config.sampler.guidance !== 1;
+  const groups = new Map<number, number[]>();
+  group.forEach((g, b) => groups.set(g, [...(groups.get(g) ?? []), b]));
+  for (const members of groups.values()) {
+    const G = members.length;
+    const ctxData = ctx.data as Float32Array;
+    const context = new Float32Array((cfg ? 2 : 1) * G * L * D);
+    members.forEach((b, k) => context.set(ctxData.subarray(b * L * D, (b + 1) * L * D), (cfg ? G + k : k) * L * D));
+    if (cfg) {
+      const unc = traj.tensors.get('uncond_context');
+      if (!unc) throw new InputError(traj.path, "guidance ≠ 1 but the shard has no 'uncond_context'");
+      for (let k = 0; k < G; k++) context.set(unc.data as Float32Array, k * L * D);
+    }
+    for (const t of trainSteps) {
+      if (t >= T) continue;
+      const x = new Float32Array(G * M);
+      const next = new Float32Array(G * M);
+      const logpOld = new Float32Array(G);
+      const advantages = new Float32Array(G);
+      members.forEach((b, k) => {
+        x.set(latents.subarray((b * T1 + t) * M, (b * T1 + t + 1) * M), k * M);
+        next.set(latents.subarray((b * T1 + t + 1) * M, (b * T1 + t + 2) * M), k * M);
+        logpOld[k] = logp[b * T + t]!;
+        advantages[k] = adv[b]!;
+      });
+      yield {
+        x,
+        next,
+        logpOld,
+        advantages,
+        context: f32([(cfg ? 2 : 1) * G, L, D], context),
+        sigmas,
+        stepIndex: stepIndex[t]!,
+        batch: G,
+      };
+    }
+  }
+}
+
+async function gradientSession(policy: Policy, config: Config, batch: number, cache: Map<number, ModelSession>) {
+  const hit = cache.get(batch);
+  if (hit) return hit;
+  const { C, F, H, W, L, D } = policy.shape;
+  const wrt = [...policy.lora.params.keys()];
+  const { model } = buildGradientGraph(decodeModel(policy.modelBytes, policy.denoiserPath), {
+    wrt,
+    shapes: { latents: [batch, C, F, H, W], timestep: [batch], context: [batch, L, D], ...loraShapes(policy) },
+  });
+  const s = await ModelSession.open(encodeModel(model), runtimeOptions(config), `${policy.denoiserPath} (gradient graph)`);
+  cache.set(batch, s);
+  return s;
+}
+
+function loraShapes(policy: Policy): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const a of policy.lora.adapters) {
+    out[`lora:${a.weight}:A`] = [a.inDim, policy.lora.rank];
+    out[`lora:${a.weight}:B`] = [policy.lora.rank, a.outDim];
+  }
+  return out;
+}
+
 export async function runGrpoStep(
-  _inputs: AsyncIterable<string>,
-  _opts: { policy?: string; out?: string; gradsOnly: boolean; apply: boolean; seed?: number },
-  _config: ConfigResolver,
-  _io: StageIo,
+  inputs: AsyncIterable<string>,
+  opts: { policy?: string; out?: string; gradsOnly: boolean; apply: boolean; seed?: number },
+  resolveConfig: ConfigResolver,
+  io: StageIo,
 ): Promise<GrpoStepResult> {
-  notBuilt('grpo-step');
+  const paths: string[] = [];
+  for await (const p of inputs) paths.push(p);
+  if (paths.length === 0) throw new InputError('grpo-step', 'no input shards (give reward shards as arguments or on stdin)');
+  if (opts.apply) return applyGradients(paths, opts, resolveConfig, io);
+
+  const rollouts: Rollouts[] = paths.map((p) => {
+    const rewards = readShard(p, 'rewards');
+    return { rewards, trajectory: findTrajectory(rewards) };
+  });
+  const config = resolveConfig(rollouts[0]!.rewards.config);
+  const policyDir = opts.policy ?? (rollouts[0]!.trajectory.metadata['vggrpo.policy'] || undefined);
+  for (const r of rollouts) {
+    const used = r.trajectory.metadata['vggrpo.policy'] ?? '';
+    if (used && policyDir && resolve(used) !== resolve(policyDir)) {
+      io.note(`warning: ${r.trajectory.path} was sampled with ${used}, updating ${policyDir}`);
+    }
+  }
+  const policy = await loadPolicy(config, policyDir);
+  const g = config.grpo;
+  const T = rollouts[0]!.trajectory.tensors.get('log_probs')!.shape[1]!;
+  const trainSteps = selectTrainSteps(T, g.timestep_fraction, opts.seed);
+  const nMicro = rollouts.reduce((a, r) => a + new Set(toNumbers(r.trajectory.tensors.get('group_index')!)).size, 0) * trainSteps.length;
+  const settings = {
+    clipRange: g.clip_range,
+    klBeta: g.kl_beta,
+    klForm: g.kl_form,
+    noiseLevel: config.sampler.noise_level,
+    guidance: config.sampler.guidance,
+    weight: 1 / nMicro,
+  };
+  const sessions = new Map<number, ModelSession>();
+  const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
+  const startStep = policy.checkpoint?.state.step ?? 0;
+  let metrics: Record<string, number> = {};
+  const innerSteps = opts.gradsOnly ? 1 : g.inner_steps;
+  const outDir = resolve(opts.out ?? join(dirname(dirname(resolve(paths[0]!))), opts.gradsOnly ? 'gradients' : 'policy'));
+  const samples = rollouts.reduce((a, r) => a + r.rewards.tensors.get('advantages')!.shape[0]!, 0);
+  try {
+    for (let inner = 0; inner < innerSteps; inner++) {
+      const grads: ParamMap = new Map([...policy.lora.params].map(([k, v]) => [k, new Float32Array(v.length)]));
+      const acc = { loss: 0, kl: 0, approxKl: 0, clip: 0, rmin: Number.POSITIVE_INFINITY, rmax: Number.NEGATIVE_INFINITY, n: 0 };
+      for (const r of rollouts) {
+        for (const mb of microBatches(r, config, trainSteps)) {
+          const session = await gradientSession(policy, config, config.sampler.guidance !== 1 ? 2 * mb.batch : mb.batch, sessions);
+          const res = await microBatchGradient(policy, session, mb, settings);
+          if (inner === 0) assertRatioOne(res.logpNew, mb.logpOld);
+          for (const [k, gr] of res.grads) {
+            const a = grads.get(k)!;
+            for (let j = 0; j < a.length; j++) a[j]! += gr[j]!;
+          }
+          acc.loss += res.loss;
+          acc.kl += res.kl;
+          acc.approxKl += res.approxKl;
+          acc.clip += res.clipFraction;
+          acc.rmin = Math.min(acc.rmin, res.ratioMin);
+          acc.rmax = Math.max(acc.rmax, res.ratioMax);
+          acc.n++;
+        }
+      }
+      const loss = acc.loss / acc.n + g.kl_beta * (acc.kl / acc.n);
+      const bad = nonFiniteGrads(grads);
+      if (!Number.isFinite(loss) || bad.length > 0) {
+        throw new RuntimeFailure(
+          `non-finite ${!Number.isFinite(loss) ? `loss (${loss})` : `gradient in ${bad.slice(0, 3).join(', ')}`}; no update made, checkpoint untouched`,
+        );
+      }
+      if (opts.gradsOnly) {
+        const out = join(outDir, `${basename(paths[0]!, '.safetensors')}.grads.safetensors`);
+        const tensors: Record<string, Tensor> = {};
+        for (const a of policy.lora.adapters) {
+          for (const [suffix, shape] of [
+            ['A', [a.inDim, policy.lora.rank]],
+            ['B', [policy.lora.rank, a.outDim]],
+          ] as const) {
+            const name = `lora:${a.weight}:${suffix}`;
+            tensors[`grad/${name}`] = f32([...shape], grads.get(name)!);
+          }
+        }
+        writeSafetensors(out, tensors, {
+          'vggrpo.kind': 'gradients',
+          'vggrpo.schema': '1',
+          'vggrpo.config': canonicalJson(config),
+          'vggrpo.inputs': JSON.stringify(paths.map((p) => ({ path: resolve(p), sha256: fileHash(p) }))),
+          'vggrpo.samples': String(samples),
+          'vggrpo.micro_batches': String(acc.n),
+          'vggrpo.policy': policyDir ? resolve(policyDir) : '',
+        });
+        io.emit(out);
+        return { gradients: out, metrics: { loss, samples } };
+      }
+      const gradNorm = clipGradNorm(grads, g.grad_clip);
+      adamwStep(policy.lora.params, grads, optimizer, { lr: g.lr, betas: g.betas, eps: g.eps, weightDecay: g.weight_decay });
+      metrics = {
+        step: startStep + 1,
+        inner,
+        loss,
+        policy_loss: acc.loss / acc.n,
+        kl: acc.kl / acc.n,
+        approx_kl: acc.approxKl / acc.n,
+        clip_fraction: acc.clip / acc.n,
+        grad_norm: gradNorm,
+        ratio_min: acc.rmin,
+        ratio_max: acc.rmax,
+        samples,
+      };
+      io.note(
+        `grpo-step: inner ${inner}: loss ${loss.toExponential(4)} kl ${metrics.kl!.toExponential(3)} ` +
+          `approx-kl ${metrics.approx_kl!.toExponential(3)} clip ${metrics.clip_fraction!.toFixed(3)} ` +
+          `grad-norm ${gradNorm.toExponential(3)} ratio [${acc.rmin.toFixed(6)}, ${acc.rmax.toFixed(6)}]`,
+      );
+      mkdirSync(dirname(outDir), { recursive: true });
+      appendFileSync(join(dirname(outDir), 'metrics.jsonl'), `${JSON.stringify({ checkpoint: outDir, ...metrics })}\n`);
+    }
+  } finally {
+    for (const s of sessions.values()) await s.release();
+    await policy.session.release();
+  }
+  const configHash = createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
+  saveCheckpoint(outDir, {
+    lora: policy.lora,
+    optimizer,
+    state: { step: startStep + 1, configHash, metrics },
+    baseModel: policy.denoiserPath,
+  });
+  io.emit(outDir);
+  return { checkpoint: outDir, metrics };
+}
+
+/** `--apply`: average gradient shards (weighted by their micro-batch counts) and take one step. */
+async function applyGradients(
+  paths: string[],
+  opts: { policy?: string; out?: string },
+  resolveConfig: ConfigResolver,
+  io: StageIo,
+): Promise<GrpoStepResult> {
+  let total = 0;
+  let sum: ParamMap | undefined;
+  let config: Config | undefined;
+  let samples = 0;
+  for (const p of paths) {
+    const { tensors, metadata } = readSafetensors(p);
+    if (metadata['vggrpo.kind'] !== 'gradients') throw new InputError(p, `is a ${metadata['vggrpo.kind'] ?? 'non-vggrpo'} file; expected gradients`);
+    const n = Number(metadata['vggrpo.micro_batches']);
+    if (!(n > 0)) throw new InputError(p, 'metadata vggrpo.micro_batches missing or not positive');
+    config ??= resolveConfig(JSON.parse(metadata['vggrpo.config'] ?? '{}'));
+    samples += Number(metadata['vggrpo.samples'] ?? 0);
+    const names = [...tensors.keys()].filter((k) => k.startsWith('grad/'));
+    if (!sum) sum = new Map(names.map((k) => [k.slice(5), new Float32Array(tensors.get(k)!.data.length)]));
+    for (const [k, acc] of sum) {
+      const t = tensors.get(`grad/${k}`);
+      if (!t || t.data.length !== acc.length) throw new InputError(p, `tensor 'grad/${k}' missing or of the wrong size`);
+      const d = t.data as Float32Array;
+      // Each shard's gradient is a mean over its n micro-batches: weight it back to a sum.
+      for (let j = 0; j < acc.length; j++) acc[j]! += n * d[j]!;
+    }
+    total += n;
+  }
+  for (const acc of sum!.values()) for (let j = 0; j < acc.length; j++) acc[j]! /= total;
+  const policy = await loadPolicy(config!, opts.policy);
+  await policy.session.release();
+  const bad = nonFiniteGrads(sum!);
+  if (bad.length) throw new RuntimeFailure(`non-finite gradient in ${bad.slice(0, 3).join(', ')}; no update made`);
+  const g = config!.grpo;
+  const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
+  const gradNorm = clipGradNorm(sum!, g.grad_clip);
+  adamwStep(policy.lora.params, sum!, optimizer, { lr: g.lr, betas: g.betas, eps: g.eps, weightDecay: g.weight_decay });
+  const step = (policy.checkpoint?.state.step ?? 0) + 1;
+  const outDir = resolve(opts.out ?? 'policy');
+  const metrics = { step, grad_norm: gradNorm, samples, micro_batches: total };
+  const configHash = createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
+  saveCheckpoint(outDir, { lora: policy.lora, optimizer, state: { step, configHash, metrics }, baseModel: policy.denoiserPath });
+  io.emit(outDir);
+  return { checkpoint: outDir, metrics };
 }

@@ -1,5 +1,16 @@
-import { notBuilt } from '../cli/base.js';
+/**
+ * `sample`: roll out the policy with the Flow-GRPO SDE, a group of G videos per prompt run as
+ * one batch, and write trajectory shards (a group never spans two shards).
+ */
+import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
+import { loadPolicy, velocity } from '../rl/policy.js';
+import { batchNoise, sampleSeed } from '../rl/prng.js';
+import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
+import { cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
+import { writeShard } from '../shards/shard.js';
+import { f32, i64, type Tensor } from '../shards/tensor.js';
+import { conditioning } from './context.js';
 
 export interface SampleOptions {
   config: Config;
@@ -8,15 +19,128 @@ export interface SampleOptions {
   out?: string;
   policy?: string;
 }
+
 export interface SampleResult {
   shards: string[];
   samples: number;
+  warnings: string[];
 }
 
+/** Default run folder for a fresh `sample`: runs/<UTC time>/trajectory. */
+export function defaultSampleOut(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[:]/g, '-').replace(/\..*$/, 'Z');
+  return join('runs', stamp, 'trajectory');
+}
+
+/**
+ * @example
+ *   await runSample({ config, prompts: 'examples/toy/prompts.txt', out: 'runs/t' }, console.log, console.error);
+ */
 export async function runSample(
-  _opts: SampleOptions,
-  _emit: (path: string) => void,
-  _note: (msg: string) => void,
+  opts: SampleOptions,
+  emit: (path: string) => void,
+  note: (msg: string) => void,
 ): Promise<SampleResult> {
-  notBuilt('sample');
+  const { config } = opts;
+  const s = config.sampler;
+  const cond = await conditioning(config, opts);
+  const policy = await loadPolicy(config, opts.policy);
+  const { C, F, H, W } = policy.shape;
+  const M = C * F * H * W;
+  const G = s.group_size;
+  // The schedule as stored (F32), so sample and grpo-step compute from identical sigmas.
+  const sigmas = Float32Array.from(shiftedSigmas(s.steps, s.shift));
+  const window = s.ode ? [] : sdeWindow(s.sde_window, s.steps);
+  const T = window.length;
+  const cfg = s.guidance !== 1;
+  const outDir = resolve(opts.out ?? defaultSampleOut());
+  const shards: string[] = [];
+  const warnings: string[] = [];
+  const P = cond.prompts.length;
+  const L = cond.L;
+  const D = cond.D;
+  const started = Date.now();
+  let done = 0;
+
+  for (let first = 0, shardNo = 0; first < P; first += s.per_shard, shardNo++) {
+    const groupIds = Array.from({ length: Math.min(s.per_shard, P - first) }, (_, k) => first + k);
+    const B = groupIds.length * G;
+    const latents = new Float32Array(B * (T + 1) * M);
+    const logProbs = new Float32Array(B * T);
+    const finals = new Float32Array(B * M);
+    const context = new Float32Array(B * L * D);
+    const seeds: bigint[] = [];
+    for (const [k, p] of groupIds.entries()) {
+      const groupSeeds = Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b));
+      seeds.push(...groupSeeds);
+      // The group is one batch; with CFG the batch is [uncond × G; cond × G].
+      const ctxB = new Float32Array((cfg ? 2 : 1) * G * L * D);
+      for (let b = 0; b < G; b++) {
+        if (cfg) {
+          ctxB.set(cond.uncond!, b * L * D);
+          ctxB.set(cond.contexts[p]!, (G + b) * L * D);
+        } else ctxB.set(cond.contexts[p]!, b * L * D);
+        context.set(cond.contexts[p]!, (k * G + b) * L * D);
+      }
+      const ctxT = f32([(cfg ? 2 : 1) * G, L, D], ctxB);
+      let x = batchNoise(groupSeeds, null, M);
+      for (let i = 0; i < s.steps; i++) {
+        const v = cfg
+          ? cfgCombineHalves(await velocity(policy, concat(x, x), 2 * G, sigmas[i]!, ctxT), s.guidance)
+          : await velocity(policy, x, G, sigmas[i]!, ctxT);
+        const t = window.indexOf(i);
+        if (t >= 0) {
+          for (let b = 0; b < G; b++) latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
+          const r = sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: s.noise_level, noise: batchNoise(groupSeeds, i, M) });
+          for (let b = 0; b < G; b++) logProbs[(k * G + b) * T + t] = r.logProb[b]!;
+          x = r.next;
+          if (t === T - 1) {
+            for (let b = 0; b < G; b++) latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
+          }
+        } else x = odeStep(x, v, sigmas, i);
+      }
+      finals.set(x, k * G * M);
+      for (let b = 0; b < G; b++) {
+        if (x.subarray(b * M, (b + 1) * M).some((val) => !Number.isFinite(val))) {
+          const w = `prompt ${p} sample ${b}: non-finite latents (model output); it will score the group minimum`;
+          warnings.push(w);
+          note(`warning: ${w}`);
+        }
+      }
+      done++;
+      note(`sample: group ${done}/${P} (prompt ${p}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    }
+    const tensors: Record<string, Tensor> = {
+      latents: f32([B, T + 1, C, F, H, W], latents),
+      step_index: i64([T], window),
+      sigmas: f32([s.steps + 1], sigmas),
+      log_probs: f32([B, T], logProbs),
+      final_latents: f32([B, C, F, H, W], finals),
+      context: f32([B, L, D], context),
+      seed: i64([B], seeds),
+      group_index: i64([B], groupIds.flatMap((p) => Array(G).fill(p))),
+      prompt_index: i64([B], groupIds.flatMap((p) => Array(G).fill(p))),
+    };
+    if (cfg) tensors.uncond_context = f32([1, L, D], cond.uncond!);
+    const path = join(outDir, `shard-${String(shardNo).padStart(4, '0')}.safetensors`);
+    writeShard(path, 'trajectory', tensors, {
+      config,
+      inputs: [...cond.sources, ...(opts.policy ? [join(opts.policy, 'adapter_model.safetensors')] : [])],
+      extra: {
+        'vggrpo.prompts': JSON.stringify(cond.prompts),
+        'vggrpo.policy': opts.policy ? resolve(opts.policy) : '',
+      },
+    });
+    shards.push(path);
+    emit(path);
+  }
+  await policy.session.release();
+  return { shards, samples: P * G, warnings };
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

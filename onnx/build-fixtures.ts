@@ -1,0 +1,76 @@
+/**
+ * `npm run fixtures`: rebuild every toy fixture model in onnx/fixtures/ from the builders in
+ * src/toy/ and the committed denoiser weights (onnx/fixtures/denoiser-weights.safetensors; the
+ * seeded random initialisation when that file is absent). Byte-identical on every run.
+ *
+ * @example
+ *   node --import tsx onnx/build-fixtures.ts            # into onnx/fixtures/
+ *   node --import tsx onnx/build-fixtures.ts /tmp/out   # elsewhere (the tests do this)
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { saveModel } from '../src/onnx/model.js';
+import type { ModelProto } from '../src/onnx/proto.js';
+import { readSafetensors } from '../src/shards/safetensors.js';
+import { toFloat32 } from '../src/shards/tensor.js';
+import { buildDenoiser } from '../src/toy/denoiser.js';
+import { buildLgm } from '../src/toy/lgm.js';
+import { buildTextEncoder } from '../src/toy/text-encoder.js';
+import { buildVaeDecoder } from '../src/toy/vae-decoder.js';
+
+export const FIXTURES_DIR = fileURLToPath(new URL('./fixtures/', import.meta.url));
+export const DENOISER_WEIGHTS = join(FIXTURES_DIR, 'denoiser-weights.safetensors');
+
+/** The fixture files by model role. */
+export const FIXTURE_FILES = {
+  denoiser: 'denoiser.onnx',
+  lgm: 'lgm.onnx',
+  text_encoder: 'text_encoder.onnx',
+  vae_decoder: 'vae_decoder.onnx',
+} as const;
+
+/**
+ * Trained denoiser weights by parameter name, or undefined when no weight file exists.
+ *
+ * @example
+ *   const w = readDenoiserWeights(); // Map<string, Float32Array> | undefined
+ */
+export function readDenoiserWeights(path = DENOISER_WEIGHTS): Map<string, Float32Array> | undefined {
+  if (!existsSync(path)) return undefined;
+  const { tensors } = readSafetensors(path);
+  return new Map([...tensors].map(([k, t]) => [k, Float32Array.from(toFloat32(t))]));
+}
+
+/**
+ * Build all fixtures into `outDir`; returns the written paths by role.
+ *
+ * @example
+ *   buildFixtures('/tmp/fixtures'); // { denoiser: '/tmp/fixtures/denoiser.onnx', … }
+ */
+export function buildFixtures(
+  outDir: string = FIXTURES_DIR,
+  weightsPath = DENOISER_WEIGHTS,
+): Record<string, string> {
+  mkdirSync(outDir, { recursive: true });
+  const models: Record<keyof typeof FIXTURE_FILES, ModelProto> = {
+    denoiser: buildDenoiser({ weights: readDenoiserWeights(weightsPath) }).model,
+    lgm: buildLgm(),
+    text_encoder: buildTextEncoder(),
+    vae_decoder: buildVaeDecoder(),
+  };
+  const written: Record<string, string> = {};
+  for (const [role, model] of Object.entries(models)) {
+    const path = join(outDir, FIXTURE_FILES[role as keyof typeof FIXTURE_FILES]);
+    saveModel(model, path);
+    written[role] = path;
+  }
+  return written;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const t0 = Date.now();
+  const written = buildFixtures(process.argv[2] ?? FIXTURES_DIR);
+  for (const p of Object.values(written)) process.stdout.write(`${p}\n`);
+  process.stderr.write(`fixtures built in ${Date.now() - t0} ms\n`);
+}

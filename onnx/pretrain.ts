@@ -1,0 +1,332 @@
+/**
+ * One-off pretraining of the toy denoiser (the base policy) by flow matching on toy latents, with
+ * the project's own autodiff: the denoiser graph gets an MSE loss appended with the graph builder,
+ * `buildGradientGraph` differentiates it w.r.t. every parameter (fed as graph inputs), and AdamW
+ * (src/rl/adamw.ts) updates the weights. Deterministic: fixed seeds, fixed step count, one
+ * onnxruntime session with a fixed thread count.
+ *
+ * Data: each pretraining prompt (examples/toy/prompts.txt plus a pool of synthetic prompts from
+ * the toy grammar, never the held-out ones) names a scenario (`src/toy/prompts.ts`); each sample
+ * renders that scenario's scene along its camera-path family, smooth with probability ½ and
+ * otherwise with random jitter, so the base policy's samples of one prompt differ in camera
+ * smoothness (what GRPO's motion reward needs). x_σ = (1−σ)·x0 + σ·ε, target v = ε − x0, σ drawn
+ * like the shift-3 sampling schedule.
+ *
+ * Writes onnx/fixtures/denoiser-weights.safetensors and rebuilds the fixtures; then samples groups
+ * of 8 for the training and held-out prompts and reports the std of r_motion within each group.
+ *
+ * @example
+ *   node --import tsx onnx/pretrain.ts                     # train (≈8 min on 2 cores), write, evaluate
+ *   node --import tsx onnx/pretrain.ts --eval-only         # evaluate the committed weights
+ *   node --import tsx onnx/pretrain.ts --steps 20 --out /tmp/w.safetensors
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { poseEncodingToCameras } from '../src/geometry/cameras.js';
+import { buildGradientGraph } from '../src/onnx/autodiff.js';
+import { GraphBuilder } from '../src/onnx/builder.js';
+import { encodeModel } from '../src/onnx/model.js';
+import { adamwInit, adamwStep, clipGradNorm, type ParamMap } from '../src/rl/adamw.js';
+import { batchNoise, gaussian, splitSeed } from '../src/rl/prng.js';
+import { sdeWindow, shiftedSigmas, timestepOf } from '../src/rl/schedule.js';
+import { odeStep, sdeStep } from '../src/rl/sde.js';
+import { motion } from '../src/rewards/motion.js';
+import { ModelSession } from '../src/runtime/session.js';
+import { writeSafetensors } from '../src/shards/safetensors.js';
+import { f32, type Tensor } from '../src/shards/tensor.js';
+import { buildDenoiser } from '../src/toy/denoiser.js';
+import { encodeScene } from '../src/toy/encoder.js';
+import { LATENT_SIZE, TOY } from '../src/toy/latent.js';
+import { buildLgm } from '../src/toy/lgm.js';
+import { promptScenario, syntheticPrompts } from '../src/toy/prompts.js';
+import { buildTextEncoder } from '../src/toy/text-encoder.js';
+import { tokenizeBatch } from '../src/toy/tokenizer.js';
+import { makeScene, makeTrajectory, Rng, type Scene } from '../src/world/index.js';
+import { buildFixtures, DENOISER_WEIGHTS, FIXTURES_DIR, readDenoiserWeights } from './build-fixtures.js';
+
+const EXAMPLES = join(FIXTURES_DIR, '..', '..', 'examples', 'toy');
+const { channels: C, frames: F, height: H, width: W, contextLength: L, contextDim: D } = TOY;
+
+export interface PretrainOptions {
+  steps: number;
+  batch: number;
+  lr: number;
+  seed: number;
+  threads: number;
+  /** Synthetic prompts added to the training prompts. */
+  synthetic: number;
+  /** Probability that a training video has a smooth camera. */
+  smoothFraction: number;
+}
+
+export const PRETRAIN_DEFAULTS: PretrainOptions = {
+  steps: 700,
+  batch: 8,
+  lr: 2e-3,
+  seed: 0,
+  threads: 2,
+  synthetic: 56,
+  smoothFraction: 0.5,
+};
+
+function readPromptFile(name: string): string[] {
+  return readFileSync(join(EXAMPLES, name), 'utf8')
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/** Text contexts [n, L, D] of prompts through the text-encoder fixture. */
+async function encodePrompts(prompts: string[], threads: number): Promise<Float32Array> {
+  const s = await ModelSession.open(encodeModel(buildTextEncoder()), { threads });
+  const out = (await s.run({ input_ids: tokenizeBatch(prompts) })).context!.data as Float32Array;
+  await s.release();
+  return Float32Array.from(out);
+}
+
+/** A training video of `prompt`: its scenario's scene and path, smooth or jittered. */
+function trainingLatents(prompt: string, scenes: Map<string, Scene>, rng: Rng, smoothFraction: number): Float32Array {
+  const sc = promptScenario(prompt);
+  let scene = scenes.get(prompt);
+  if (!scene) {
+    scene = makeScene(sc.sceneSeed, { dynamic: sc.dynamic });
+    scenes.set(prompt, scene);
+  }
+  const smooth = rng.next() < smoothFraction;
+  const traj = makeTrajectory(
+    sc.family,
+    smooth ? {} : { jitterPos: rng.uniform(0.03, 0.12), jitterRot: rng.uniform(0.01, 0.05), seed: rng.int(0, 1 << 30) },
+  );
+  return encodeScene(scene, traj).latents;
+}
+
+/** The denoiser with parameters as inputs, an MSE loss against `target`, and its gradient graph. */
+function trainingGraph(batch: number): { bytes: Uint8Array; params: { name: string; shape: number[]; value: Float32Array }[] } {
+  const { model, params } = buildDenoiser({ paramsAsInputs: true, batch });
+  const g = GraphBuilder.extend(model);
+  const target = g.input('target', 'float32', [batch, C, F, H, W]);
+  const diff = g.op('Sub', ['velocity', target]);
+  const loss = g.op('ReduceMean', [g.op('Mul', [diff, diff])], { keepdims: 0 });
+  model.graph!.output = [];
+  g.output(loss, 'loss', 'float32', []);
+  const grad = buildGradientGraph(model, { wrt: params.map((p) => p.name) });
+  if (grad.warnings.length) throw new Error(`autodiff warnings: ${grad.warnings.join('; ')}`);
+  return { bytes: encodeModel(grad.model), params };
+}
+
+/**
+ * Train from the seeded initialisation; returns the trained parameters by name.
+ *
+ * @example
+ *   const weights = await pretrain({ ...PRETRAIN_DEFAULTS, steps: 10 });
+ */
+export async function pretrain(o: PretrainOptions, log: (s: string) => void = () => {}): Promise<Map<string, Float32Array>> {
+  const heldOut = readPromptFile('prompts-heldout.txt');
+  const prompts = [...readPromptFile('prompts.txt'), ...syntheticPrompts(o.synthetic, o.seed, heldOut)];
+  const contexts = await encodePrompts(prompts, o.threads);
+  const { bytes, params } = trainingGraph(o.batch);
+  const session = await ModelSession.open(bytes, { threads: o.threads });
+  const values: ParamMap = new Map(params.map((p) => [p.name, Float32Array.from(p.value)]));
+  const state = adamwInit(values);
+  const rng = new Rng(o.seed * 7 + 1);
+  const scenes = new Map<string, Scene>();
+  const B = o.batch;
+  const n = B * LATENT_SIZE;
+  const warmup = Math.min(30, Math.floor(o.steps / 10));
+  const t0 = Date.now();
+  let ema = Number.NaN;
+  for (let step = 0; step < o.steps; step++) {
+    const x0 = new Float32Array(n);
+    const ctx = new Float32Array(B * L * D);
+    const sigma = new Float32Array(B);
+    for (let b = 0; b < B; b++) {
+      const p = rng.int(0, prompts.length - 1);
+      x0.set(trainingLatents(prompts[p]!, scenes, rng, o.smoothFraction), b * LATENT_SIZE);
+      ctx.set(contexts.subarray(p * L * D, (p + 1) * L * D), b * L * D);
+      // σ distributed like the shift-3 schedule's steps (more time at high noise).
+      const u = rng.uniform(0.001, 0.999);
+      sigma[b] = (3 * u) / (1 + 2 * u);
+    }
+    const eps = gaussian(splitSeed(o.seed, step), n);
+    const xt = new Float32Array(n);
+    const target = new Float32Array(n);
+    for (let b = 0; b < B; b++) {
+      const s = sigma[b]!;
+      for (let i = b * LATENT_SIZE; i < (b + 1) * LATENT_SIZE; i++) {
+        xt[i] = (1 - s) * x0[i]! + s * eps[i]!;
+        target[i] = eps[i]! - x0[i]!;
+      }
+    }
+    const feeds: Record<string, Tensor> = {
+      latents: f32([B, C, F, H, W], xt),
+      timestep: f32([B], Float32Array.from(sigma, (s) => timestepOf(s))),
+      context: f32([B, L, D], ctx),
+      target: f32([B, C, F, H, W], target),
+      'grad:loss': f32([], [1]),
+    };
+    for (const p of params) feeds[p.name] = f32(p.shape, values.get(p.name)!);
+    const out = await session.run(feeds);
+    const grads: ParamMap = new Map(params.map((p) => [p.name, out[`grad:${p.name}`]!.data as Float32Array]));
+    const gnorm = clipGradNorm(grads, 1);
+    const progress = step < warmup ? (step + 1) / warmup : (step - warmup) / Math.max(1, o.steps - warmup);
+    const lr = step < warmup ? o.lr * progress : o.lr * (0.1 + 0.45 * (1 + Math.cos(Math.PI * progress)));
+    adamwStep(values, grads, state, { lr, weightDecay: 0 });
+    const loss = (out.loss!.data as Float32Array)[0]!;
+    ema = Number.isNaN(ema) ? loss : 0.98 * ema + 0.02 * loss;
+    if (step % 25 === 0 || step === o.steps - 1) {
+      log(`step ${step} loss ${loss.toFixed(4)} ema ${ema.toFixed(4)} |g| ${gnorm.toFixed(3)} lr ${lr.toExponential(2)} ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    }
+  }
+  await session.release();
+  return values;
+}
+
+export interface GroupStats {
+  prompt: string;
+  heldOut: boolean;
+  rewards: number[];
+  mean: number;
+  std: number;
+  /** Median predicted depth over the group (the toy room gives roughly 2–5). */
+  medianDepth: number;
+}
+
+/**
+ * Sample a group of `groupSize` per prompt with the toy config's sampler (10 steps, shift 3, SDE
+ * noise 0.7 on steps 0–8), decode with the LGM and score r_motion.
+ *
+ * @example
+ *   const stats = await evaluateGroups(weights, ['orbit around the red box'], [], 2);
+ */
+export async function evaluateGroups(
+  weights: ReadonlyMap<string, Float32Array>,
+  train: string[],
+  heldOut: string[],
+  threads: number,
+  groupSize = 8,
+  seed = 1000,
+): Promise<GroupStats[]> {
+  const prompts = [...train, ...heldOut];
+  const contexts = await encodePrompts(prompts, threads);
+  const den = await ModelSession.open(encodeModel(buildDenoiser({ weights }).model), { threads });
+  const lgm = await ModelSession.open(encodeModel(buildLgm()), { threads });
+  const sigmas = shiftedSigmas(10, 3);
+  const window = new Set(sdeWindow('0:9', 10));
+  const G = groupSize;
+  const stats: GroupStats[] = [];
+  for (let p = 0; p < prompts.length; p++) {
+    const seeds = Array.from({ length: G }, (_, k) => splitSeed(seed, p * G + k));
+    let x = batchNoise(seeds, null, LATENT_SIZE);
+    const ctx = new Float32Array(G * L * D);
+    for (let k = 0; k < G; k++) ctx.set(contexts.subarray(p * L * D, (p + 1) * L * D), k * L * D);
+    for (let i = 0; i < 10; i++) {
+      const v = (
+        await den.run({
+          latents: f32([G, C, F, H, W], x),
+          timestep: f32([G], new Array(G).fill(timestepOf(sigmas[i]!))),
+          context: f32([G, L, D], ctx),
+        })
+      ).velocity!.data as Float32Array;
+      x = window.has(i)
+        ? sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: 0.7, noise: batchNoise(seeds, i, LATENT_SIZE) }).next
+        : odeStep(x, v, sigmas, i);
+    }
+    const geo = await lgm.run({ latents: f32([G, C, F, H, W], x) });
+    const { geoHeight: h, geoWidth: w } = TOY;
+    const depth = geo.depth!.data as Float32Array;
+    const rewards: number[] = [];
+    for (let k = 0; k < G; k++) {
+      const pose = (geo.pose_enc!.data as Float32Array).subarray(k * F * 9, (k + 1) * F * 9);
+      const cams = poseEncodingToCameras(pose, h, w);
+      const d = depth.subarray(k * F * h * w, (k + 1) * F * h * w);
+      const pts = (geo.world_points!.data as Float32Array).subarray(k * F * h * w * 3, (k + 1) * F * h * w * 3);
+      rewards.push(motion.compute({ frames: F, height: h, width: w, depth: d, points: pts, ...cams }));
+    }
+    const mean = rewards.reduce((a, r) => a + r, 0) / G;
+    const std = Math.sqrt(rewards.reduce((a, r) => a + (r - mean) ** 2, 0) / G);
+    const sorted = Float32Array.from(depth).sort();
+    stats.push({ prompt: prompts[p]!, heldOut: p >= train.length, rewards, mean, std, medianDepth: sorted[sorted.length >> 1]! });
+  }
+  await den.release();
+  await lgm.release();
+  return stats;
+}
+
+/** r_motion of ground-truth toy videos, smooth and jittered, as a reference for the samples'. */
+function groundTruthMotion(prompts: string[]): { smooth: number; jittery: number } {
+  const rng = new Rng(99);
+  const scenes = new Map<string, Scene>();
+  let smooth = 0;
+  let jittery = 0;
+  for (const p of prompts) {
+    for (const s of [1, 0]) {
+      const sc = promptScenario(p);
+      const scene = scenes.get(p) ?? makeScene(sc.sceneSeed, { dynamic: sc.dynamic });
+      scenes.set(p, scene);
+      const traj = makeTrajectory(sc.family, s ? {} : { jitterPos: rng.uniform(0.03, 0.12), jitterRot: rng.uniform(0.01, 0.05), seed: rng.int(0, 1 << 30) });
+      const g = encodeScene(scene, traj).geometry;
+      const r = motion.compute({ frames: F, height: g.height, width: g.width, depth: g.depth, points: g.points, extrinsics: g.extrinsics, intrinsics: g.intrinsics });
+      if (s) smooth += r / prompts.length;
+      else jittery += r / prompts.length;
+    }
+  }
+  return { smooth, jittery };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      steps: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      threads: { type: 'string' },
+      out: { type: 'string' },
+      'eval-only': { type: 'boolean', default: false },
+      'no-eval': { type: 'boolean', default: false },
+    },
+  });
+  const o: PretrainOptions = {
+    ...PRETRAIN_DEFAULTS,
+    ...(values.steps ? { steps: Number(values.steps) } : {}),
+    ...(values.batch ? { batch: Number(values.batch) } : {}),
+    ...(values.lr ? { lr: Number(values.lr) } : {}),
+    ...(values.threads ? { threads: Number(values.threads) } : {}),
+  };
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const out = values.out ?? DENOISER_WEIGHTS;
+  let weights: Map<string, Float32Array>;
+  if (values['eval-only']) {
+    weights = readDenoiserWeights(out) ?? new Map();
+  } else {
+    const t0 = Date.now();
+    weights = await pretrain(o, log);
+    const tensors = new Map([...weights].map(([k, v]) => [k, f32([v.length], v)]));
+    // Keep each parameter's shape in the file.
+    for (const p of buildDenoiser().params) tensors.set(p.name, f32(p.shape, weights.get(p.name)!));
+    writeSafetensors(out, tensors, {
+      'vggrpo.kind': 'toy-denoiser-weights',
+      'vggrpo.pretrain': JSON.stringify(o),
+    });
+    log(`wrote ${out} after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    if (out === DENOISER_WEIGHTS) for (const p of Object.values(buildFixtures())) log(`rebuilt ${p}`);
+  }
+  if (values['no-eval']) return;
+  const train = readPromptFile('prompts.txt');
+  const heldOut = readPromptFile('prompts-heldout.txt');
+  const stats = await evaluateGroups(weights, train, heldOut, o.threads);
+  for (const s of stats) {
+    log(`${s.heldOut ? 'held-out' : 'train   '} mean ${s.mean.toFixed(3)} std ${s.std.toFixed(3)} depth ${s.medianDepth.toFixed(2)}  ${s.prompt}`);
+  }
+  const ok = stats.filter((s) => s.std >= 0.02).length / stats.length;
+  const gt = groundTruthMotion(train);
+  log(`ground-truth r_motion: smooth ${gt.smooth.toFixed(3)}, jittery ${gt.jittery.toFixed(3)}`);
+  log(`groups with std(r_motion) ≥ 0.02: ${(100 * ok).toFixed(0)}%`);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
+}

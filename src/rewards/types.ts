@@ -1,0 +1,76 @@
+/**
+ * What every reward reads and how it is declared. A reward is a named pure function of ONE
+ * video's geometry (the geometry model's outputs for that sample) with typed options and defaults.
+ */
+
+/**
+ * One video's geometry in the geometry-shard layout (one batch entry): F frames of h×w outputs.
+ * Arrays may be subarray views into a shard's buffers.
+ */
+export interface GeometrySample {
+  frames: number;
+  height: number;
+  width: number;
+  /** [F,h,w] depth along each camera's optical axis. */
+  depth: Float32Array;
+  /** [F,h,w,3] world points. */
+  points: Float32Array;
+  /** [F,h,w] confidence (higher = more confident); absent = all equally confident. */
+  confidence?: Float32Array;
+  /** [F,3,4] camera-from-world [R|t], OpenCV axes. */
+  extrinsics: Float32Array | Float64Array;
+  /** [F,3,3] pixel intrinsics of the h×w output. */
+  intrinsics: Float32Array | Float64Array;
+  /** [F,h,w,3] world displacement of each point to the next frame; absent = static scene. */
+  sceneFlow?: Float32Array;
+}
+
+/**
+ * A reward: `compute` maps one video's geometry to a number (higher is better). `parseOptions`
+ * turns the config's free-form `rewards.<name>.options` into typed options, naming the bad key.
+ *
+ * @example
+ *   const r = motion.compute(sample, { eps: 1e-3 });
+ */
+export interface Reward<O extends object = object> {
+  name: string;
+  /** One line for `--help` and reports. */
+  description: string;
+  defaults: Readonly<O>;
+  parseOptions(raw: Record<string, unknown> | undefined, where?: string): O;
+  compute(geom: GeometrySample, options?: Partial<O>): number;
+}
+
+/**
+ * Views of batch entry `b` of geometry-shard arrays (no copies).
+ *
+ * @example
+ *   const g = sliceGeometry({ depth, points, extrinsics, intrinsics }, 2, 8, 32, 32);
+ */
+export function sliceGeometry(
+  batch: {
+    depth: Float32Array;
+    points: Float32Array;
+    confidence?: Float32Array;
+    extrinsics: Float32Array;
+    intrinsics: Float32Array;
+    sceneFlow?: Float32Array;
+  },
+  b: number,
+  frames: number,
+  height: number,
+  width: number,
+): GeometrySample {
+  const n = frames * height * width;
+  return {
+    frames,
+    height,
+    width,
+    depth: batch.depth.subarray(b * n, (b + 1) * n),
+    points: batch.points.subarray(3 * b * n, 3 * (b + 1) * n),
+    confidence: batch.confidence?.subarray(b * n, (b + 1) * n),
+    extrinsics: batch.extrinsics.subarray(12 * b * frames, 12 * (b + 1) * frames),
+    intrinsics: batch.intrinsics.subarray(9 * b * frames, 9 * (b + 1) * frames),
+    sceneFlow: batch.sceneFlow?.subarray(3 * b * n, 3 * (b + 1) * n),
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * The policy: the denoiser with LoRA branches injected (unmerged), fed the adapter weights as
+ * graph inputs. `sample` and `grpo-step` both run this same graph with the same batch shape, so
+ * the log-prob recomputed for the GRPO ratio equals the recorded one.
+ */
+import { loadModel, encodeModel } from '../onnx/model.js';
+import { injectLora } from '../onnx/lora.js';
+import type { Config } from '../config/schema.js';
+import { InputError } from '../errors.js';
+import { ModelSession, type RuntimeOptions } from '../runtime/session.js';
+import { f32, type Tensor } from '../shards/tensor.js';
+import { type LoraWeights, initLora, loadCheckpoint, loraTensors, type PolicyCheckpoint } from './checkpoint.js';
+
+export interface DenoiserShape {
+  C: number;
+  F: number;
+  H: number;
+  W: number;
+  L: number;
+  D: number;
+}
+
+export interface Policy {
+  session: ModelSession;
+  lora: LoraWeights;
+  checkpoint?: PolicyCheckpoint;
+  shape: DenoiserShape;
+  /** The LoRA-injected model (for building training graphs). */
+  modelBytes: Uint8Array;
+  denoiserPath: string;
+}
+
+export function runtimeOptions(config: Config): Partial<RuntimeOptions> {
+  return {
+    device: config.runtime.device,
+    threads: config.runtime.threads,
+    graphOptimization: config.runtime.graph_optimization,
+  };
+}
+
+/** Seed of a fresh LoRA (no checkpoint): fixed, so `sample` and `grpo-step` initialise the same A. */
+export const LORA_INIT_SEED = 0x10a;
+
+/**
+ * Load the denoiser, inject LoRA per `config.lora`, and take the adapter weights from the
+ * checkpoint folder (or a fresh peft-style init, B = 0, when there is none).
+ *
+ * @example
+ *   const policy = await loadPolicy(config, 'runs/x/iter-0003/policy');
+ */
+export async function loadPolicy(config: Config, checkpointDir?: string): Promise<Policy> {
+  const path = config.models.denoiser;
+  if (!path) throw new InputError('config', 'models.denoiser is not set (give --config with models.denoiser)');
+  const base = loadModel(path);
+  const { model, adapters } = injectLora(base, {
+    rank: config.lora.rank,
+    alpha: config.lora.alpha,
+    targets: config.lora.targets,
+  });
+  if (adapters.length === 0) {
+    throw new InputError(path, `no MatMul/Gemm weight matches lora.targets ${JSON.stringify(config.lora.targets)}`);
+  }
+  const adapterDims = adapters.map((a) => ({ weight: a.weight, inDim: a.inDim, outDim: a.outDim }));
+  let lora: LoraWeights;
+  let checkpoint: PolicyCheckpoint | undefined;
+  if (checkpointDir) {
+    checkpoint = loadCheckpoint(checkpointDir);
+    lora = checkpoint.lora;
+    for (const a of adapterDims) {
+      const got = lora.adapters.find((x) => x.weight === a.weight);
+      if (!got || got.inDim !== a.inDim || got.outDim !== a.outDim) {
+        throw new InputError(checkpointDir, `adapter for '${a.weight}' missing or of the wrong shape for ${path}`);
+      }
+    }
+    if (lora.rank !== config.lora.rank) {
+      throw new InputError(checkpointDir, `LoRA rank ${lora.rank} differs from lora.rank ${config.lora.rank}`);
+    }
+  } else {
+    lora = initLora(adapterDims, config.lora.rank, LORA_INIT_SEED, config.lora.alpha);
+  }
+  const modelBytes = encodeModel(model);
+  const session = await ModelSession.open(modelBytes, runtimeOptions(config), path);
+  return { session, lora, checkpoint, shape: denoiserShape(session, config, path), modelBytes, denoiserPath: path };
+}
+
+function denoiserShape(session: ModelSession, config: Config, path: string): DenoiserShape {
+  const byName = Object.fromEntries(session.inputs.map((i) => [i.name, i]));
+  for (const name of ['latents', 'timestep', 'context']) {
+    if (!byName[name]) throw new InputError(path, `denoiser has no input '${name}' (contract: latents, timestep, context)`);
+  }
+  if (!session.outputNames.includes('velocity')) throw new InputError(path, "denoiser has no output 'velocity'");
+  const lat = byName.latents!.shape;
+  const ctx = byName.context!.shape;
+  const fromCfg = config.sampler.latent_shape;
+  const dims = [1, 2, 3, 4].map((k, j) => (typeof lat[k] === 'number' ? (lat[k] as number) : fromCfg?.[j]));
+  if (dims.some((d) => d === undefined)) {
+    throw new InputError(path, 'latents input has dynamic C/F/H/W: set sampler.latent_shape [C, F, H, W]');
+  }
+  const [C, F, H, W] = dims as number[];
+  const L = typeof ctx[1] === 'number' ? ctx[1] : -1;
+  const D = typeof ctx[2] === 'number' ? ctx[2] : -1;
+  return { C: C!, F: F!, H: H!, W: W!, L, D };
+}
+
+/**
+ * Velocity for a batch: x [B, C, F, H, W], σ per step (timestep = 1000σ), context [B, L, D].
+ *
+ * @example
+ *   const v = await velocity(policy, x, B, 0.9, ctx);
+ */
+export async function velocity(policy: Policy, x: Float32Array, batch: number, sigma: number, context: Tensor): Promise<Float32Array> {
+  const { C, F, H, W } = policy.shape;
+  const feeds: Record<string, Tensor> = {
+    latents: f32([batch, C, F, H, W], x),
+    timestep: f32([batch], new Float32Array(batch).fill(Math.fround(1000 * sigma))),
+    context,
+  };
+  for (const [name, t] of loraTensors(policy.lora)) feeds[name] = t;
+  const out = await policy.session.run(feeds, ['velocity']);
+  return out.velocity!.data as Float32Array;
+}

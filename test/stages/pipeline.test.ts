@@ -1,0 +1,178 @@
+/**
+ * The stages on the toy fixtures, as a user runs them: files and pipes give the same shards,
+ * sampling is deterministic, recorded log-probs are reproduced by grpo-step (ratio 1), and bad
+ * input exits 2.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { readConfigFile, resolveConfig } from '../../src/config/load.js';
+import { loadPolicy, velocity } from '../../src/rl/policy.js';
+import { sdeStep } from '../../src/rl/sde.js';
+import { readSafetensors, writeSafetensors } from '../../src/shards/safetensors.js';
+import { readShard } from '../../src/shards/shard.js';
+import { f32, toNumbers } from '../../src/shards/tensor.js';
+import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
+
+const CONFIG = join(ROOT, 'examples/toy/config.yaml');
+const dir = tempDir('vggrpo-pipe-');
+const cfg = join(dir, 'small.yaml');
+const prompts = join(dir, 'prompts.txt');
+writeFileSync(
+  cfg,
+  readFileSync(CONFIG, 'utf8').replace(/\.\.\/\.\.\/onnx\//g, `${join(ROOT, 'onnx')}/`) +
+    '\n',
+);
+writeFileSync(prompts, 'orbit around the red box\ndolly toward the blue sphere\npan across the room\n');
+const small = ['--config', cfg, '--group-size', '3', '--steps', '4', '--per-shard', '2', '--threads', '1'];
+
+function files(d: string): string[] {
+  return readdirSync(d).filter((f) => f.endsWith('.safetensors')).sort();
+}
+
+test('sample → decode-geometry → score: files and a pipe give identical shards', async () => {
+  const a = join(dir, 'a');
+  const s = await runCli(['sample', ...small, '--prompts', prompts, '--out', join(a, 'trajectory')]);
+  assert.equal(s.code, 0, s.stderr);
+  const trajPaths = s.stdout.trim().split('\n');
+  assert.equal(trajPaths.length, 2, 'three groups at two per shard → two shards');
+  const g = await runCli(['decode-geometry', ...trajPaths]);
+  assert.equal(g.code, 0, g.stderr);
+  const geomPaths = g.stdout.trim().split('\n');
+  assert.deepEqual(geomPaths, trajPaths.map((p) => p.replace('/trajectory/', '/geometry/')), 'default --out: geometry/ beside trajectory/');
+  const r = await runCli(['score', ...geomPaths]);
+  assert.equal(r.code, 0, r.stderr);
+
+  const b = join(dir, 'b');
+  execFileSync('bash', [
+    '-o',
+    'pipefail',
+    '-c',
+    `node ${BIN} sample ${small.join(' ')} --prompts ${prompts} --out ${b}/trajectory | node ${BIN} decode-geometry | node ${BIN} score > ${b}/paths.txt`,
+  ]);
+  for (const kind of ['trajectory', 'geometry', 'rewards']) {
+    assert.deepEqual(files(join(a, kind)), files(join(b, kind)));
+    for (const f of files(join(a, kind))) {
+      const x = readSafetensors(join(a, kind, f));
+      const y = readSafetensors(join(b, kind, f));
+      for (const [name, t] of x.tensors) assert.deepEqual(y.tensors.get(name)!.data, t.data, `${kind}/${f}: ${name}`);
+    }
+  }
+  const rw = readShard(join(a, 'rewards', files(join(a, 'rewards'))[0]!), 'rewards');
+  for (const name of ['reward/motion', 'reward/reprojection', 'advantages']) {
+    const v = rw.tensors.get(name)!.data as Float32Array;
+    assert.ok(v.every(Number.isFinite), name);
+  }
+  const motion = rw.tensors.get('reward/motion')!.data as Float32Array;
+  assert.ok(motion.every((m) => m >= 0.5 && m <= 1), 'r_motion ∈ [½, 1]');
+  // advantages are z-scores within each group: they sum to ~0 per group
+  const adv = rw.tensors.get('advantages')!.data as Float32Array;
+  const groups = toNumbers(rw.tensors.get('group_index')!);
+  for (const gi of new Set(groups)) {
+    const sum = groups.reduce((acc, gg, i) => (gg === gi ? acc + adv[i]! : acc), 0);
+    assert.ok(Math.abs(sum) < 1e-3, `group ${gi} advantages sum ${sum}`);
+  }
+});
+
+test('sampling is deterministic and the recorded log-prob is reproduced exactly', async () => {
+  const out1 = join(dir, 'd1');
+  const out2 = join(dir, 'd2');
+  for (const o of [out1, out2]) {
+    const r = await runCli(['sample', ...small, '--prompts', prompts, '--out', o]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  for (const f of files(out1)) assert.deepEqual(readFileSync(join(out1, f)), readFileSync(join(out2, f)), f);
+
+  const traj = readShard(join(out1, files(out1)[0]!), 'trajectory');
+  const config = resolveConfig([traj.config]);
+  const policy = await loadPolicy(config);
+  try {
+    const lat = traj.tensors.get('latents')!;
+    const [B, T1] = lat.shape as [number, number];
+    const M = lat.data.length / (B * T1);
+    const G = config.sampler.group_size;
+    const ctx = traj.tensors.get('context')!;
+    const [, L, D] = ctx.shape as [number, number, number];
+    const sigmas = traj.tensors.get('sigmas')!.data as Float32Array;
+    const steps = toNumbers(traj.tensors.get('step_index')!);
+    const logp = traj.tensors.get('log_probs')!.data as Float32Array;
+    const t = 1;
+    // group 0 as one batch, as sample ran it
+    const x = new Float32Array(G * M);
+    const next = new Float32Array(G * M);
+    for (let b = 0; b < G; b++) {
+      x.set((lat.data as Float32Array).subarray((b * T1 + t) * M, (b * T1 + t + 1) * M), b * M);
+      next.set((lat.data as Float32Array).subarray((b * T1 + t + 1) * M, (b * T1 + t + 2) * M), b * M);
+    }
+    const v = await velocity(policy, x, G, sigmas[steps[t]!]!, f32([G, L, D], (ctx.data as Float32Array).slice(0, G * L * D)));
+    const r = sdeStep({ x, v, sigmas, i: steps[t]!, batch: G, noiseLevel: config.sampler.noise_level, next });
+    for (let b = 0; b < G; b++) assert.ok(Math.abs(r.logProb[b]! - logp[b * (T1 - 1) + t]!) <= 1e-6, `sample ${b}`);
+  } finally {
+    await policy.session.release();
+  }
+});
+
+test('grpo-step: ratio 1 on the first inner step, a checkpoint the sampler accepts, grads-only + apply', async () => {
+  const run = join(dir, 'run');
+  execFileSync('bash', [
+    '-o',
+    'pipefail',
+    '-c',
+    `node ${BIN} sample ${small.join(' ')} --prompts ${prompts} --out ${run}/trajectory | node ${BIN} decode-geometry | node ${BIN} score > /dev/null`,
+  ]);
+  const rewards = readdirSync(join(run, 'rewards')).map((f) => join(run, 'rewards', f));
+  const step = await runCli(['grpo-step', ...rewards, '--out', join(run, 'policy'), '--json']);
+  assert.equal(step.code, 0, step.stderr);
+  const res = JSON.parse(step.stdout);
+  assert.equal(res.checkpoint, join(run, 'policy'));
+  assert.ok(Math.abs(res.metrics.ratio_min - 1) < 1e-5 && Math.abs(res.metrics.ratio_max - 1) < 1e-5);
+  assert.ok(res.metrics.grad_norm > 0, 'a real gradient');
+  for (const f of ['adapter_model.safetensors', 'adapter_config.json', 'optimizer.safetensors', 'state.json']) {
+    assert.ok(readdirSync(join(run, 'policy')).includes(f), f);
+  }
+  const again = await runCli(['sample', ...small, '--prompts', prompts, '--policy', join(run, 'policy'), '--out', join(run, 'next')]);
+  assert.equal(again.code, 0, again.stderr);
+
+  // Map-reduce: gradients per shard, averaged and applied, equal the single update.
+  const grads = await Promise.all(rewards.map((r) => runCli(['grpo-step', r, '--grads-only', '--out', join(run, 'grads')])));
+  for (const gr of grads) assert.equal(gr.code, 0, gr.stderr);
+  const applied = await runCli(['grpo-step', '--apply', ...grads.map((g) => g.stdout.trim()), '--out', join(run, 'policy-mr'), '--config', cfg]);
+  assert.equal(applied.code, 0, applied.stderr);
+  const a = readSafetensors(join(run, 'policy', 'adapter_model.safetensors')).tensors;
+  const b = readSafetensors(join(run, 'policy-mr', 'adapter_model.safetensors')).tensors;
+  for (const [name, t] of a) {
+    const x = t.data as Float32Array;
+    const y = b.get(name)!.data as Float32Array;
+    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-6 + 1e-4 * Math.abs(x[i]!), `${name}[${i}]`);
+  }
+});
+
+test('bad input to the stages exits 2 with one line naming the file', async () => {
+  const run = join(dir, 'a');
+  const reward = join(run, 'rewards', files(join(run, 'rewards'))[0]!);
+  const wrong = await runCli(['decode-geometry', reward]);
+  assert.equal(wrong.code, 2);
+  assert.match(wrong.stderr, /is a rewards shard; expected trajectory/);
+  assert.equal(wrong.stderr.trim().split('\n').length, 1);
+
+  // a trajectory whose tensor has the wrong shape
+  const traj = join(run, 'trajectory', files(join(run, 'trajectory'))[0]!);
+  const st = readSafetensors(traj);
+  st.tensors.set('log_probs', f32([1, 1], [0]));
+  const bad = join(dir, 'bad', 'trajectory', 'x.safetensors');
+  writeSafetensors(bad, st.tensors, st.metadata);
+  const shape = await runCli(['decode-geometry', bad]);
+  assert.equal(shape.code, 2);
+  assert.match(shape.stderr, /x\.safetensors: tensor 'log_probs'/);
+
+  writeFileSync(
+    join(dir, 'nomodel.yaml'),
+    `models:\n  denoiser: /nonexistent/denoiser.onnx\n  text_encoder: ${join(ROOT, 'onnx/fixtures/text_encoder.onnx')}\n`,
+  );
+  const nm = await runCli(['sample', '--config', join(dir, 'nomodel.yaml'), '--prompts', prompts, '--out', join(dir, 'm')]);
+  assert.equal(nm.code, 2, nm.stderr);
+  assert.match(nm.stderr, /\/nonexistent\/denoiser\.onnx: /);
+  assert.equal(nm.stderr.trim().split('\n').length, 1);
+});
