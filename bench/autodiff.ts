@@ -1,6 +1,6 @@
 /**
  * Autodiff benchmark: a toy Wan-style DiT (256 tokens, width 64, 2 blocks) timed forward vs
- * its gradient graph in onnxruntime-node (CPU), for full-weight gradients and for LoRA
+ * its gradient graph in onnxruntime-node (CPU, one thread), for full-weight gradients and for LoRA
  * gradients. Goal: gradient / forward ≤ 3.
  *
  * @example
@@ -38,31 +38,36 @@ function filled(n: number, seed: number): Float32Array {
   return a;
 }
 
-async function timeModel(
-  model: ModelProto,
-  feeds: Record<string, ort.Tensor>,
-  runs: number,
-): Promise<number> {
+type Runner = () => Promise<unknown>;
+
+async function runner(model: ModelProto, feeds: Record<string, ort.Tensor>): Promise<Runner> {
+  // one thread: the ratio then measures work, not how busy the other cores happen to be
   const s = await ort.InferenceSession.create(encodeModel(model), {
     graphOptimizationLevel: 'all',
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
     logSeverityLevel: 3,
   });
-  const names = new Set(s.inputNames);
   const f: Record<string, ort.Tensor> = {};
-  for (const k of names) {
+  for (const k of s.inputNames) {
     const t = feeds[k];
     if (t) f[k] = t;
   }
   await s.run(f); // warm-up
-  const times: number[] = [];
+  return () => s.run(f);
+}
+
+/** Median times (ms) of the runners, run interleaved so load changes hit them alike. */
+async function timeInterleaved(runners: Runner[], runs: number): Promise<number[]> {
+  const times: number[][] = runners.map(() => []);
   for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await s.run(f);
-    times.push(performance.now() - t0);
+    for (let k = 0; k < runners.length; k++) {
+      const t0 = performance.now();
+      await runners[k]!();
+      times[k]!.push(performance.now() - t0);
+    }
   }
-  await s.release();
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!);
 }
 
 function feedsFor(model: ModelProto, seed: number): Record<string, ort.Tensor> {
@@ -81,7 +86,7 @@ function feedsFor(model: ModelProto, seed: number): Record<string, ort.Tensor> {
 }
 
 /** Times forward vs gradient graphs; returns the medians (ms), ratios and peak RSS (MiB). */
-export async function benchAutodiff(runs = 7): Promise<Record<string, number | string>> {
+export async function benchAutodiff(runs = 15): Promise<Record<string, number | string>> {
   const fwd = buildToyDit(DIMS);
   const t0 = performance.now();
   const full = buildGradientGraph(fwd, { wrt: ['*.weight', '*.bias'] });
@@ -93,10 +98,15 @@ export async function benchAutodiff(runs = 7): Promise<Record<string, number | s
   });
   const loraGrad = buildGradientGraph(lora, { wrt: ['lora:*'] });
   const feeds = { ...feedsFor(fwd, 1), ...feedsFor(full.model, 1), ...feedsFor(loraGrad.model, 1) };
-  const fwdMs = await timeModel(fwd, feeds, runs);
-  const gradMs = await timeModel(full.model, feeds, runs);
-  const loraFwdMs = await timeModel(lora, feeds, runs);
-  const loraGradMs = await timeModel(loraGrad.model, feeds, runs);
+  const [fwdMs, gradMs, loraFwdMs, loraGradMs] = await timeInterleaved(
+    [
+      await runner(fwd, feeds),
+      await runner(full.model, feeds),
+      await runner(lora, feeds),
+      await runner(loraGrad.model, feeds),
+    ],
+    runs,
+  );
   const res: Record<string, number | string> = {
     model: `toy DiT tokens=256 width=64 blocks=2 (${fwd.graph!.node!.length} nodes)`,
     'autodiff.build_ms': Math.round(buildMs),

@@ -23,7 +23,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { poseEncodingToCameras } from '../src/geometry/cameras.js';
+import { cameraCentre, poseEncodingToCameras } from '../src/geometry/cameras.js';
 import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { encodeModel } from '../src/onnx/model.js';
@@ -190,6 +190,8 @@ export interface GroupStats {
   std: number;
   /** Median predicted depth over the group (the toy room gives roughly 2–5). */
   medianDepth: number;
+  /** Fraction of predicted camera centres inside the toy room. */
+  inRoom: number;
 }
 
 /**
@@ -236,9 +238,14 @@ export async function evaluateGroups(
     const { geoHeight: h, geoWidth: w } = TOY;
     const depth = geo.depth!.data as Float32Array;
     const rewards: number[] = [];
+    let inRoom = 0;
     for (let k = 0; k < G; k++) {
       const pose = (geo.pose_enc!.data as Float32Array).subarray(k * F * 9, (k + 1) * F * 9);
       const cams = poseEncodingToCameras(pose, h, w);
+      for (let f = 0; f < F; f++) {
+        const c = cameraCentre(cams.extrinsics, f);
+        if (Math.abs(c[0]!) < 4 && Math.abs(c[2]!) < 4 && c[1]! > 0 && c[1]! < 3) inRoom += 1 / (G * F);
+      }
       const d = depth.subarray(k * F * h * w, (k + 1) * F * h * w);
       const pts = (geo.world_points!.data as Float32Array).subarray(k * F * h * w * 3, (k + 1) * F * h * w * 3);
       rewards.push(motion.compute({ frames: F, height: h, width: w, depth: d, points: pts, ...cams }));
@@ -246,7 +253,7 @@ export async function evaluateGroups(
     const mean = rewards.reduce((a, r) => a + r, 0) / G;
     const std = Math.sqrt(rewards.reduce((a, r) => a + (r - mean) ** 2, 0) / G);
     const sorted = Float32Array.from(depth).sort();
-    stats.push({ prompt: prompts[p]!, heldOut: p >= train.length, rewards, mean, std, medianDepth: sorted[sorted.length >> 1]! });
+    stats.push({ prompt: prompts[p]!, heldOut: p >= train.length, rewards, mean, std, medianDepth: sorted[sorted.length >> 1]!, inRoom });
   }
   await den.release();
   await lgm.release();
@@ -316,7 +323,7 @@ async function main(): Promise<void> {
   const heldOut = readPromptFile('prompts-heldout.txt');
   const stats = await evaluateGroups(weights, train, heldOut, o.threads);
   for (const s of stats) {
-    log(`${s.heldOut ? 'held-out' : 'train   '} mean ${s.mean.toFixed(3)} std ${s.std.toFixed(3)} depth ${s.medianDepth.toFixed(2)}  ${s.prompt}`);
+    log(`${s.heldOut ? 'held-out' : 'train   '} mean ${s.mean.toFixed(3)} std ${s.std.toFixed(3)} depth ${s.medianDepth.toFixed(2)} in-room ${s.inRoom.toFixed(2)}  ${s.prompt}`);
   }
   const ok = stats.filter((s) => s.std >= 0.02).length / stats.length;
   const gt = groundTruthMotion(train);

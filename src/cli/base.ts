@@ -44,9 +44,13 @@ export abstract class VggrpoCommand extends Command {
   }
 
   /** Resolve the config: flags > --config file > recorded in the input shard > defaults. */
-  protected resolveConfig(opts: { file?: string; recorded?: Layer; flags?: Layer }): Config {
+  protected resolveConfig(opts: { file?: string; recorded?: Layer; source?: string; flags?: Layer }): Config {
     const layers: Layer[] = [];
-    if (opts.recorded) layers.push(opts.recorded);
+    if (opts.recorded) {
+      // A shard's recorded config is validated alone first, so a fault names that shard.
+      resolveConfig([opts.recorded], `${opts.source ?? 'input shard'} (recorded vggrpo.config)`);
+      layers.push(opts.recorded);
+    }
     if (opts.file) layers.push(readConfigFile(opts.file));
     const runtime: Layer = {};
     const flags = this.baseFlagValues();

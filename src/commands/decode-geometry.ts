@@ -28,7 +28,7 @@ export default class DecodeGeometry extends VggrpoCommand {
     return runDecodeGeometry(
       this.inputPaths(argv as string[]),
       { out: flags.out, render: flags.render },
-      (recorded) => this.resolveConfig({ file: flags.config, recorded, flags: models ? { models } : {} }),
+      (recorded, source) => this.resolveConfig({ file: flags.config, recorded, source, flags: models ? { models } : {} }),
       { emit: (p) => this.log(p), note: (m) => this.note(m) },
     );
   }

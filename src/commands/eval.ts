@@ -25,7 +25,7 @@ export default class Eval extends VggrpoCommand {
     return runEval(
       this.inputPaths(argv as string[]),
       { out: flags.out },
-      (recorded) => this.resolveConfig({ file: flags.config, recorded }),
+      (recorded, source) => this.resolveConfig({ file: flags.config, recorded, source }),
       { emit: (p) => this.log(p), note: (m) => this.note(m) },
     );
   }

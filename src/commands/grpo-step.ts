@@ -51,7 +51,7 @@ export default class GrpoStep extends VggrpoCommand {
         apply: flags.apply,
         seed: flags.seed,
       },
-      (recorded) => this.resolveConfig({ file: flags.config, recorded, flags: { grpo } }),
+      (recorded, source) => this.resolveConfig({ file: flags.config, recorded, source, flags: { grpo } }),
       { emit: (p) => this.log(p), note: (m) => this.note(m) },
     );
   }

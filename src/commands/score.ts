@@ -23,7 +23,7 @@ export default class Score extends VggrpoCommand {
     return runScore(
       this.inputPaths(argv as string[]),
       { out: flags.out },
-      (recorded) => this.resolveConfig({ file: flags.config, recorded }),
+      (recorded, source) => this.resolveConfig({ file: flags.config, recorded, source }),
       { emit: (p) => this.log(p), note: (m) => this.note(m) },
     );
   }

@@ -35,6 +35,7 @@ export default class World extends VggrpoCommand {
         seed: flags.seed ?? 0,
         families: flags.families.split(',').map((s) => s.trim()) as TrajectoryFamily[],
         perShard: flags['per-shard'],
+        config: this.resolveConfig({ file: flags.config }),
       },
       (p) => this.log(p),
     );

@@ -14,7 +14,13 @@ const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sa
 const CONFIG = {
   font: FONT,
   view: { stroke: null },
-  axis: { gridColor: '#e6e8eb', domainColor: '#9aa1a9', tickColor: '#9aa1a9', labelColor: '#3c4148', titleColor: '#3c4148' },
+  axis: {
+    gridColor: '#e6e8eb',
+    domainColor: '#9aa1a9',
+    tickColor: '#9aa1a9',
+    labelColor: '#3c4148',
+    titleColor: '#3c4148',
+  },
   legend: { labelColor: '#3c4148', titleColor: '#3c4148', orient: 'bottom' },
   title: { anchor: 'start', color: '#1d2126', fontSize: 14, fontWeight: 600 },
   range: { category: { scheme: 'tableau10' } },
@@ -61,17 +67,25 @@ export function lineSpec(opts: {
   height?: number;
 }): TopLevelSpec {
   const values = opts.series.flatMap((s) =>
-    s.y.map((y, i) => ({ series: s.name, x: s.x?.[i] ?? i, y: finite(y) ? y : null })).filter((p) => p.y !== null),
+    s.y.map((y, i) => ({ series: s.name, x: s.x?.[i] ?? i, y: finite(y) ? y : null })),
   );
+  const integerX = values.every((v) => Number.isInteger(v.x));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     ...(opts.title ? { title: opts.title } : {}),
     width: opts.width ?? 420,
     height: opts.height ?? 240,
     data: { values },
-    mark: { type: 'line', point: { size: 30 }, strokeWidth: 2 },
+    // A missing value breaks the line (a gap) instead of bridging or dropping to 0.
+    mark: { type: 'line', point: { size: 30 }, strokeWidth: 2, invalid: 'break-paths-filter-domains' },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: opts.xTitle ?? 'iteration', scale: { zero: false } },
+      x: {
+        field: 'x',
+        type: 'quantitative',
+        title: opts.xTitle ?? 'iteration',
+        scale: { zero: false },
+        ...(integerX ? { axis: { tickMinStep: 1, format: 'd' } } : {}),
+      },
       y: { field: 'y', type: 'quantitative', title: opts.yTitle ?? '', scale: { zero: false } },
       color: { field: 'series', type: 'nominal', title: null, sort: opts.series.map((s) => s.name) },
     },
@@ -91,7 +105,11 @@ export interface CameraPath {
  * @example
  *   cameraPathSpec({ title: 'Cameras', paths: [{ name: 'reference', centres: cameraCentres(ext) }] });
  */
-export function cameraPathSpec(opts: { title?: string; paths: readonly CameraPath[]; size?: number }): TopLevelSpec {
+export function cameraPathSpec(opts: {
+  title?: string;
+  paths: readonly CameraPath[];
+  size?: number;
+}): TopLevelSpec {
   const values = opts.paths.flatMap((p) =>
     Array.from({ length: p.centres.length / 3 }, (_, i) => ({
       path: p.name,
@@ -116,12 +134,25 @@ export function cameraPathSpec(opts: { title?: string; paths: readonly CameraPat
     height: size,
     data: { values },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: 'x', scale: { domain: [mid(xs) - half, mid(xs) + half], nice: false } },
-      y: { field: 'z', type: 'quantitative', title: 'z (forward)', scale: { domain: [mid(zs) - half, mid(zs) + half], nice: false } },
+      x: {
+        field: 'x',
+        type: 'quantitative',
+        title: 'x',
+        scale: { domain: [mid(xs) - half, mid(xs) + half], nice: false },
+      },
+      y: {
+        field: 'z',
+        type: 'quantitative',
+        title: 'z (forward)',
+        scale: { domain: [mid(zs) - half, mid(zs) + half], nice: false },
+      },
       color,
     },
     layer: [
-      { mark: { type: 'line', strokeWidth: 2, point: { size: 14 } }, encoding: { order: { field: 'frame' } } },
+      {
+        mark: { type: 'line', strokeWidth: 2, point: { size: 14 } },
+        encoding: { order: { field: 'frame' } },
+      },
       {
         transform: [{ filter: 'datum.start' }],
         mark: { type: 'point', shape: 'square', size: 70, filled: true },
@@ -143,9 +174,17 @@ export interface Bar {
  * @example
  *   barSpec({ title: 'Epipolar error', bars: [{ label: 'base', value: 0.13 }, { label: 'vggrpo', value: 0.10 }] });
  */
-export function barSpec(opts: { title?: string; yTitle?: string; bars: readonly Bar[]; width?: number; height?: number }): TopLevelSpec {
+export function barSpec(opts: {
+  title?: string;
+  yTitle?: string;
+  bars: readonly Bar[];
+  width?: number;
+  height?: number;
+}): TopLevelSpec {
   const grouped = opts.bars.some((b) => b.group !== undefined);
-  const values = opts.bars.filter((b) => finite(b.value)).map((b) => ({ label: b.label, value: b.value, group: b.group ?? '' }));
+  const values = opts.bars
+    .filter((b) => finite(b.value))
+    .map((b) => ({ label: b.label, value: b.value, group: b.group ?? '' }));
   const labels = [...new Set(opts.bars.map((b) => b.label))];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -158,7 +197,10 @@ export function barSpec(opts: { title?: string; yTitle?: string; bars: readonly 
       x: { field: 'label', type: 'nominal', title: null, sort: labels, axis: { labelAngle: 0 } },
       y: { field: 'value', type: 'quantitative', title: opts.yTitle ?? '' },
       ...(grouped
-        ? { xOffset: { field: 'group', type: 'nominal' }, color: { field: 'group', type: 'nominal', title: null } }
+        ? {
+            xOffset: { field: 'group', type: 'nominal' },
+            color: { field: 'group', type: 'nominal', title: null },
+          }
         : { color: { value: '#4c78a8' } }),
       tooltip: [{ field: 'label' }, { field: 'value', format: '.4g' }],
     },

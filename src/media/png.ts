@@ -4,8 +4,8 @@
  * model pixel stays a crisp square rather than a blur.
  */
 import sharp from 'sharp';
-import { atomicWrite } from '../shards/atomic.js';
 import { check } from '../errors.js';
+import { atomicWrite } from '../shards/atomic.js';
 import { applyColormap, type ColormapOptions } from './colormap.js';
 
 export interface PngOptions {
@@ -19,11 +19,22 @@ export interface PngOptions {
  * @example
  *   const png = await rgbToPng(frame, 64, 64, { scale: 4 }); // 256 × 256
  */
-export async function rgbToPng(rgb: Uint8Array, width: number, height: number, opts: PngOptions = {}): Promise<Buffer> {
-  check(rgb.length === width * height * 3, 'rgbToPng', `expected ${width}×${height}×3 bytes, got ${rgb.length}`);
+export async function rgbToPng(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  opts: PngOptions = {},
+): Promise<Buffer> {
+  check(
+    rgb.length === width * height * 3,
+    'rgbToPng',
+    `expected ${width}×${height}×3 bytes, got ${rgb.length}`,
+  );
   const scale = opts.scale ?? 1;
   check(Number.isInteger(scale) && scale >= 1, 'rgbToPng', `scale must be a positive integer, got ${scale}`);
-  let img = sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } });
+  let img = sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), {
+    raw: { width, height, channels: 3 },
+  });
   if (scale > 1) img = img.resize(width * scale, height * scale, { kernel: 'nearest' });
   return img.png({ compressionLevel: 9 }).toBuffer();
 }
@@ -43,7 +54,11 @@ export async function depthToPng(
   height: number,
   opts: DepthPngOptions = {},
 ): Promise<{ png: Buffer; min: number; max: number }> {
-  check(depth.length === width * height, 'depthToPng', `expected ${width}×${height} values, got ${depth.length}`);
+  check(
+    depth.length === width * height,
+    'depthToPng',
+    `expected ${width}×${height} values, got ${depth.length}`,
+  );
   const { rgb, min, max } = applyColormap(depth, { reverse: true, valid: (d) => d > 0, ...opts });
   return { png: await rgbToPng(rgb, width, height, opts), min, max };
 }

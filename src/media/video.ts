@@ -91,7 +91,12 @@ function runFfmpeg(args: string[], input: Uint8Array): Promise<void> {
     child.stdin.on('error', () => {});
     child.on('close', (code) => {
       if (code === 0) resolve();
-      else reject(new RuntimeFailure(`ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
+      else
+        reject(
+          new RuntimeFailure(
+            `ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`,
+          ),
+        );
     });
     child.stdin.end(Buffer.from(input.buffer, input.byteOffset, input.byteLength));
   });

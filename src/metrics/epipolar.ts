@@ -13,7 +13,13 @@
  */
 import { check } from '../errors.js';
 import { type Detector, loadOpenCv, type MatchOptions, matchFeatures, rgbToGrey } from './features.js';
-import { eightPoint, type Points2, type RansacOptions, ransacFundamental, sampsonDistances } from './fundamental.js';
+import {
+  eightPoint,
+  type Points2,
+  type RansacOptions,
+  ransacFundamental,
+  sampsonDistances,
+} from './fundamental.js';
 
 export interface EpipolarOptions extends MatchOptions {
   /** Frames between the two of a pair; default from the clip length (see `defaultStride`). */
@@ -66,7 +72,11 @@ export function defaultStride(frameCount: number): number {
 
 /** Pairs (0, s), (s, 2s), … of frames spaced by `stride` inside a clip of `frameCount` frames. */
 export function framePairs(frameCount: number, stride: number): [number, number][] {
-  check(Number.isInteger(stride) && stride >= 1, 'framePairs', `stride must be a positive integer, got ${stride}`);
+  check(
+    Number.isInteger(stride) && stride >= 1,
+    'framePairs',
+    `stride must be a positive integer, got ${stride}`,
+  );
   const out: [number, number][] = [];
   for (let a = 0; a + stride < frameCount; a += stride) out.push([a, a + stride]);
   return out;
@@ -86,7 +96,8 @@ export function pairSampsonError(
 ): { error: number | null; inliers: number | null; reason?: string } {
   const n = p1.length / 2;
   const minMatches = opts.minMatches ?? 20;
-  if (n < Math.max(8, minMatches)) return { error: null, inliers: null, reason: `${n} matches < ${minMatches}` };
+  if (n < Math.max(8, minMatches))
+    return { error: null, inliers: null, reason: `${n} matches < ${minMatches}` };
   let F: number[] | null;
   let inlierMask: Uint8Array | null = null;
   if ((opts.fit ?? 'ransac') === 'ransac') {
@@ -146,7 +157,13 @@ export async function epipolarError(
     const m = matchFeatures(cv, frame(a), frame(b), { ...opts, detector });
     upsample = m.upsample;
     const e = pairSampsonError(m.p1, m.p2, { ...opts, minMatches });
-    results.push({ frames: [a, b], matches: m.count, inliers: e.inliers, error: e.error, ...(e.reason ? { reason: e.reason } : {}) });
+    results.push({
+      frames: [a, b],
+      matches: m.count,
+      inliers: e.inliers,
+      error: e.error,
+      ...(e.reason ? { reason: e.reason } : {}),
+    });
   }
   const valid = results.filter((p) => p.error !== null);
   return {

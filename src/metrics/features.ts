@@ -9,8 +9,7 @@ import { RuntimeFailure } from '../errors.js';
 
 export type Detector = 'ORB' | 'AKAZE';
 
-// opencv.js has no types here (its `mirada` typings are not installed): a narrow shape of what we call.
-// biome-ignore lint/suspicious/noExplicitAny: opencv.js is untyped
+// opencv.js comes without usable types here (its `mirada` typings are not installed).
 type Cv = any;
 
 let loading: Promise<{ cv: Cv }> | undefined;
@@ -31,7 +30,10 @@ export function loadOpenCv(): Promise<{ cv: Cv }> {
         resolve({ cv });
         return;
       }
-      const timer = setTimeout(() => reject(new RuntimeFailure('opencv.js did not initialise in 60 s')), 60_000);
+      const timer = setTimeout(
+        () => reject(new RuntimeFailure('opencv.js did not initialise in 60 s')),
+        60_000,
+      );
       cv.onRuntimeInitialized = () => {
         clearTimeout(timer);
         resolve({ cv });

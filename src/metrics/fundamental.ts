@@ -17,7 +17,13 @@ export type Points2 = Float64Array | Float32Array | readonly number[];
  * @example
  *   sampsonDistance(F, 10, 20, 12, 21);
  */
-export function sampsonDistance(F: readonly number[], u1: number, v1: number, u2: number, v2: number): number {
+export function sampsonDistance(
+  F: readonly number[],
+  u1: number,
+  v1: number,
+  u2: number,
+  v2: number,
+): number {
   const fx0 = F[0]! * u1 + F[1]! * v1 + F[2]!;
   const fx1 = F[3]! * u1 + F[4]! * v1 + F[5]!;
   const fx2 = F[6]! * u1 + F[7]! * v1 + F[8]!;
@@ -32,7 +38,8 @@ export function sampsonDistance(F: readonly number[], u1: number, v1: number, u2
 export function sampsonDistances(F: readonly number[], p1: Points2, p2: Points2): Float64Array {
   const n = p1.length / 2;
   const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = sampsonDistance(F, p1[2 * i]!, p1[2 * i + 1]!, p2[2 * i]!, p2[2 * i + 1]!);
+  for (let i = 0; i < n; i++)
+    out[i] = sampsonDistance(F, p1[2 * i]!, p1[2 * i + 1]!, p2[2 * i]!, p2[2 * i + 1]!);
   return out;
 }
 
@@ -151,7 +158,11 @@ export function seededRandom(seed: number): () => number {
  *   const fit = ransacFundamental(pts1, pts2, { threshold: 1 });
  */
 export function ransacFundamental(p1: Points2, p2: Points2, opts: RansacOptions = {}): RansacResult | null {
-  check(p1.length === p2.length && p1.length % 2 === 0, 'ransacFundamental', 'expected two [N, 2] point sets');
+  check(
+    p1.length === p2.length && p1.length % 2 === 0,
+    'ransacFundamental',
+    'expected two [N, 2] point sets',
+  );
   const n = p1.length / 2;
   if (n < 8) return null;
   const threshold = opts.threshold ?? 1;
@@ -189,7 +200,8 @@ export function ransacFundamental(p1: Points2, p2: Points2, opts: RansacOptions 
       bestErr = err;
       const w = count / n;
       const miss = 1 - w ** 8;
-      needed = miss <= 0 ? 0 : miss >= 1 ? maxIterations : Math.ceil(Math.log(1 - confidence) / Math.log(miss));
+      needed =
+        miss <= 0 ? 0 : miss >= 1 ? maxIterations : Math.ceil(Math.log(1 - confidence) / Math.log(miss));
     }
   }
   if (!best) return null;

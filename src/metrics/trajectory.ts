@@ -20,13 +20,27 @@ export interface Sim3 {
 type Extrinsics = Float32Array | Float64Array | readonly number[];
 
 function frameCount(ext: Extrinsics, where: string): number {
-  check(ext.length % 12 === 0 && ext.length > 0, where, `expected extrinsics [F, 3, 4], got ${ext.length} values`);
+  check(
+    ext.length % 12 === 0 && ext.length > 0,
+    where,
+    `expected extrinsics [F, 3, 4], got ${ext.length} values`,
+  );
   return ext.length / 12;
 }
 
 function rotationOf(ext: Extrinsics, f: number): Mat3 {
   const o = 12 * f;
-  return [ext[o]!, ext[o + 1]!, ext[o + 2]!, ext[o + 4]!, ext[o + 5]!, ext[o + 6]!, ext[o + 8]!, ext[o + 9]!, ext[o + 10]!];
+  return [
+    ext[o]!,
+    ext[o + 1]!,
+    ext[o + 2]!,
+    ext[o + 4]!,
+    ext[o + 5]!,
+    ext[o + 6]!,
+    ext[o + 8]!,
+    ext[o + 9]!,
+    ext[o + 10]!,
+  ];
 }
 
 function translationOf(ext: Extrinsics, f: number): Vec3 {
@@ -157,7 +171,11 @@ export function absoluteTrajectoryError(
   opts: { withScale?: boolean } = {},
 ): AteResult {
   const n = frameCount(estimated, 'absoluteTrajectoryError: estimated');
-  check(frameCount(reference, 'absoluteTrajectoryError: reference') === n, 'absoluteTrajectoryError', 'frame counts differ');
+  check(
+    frameCount(reference, 'absoluteTrajectoryError: reference') === n,
+    'absoluteTrajectoryError',
+    'frame counts differ',
+  );
   const ce = cameraCentres(estimated);
   const cr = cameraCentres(reference);
   const alignment = umeyamaAlignment(ce, cr, opts);
@@ -216,9 +234,17 @@ export function relativePoseError(
   opts: { delta?: number; scale?: number } = {},
 ): RpeResult {
   const n = frameCount(estimated, 'relativePoseError: estimated');
-  check(frameCount(reference, 'relativePoseError: reference') === n, 'relativePoseError', 'frame counts differ');
+  check(
+    frameCount(reference, 'relativePoseError: reference') === n,
+    'relativePoseError',
+    'frame counts differ',
+  );
   const delta = opts.delta ?? 1;
-  check(Number.isInteger(delta) && delta >= 1 && delta < n, 'relativePoseError', `delta ${delta} needs 1 ≤ δ < ${n}`);
+  check(
+    Number.isInteger(delta) && delta >= 1 && delta < n,
+    'relativePoseError',
+    `delta ${delta} needs 1 ≤ δ < ${n}`,
+  );
   const ce = cameraCentres(estimated);
   const cr = cameraCentres(reference);
   const scale = opts.scale ?? umeyamaAlignment(ce, cr).scale;

@@ -21,6 +21,7 @@ import {
   inferShapes,
   isFloatType,
   normAxis,
+  parseEinsum,
   reduceAxes,
   type ShapeInfo,
   sliceSpec,
@@ -198,6 +199,7 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   }
 
   pruneDeadNodes(graph);
+  foldOutputIdentities(graph, new Set(forward));
   return { model: out, params, warnings };
 }
 
@@ -229,6 +231,29 @@ function saveLayerNormStats(
     }
     nodes[i] = { ...n, output: outs };
   }
+}
+
+/**
+ * `grad:P = Identity(v)` copies the whole gradient; when `v` is written by a backward node
+ * and read by nothing else, that node writes `grad:P` directly instead.
+ */
+function foldOutputIdentities(graph: GraphProto, forward: Set<NodeProto>): void {
+  const nodes = graph.node!;
+  const consumers = new Map<string, number>();
+  for (const n of nodes) for (const i of n.input ?? []) consumers.set(i, (consumers.get(i) ?? 0) + 1);
+  const outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''));
+  const producer = new Map<string, NodeProto>();
+  for (const n of nodes) for (const o of n.output ?? []) producer.set(o, n);
+  const drop = new Set<NodeProto>();
+  for (const n of nodes) {
+    if (n.opType !== 'Identity' || !n.output?.[0]?.startsWith('grad:')) continue;
+    const v = n.input![0]!;
+    const p = producer.get(v);
+    if (!p || forward.has(p) || consumers.get(v) !== 1 || outputs.has(v)) continue;
+    p.output = p.output!.map((o) => (o === v ? n.output![0]! : o));
+    drop.add(n);
+  }
+  graph.node = nodes.filter((n) => !drop.has(n));
 }
 
 /** Remove nodes whose outputs nothing needs, and initializers nothing reads. */
@@ -572,6 +597,19 @@ const RULES: Record<string, Rule> = {
     return [c.reshape(r, xs)];
   },
   ReduceSum: reduceRule(false),
+  ReduceMax: reduceExtremumRule,
+  ReduceMin: reduceExtremumRule,
+  ReduceSumSquare: (c, n, dY, w) => {
+    const x = I(n, 0);
+    const g = reduceRule(false)(c, n, dY, w)[0]!;
+    return [c.mul(g, c.mul(x, c.scalar(2, c.et(x)))), undefined];
+  },
+  ReduceL2: (c, n, dY, w) => {
+    // d‖x‖/dx = x / ‖x‖ (Y broadcast back in keepdims form)
+    const x = I(n, 0);
+    const g = reduceRule(false)(c, n, dY, w)[0]!;
+    return [c.mul(g, c.op('Div', [x, keptOutput(c, n)])), undefined];
+  },
   ReduceMean: reduceRule(true),
   Concat: (c, n, [dY], w) => {
     const ys = c.shape(O(n));
@@ -594,7 +632,29 @@ const RULES: Record<string, Rule> = {
       if (pads.every((p) => p === 0)) return [dY];
       return [c.op('Pad', [dY!, c.ints(pads)])];
     }
-    // strided slices: scatter into zeros at the indices the slice read
+    if (spec.steps.every((s) => s > 0)) {
+      // positive steps: interleave step−1 zeros along each strided axis, then pad/crop
+      const et = c.et(I(n, 0));
+      let d = dY!;
+      const cur = [...spec.outShape];
+      xs.forEach((_, a) => {
+        const st = spec.steps[a]!;
+        if (st === 1 || cur[a] === 0) return;
+        const un = [...cur.slice(0, a + 1), 1, ...cur.slice(a + 1)];
+        const pads = new Array(2 * un.length).fill(0);
+        pads[un.length + a + 1] = st - 1;
+        d = c.op('Pad', [c.reshape(d, un), c.ints(pads), c.scalar(0, et)]);
+        cur[a] = cur[a]! * st;
+        d = c.reshape(d, cur);
+      });
+      const crop = xs.map((dim, a) => Math.min(cur[a]!, dim - spec.starts[a]!));
+      if (crop.some((v, a) => v !== cur[a])) {
+        d = c.op('Slice', [d, c.ints(xs.map(() => 0)), c.ints(crop), c.ints(xs.map((_, a) => a))]);
+      }
+      const pads = [...spec.starts, ...xs.map((dim, a) => dim - spec.starts[a]! - crop[a]!)];
+      return [pads.every((p) => p === 0) ? d : c.op('Pad', [d, c.ints(pads)])];
+    }
+    // negative steps: scatter into zeros at the indices the slice read
     const total = numElements(spec.outShape);
     if (total * xs.length > 1 << 22)
       throw new InputError('model', `strided Slice ${nodeLabel(n)} is too large to differentiate`);
@@ -611,6 +671,31 @@ const RULES: Record<string, Rule> = {
     const name = c.b.fresh('grad_slice_idx');
     c.b.graph.initializer!.push(makeTensor(name, [...os, xs.length], idx));
     return [c.op('ScatterND', [c.zeros(xs, c.et(I(n, 0))), name, dY!])];
+  },
+  Einsum: (c, n, [dY], w) => {
+    const eq = parseEinsum(attrString(n, 'equation', ''), n.input!.length);
+    const ins = n.input!;
+    return ins.map((x, i) => {
+      if (!w[i]) return undefined;
+      const spec = eq.inputs[i]!;
+      if (new Set(spec).size !== spec.length) {
+        throw new InputError(
+          'model',
+          `Einsum ${nodeLabel(n)}: repeated index in '${spec}' has no gradient rule`,
+        );
+      }
+      const others = eq.inputs.filter((_, k) => k !== i);
+      const avail = new Set([...eq.output, ...others.join('')]);
+      const kept = [...spec].filter((l) => avail.has(l)).join('');
+      const g = c.op('Einsum', [dY!, ...ins.filter((_, k) => k !== i)], {
+        equation: `${[eq.output, ...others].join(',')}->${kept}`,
+      });
+      if (kept.length === spec.length) return g;
+      // indices summed inside this operand alone: the gradient is constant along them
+      const xs = c.shape(x);
+      const withOnes = [...spec].map((l, k) => (avail.has(l) ? xs[k]! : 1));
+      return c.op('Expand', [c.reshape(g, withOnes), c.ints(xs)]);
+    });
   },
   Pad: (c, n, [dY]) => {
     if (attrString(n, 'mode', 'constant') !== 'constant') {
@@ -837,6 +922,33 @@ function minMax(cmp: 'GreaterOrEqual' | 'LessOrEqual'): Rule {
       w[i] ? c.unbroadcast(c.op('Where', [c.op('Equal', [x, O(n)]), dY!, zero]), y, c.shape(x)) : undefined,
     );
   };
+}
+
+/** The reduction's output reshaped to keepdims form, so it broadcasts against the input. */
+function keptOutput(c: Ctx, n: NodeProto): string {
+  const xs = c.shape(I(n, 0));
+  const cs = n.input!.map((i) => (i ? c.constOf(i) : undefined));
+  const axes = reduceAxes(n, cs, xs.length) ?? xs.map((_, i) => i);
+  const y = O(n);
+  return attrInt(n, 'keepdims', 1) === 0
+    ? c.reshape(
+        y,
+        xs.map((d, i) => (axes.includes(i) ? 1 : d)),
+      )
+    : y;
+}
+
+/** ReduceMax/ReduceMin: the cotangent goes to the extremal elements, split evenly among ties. */
+function reduceExtremumRule(...[c, n, dY, w]: Parameters<Rule>): ReturnType<Rule> {
+  const x = I(n, 0);
+  const xs = c.shape(x);
+  const et = c.et(x);
+  const mask = c.op('Cast', [c.op('Equal', [x, keptOutput(c, n)])], { to: et });
+  const cs = n.input!.map((i) => (i ? c.constOf(i) : undefined));
+  const axes = reduceAxes(n, cs, xs.length) ?? xs.map((_, i) => i);
+  const share = c.op('Div', [mask, c.reduceSum(mask, axes.length ? axes : xs.map((_, i) => i), true)]);
+  const g = reduceRule(false)(c, n, dY, w)[0]!;
+  return [c.mul(g, share), undefined];
 }
 
 function reduceRule(mean: boolean): Rule {

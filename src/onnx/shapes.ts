@@ -281,6 +281,26 @@ export function squeezeAxes(node: NodeProto, cs: (Const | undefined)[]): number[
   return attrInts(node, 'axes');
 }
 
+/** An Einsum equation without ellipsis: one index string per input and the output's. */
+export function parseEinsum(equation: string, nInputs: number): { inputs: string[]; output: string } {
+  const eq = equation.replace(/\s+/g, '');
+  if (eq.includes('...')) throw new Error(`Einsum '${equation}': ellipsis is not supported`);
+  const [lhs, rhs] = eq.split('->') as [string, string | undefined];
+  const inputs = lhs.split(',');
+  if (inputs.length !== nInputs)
+    throw new Error(`Einsum '${equation}' names ${inputs.length} inputs, node has ${nInputs}`);
+  let output = rhs;
+  if (output === undefined) {
+    const count = new Map<string, number>();
+    for (const l of inputs.join('')) count.set(l, (count.get(l) ?? 0) + 1);
+    output = [...count.keys()]
+      .filter((l) => count.get(l) === 1)
+      .sort()
+      .join('');
+  }
+  return { inputs, output };
+}
+
 export interface SliceSpec {
   starts: number[];
   ends: number[];
@@ -656,8 +676,20 @@ export function inferNode(
       const scales = need(cs[2], 'scales').data;
       return [{ elemType: X().elemType, shape: X().shape.map((d, i) => Math.floor(d * scales[i]!)) }];
     }
-    case 'Einsum':
-      throw new UnknownOp(op);
+    case 'Einsum': {
+      const eq = parseEinsum(attrString(node, 'equation', ''), ins.length);
+      const dims = new Map<string, number>();
+      eq.inputs.forEach((spec, i) => {
+        [...spec].forEach((l, k) => {
+          const d = ins[i]!.shape[k]!;
+          if (dims.has(l) && dims.get(l) !== d && d !== 1 && dims.get(l) !== 1) {
+            throw new Error(`Einsum index ${l} has sizes ${dims.get(l)} and ${d}`);
+          }
+          if (!dims.has(l) || dims.get(l) === 1) dims.set(l, d);
+        });
+      });
+      return [{ elemType: X().elemType, shape: [...eq.output].map((l) => dims.get(l)!) }];
+    }
     default:
       throw new UnknownOp(`no shape rule for operator ${op}`);
   }

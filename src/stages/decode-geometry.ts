@@ -160,7 +160,7 @@ export async function runDecodeGeometry(
       if (!traj.tensors.has('final_latents')) {
         throw new InputError(input, "has no 'final_latents' tensor (a trajectory shard or a `vggrpo world` shard is expected)");
       }
-      const config = resolveConfig(traj.config);
+      const config = resolveConfig(traj.config, input);
       const key = JSON.stringify([config.models.lgm, config.runtime]);
       if (!lgm || key !== lgmKey) {
         await lgm?.release();

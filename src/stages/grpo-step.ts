@@ -19,6 +19,7 @@ import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
 import { selectTrainSteps } from '../rl/schedule.js';
 import { ModelSession } from '../runtime/session.js';
 import { readSafetensors, writeSafetensors } from '../shards/safetensors.js';
+import { assertFinite } from '../shards/schema.js';
 import { fileHash, readShard, type Shard } from '../shards/shard.js';
 import { f32, toNumbers, type Tensor } from '../shards/tensor.js';
 import { createHash } from 'node:crypto';
@@ -61,7 +62,7 @@ function checkHash(from: string, input: { path: string; sha256: string }): void 
 }
 
 /** Micro-batches: one group at one recorded step, in the batch layout `sample` used. */
-function* microBatches(r: Rollouts, config: Config, trainSteps: number[]) {
+function* microBatches(r: Rollouts, config: Config, trainSteps: number[], skipped: string[]) {
   const traj = r.trajectory;
   const lat = traj.tensors.get('latents')!;
   const [B, T1] = lat.shape as [number, number];
@@ -78,8 +79,18 @@ function* microBatches(r: Rollouts, config: Config, trainSteps: number[]) {
   const cfg = config.sampler.guidance !== 1;
   const groups = new Map<number, number[]>();
   group.forEach((g, b) => groups.set(g, [...(groups.get(g) ?? []), b]));
-  for (const members of groups.values()) {
+  for (const [gid, members] of groups) {
     const G = members.length;
+    const bad = members.find((b) => {
+      for (let j = b * T1 * M; j < (b + 1) * T1 * M; j++) if (!Number.isFinite(latents[j]!)) return true;
+      for (let t = 0; t < T; t++) if (!Number.isFinite(logp[b * T + t]!)) return true;
+      return false;
+    });
+    if (bad !== undefined) {
+      // The group must be recomputed as the batch it was sampled in; a broken member breaks it.
+      skipped.push(`${traj.path}: group ${gid} skipped (sample ${bad} has non-finite latents or log-probs)`);
+      continue;
+    }
     const ctxData = ctx.data as Float32Array;
     const context = new Float32Array((cfg ? 2 : 1) * G * L * D);
     members.forEach((b, k) => context.set(ctxData.subarray(b * L * D, (b + 1) * L * D), (cfg ? G + k : k) * L * D));
@@ -150,9 +161,13 @@ export async function runGrpoStep(
 
   const rollouts: Rollouts[] = paths.map((p) => {
     const rewards = readShard(p, 'rewards');
-    return { rewards, trajectory: findTrajectory(rewards) };
+    assertFinite(p, 'advantages', rewards.tensors.get('advantages')!);
+    const trajectory = findTrajectory(rewards);
+    // A non-finite sample scored the group minimum, but its latents cannot be trained on.
+    assertFinite(trajectory.path, 'context', trajectory.tensors.get('context')!);
+    return { rewards, trajectory };
   });
-  const config = resolveConfig(rollouts[0]!.rewards.config);
+  const config = resolveConfig(rollouts[0]!.rewards.config, rollouts[0]!.rewards.path);
   const policyDir = opts.policy ?? (rollouts[0]!.trajectory.metadata['vggrpo.policy'] || undefined);
   for (const r of rollouts) {
     const used = r.trajectory.metadata['vggrpo.policy'] ?? '';
@@ -174,6 +189,7 @@ export async function runGrpoStep(
     weight: 1 / nMicro,
   };
   const sessions = new Map<number, ModelSession>();
+  const skipped: string[] = [];
   const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
   const startStep = policy.checkpoint?.state.step ?? 0;
   let metrics: Record<string, number> = {};
@@ -185,7 +201,7 @@ export async function runGrpoStep(
       const grads: ParamMap = new Map([...policy.lora.params].map(([k, v]) => [k, new Float32Array(v.length)]));
       const acc = { loss: 0, kl: 0, approxKl: 0, clip: 0, rmin: Number.POSITIVE_INFINITY, rmax: Number.NEGATIVE_INFINITY, n: 0 };
       for (const r of rollouts) {
-        for (const mb of microBatches(r, config, trainSteps)) {
+        for (const mb of microBatches(r, config, trainSteps, skipped)) {
           const session = await gradientSession(policy, config, config.sampler.guidance !== 1 ? 2 * mb.batch : mb.batch, sessions);
           const res = await microBatchGradient(policy, session, mb, settings);
           if (inner === 0) assertRatioOne(res.logpNew, mb.logpOld);
@@ -202,6 +218,8 @@ export async function runGrpoStep(
           acc.n++;
         }
       }
+      if (inner === 0) for (const w of skipped) io.note(`warning: ${w}`);
+      if (acc.n === 0) throw new RuntimeFailure('no trainable group: every group had non-finite samples; no update made');
       const loss = acc.loss / acc.n + g.kl_beta * (acc.kl / acc.n);
       const bad = nonFiniteGrads(grads);
       if (!Number.isFinite(loss) || bad.length > 0) {
@@ -287,7 +305,7 @@ async function applyGradients(
     if (metadata['vggrpo.kind'] !== 'gradients') throw new InputError(p, `is a ${metadata['vggrpo.kind'] ?? 'non-vggrpo'} file; expected gradients`);
     const n = Number(metadata['vggrpo.micro_batches']);
     if (!(n > 0)) throw new InputError(p, 'metadata vggrpo.micro_batches missing or not positive');
-    config ??= resolveConfig(JSON.parse(metadata['vggrpo.config'] ?? '{}'));
+    config ??= resolveConfig(JSON.parse(metadata['vggrpo.config'] ?? '{}'), p);
     samples += Number(metadata['vggrpo.samples'] ?? 0);
     const names = [...tensors.keys()].filter((k) => k.startsWith('grad/'));
     if (!sum) sum = new Map(names.map((k) => [k.slice(5), new Float32Array(tensors.get(k)!.data.length)]));

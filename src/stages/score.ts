@@ -109,7 +109,7 @@ export async function runScore(
   let samples = 0;
   for await (const input of inputs) {
     const geom = readShard(input, 'geometry');
-    const config = resolveConfig(geom.config);
+    const config = resolveConfig(geom.config, input);
     const s = scoreGeometry(geom, config);
     for (const w of s.warnings) {
       warnings.push(`${input}: ${w}`);

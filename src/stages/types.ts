@@ -7,4 +7,4 @@ export interface StageIo {
 }
 
 /** Config for one input: flags > --config > the config recorded in that input shard > defaults. */
-export type ConfigResolver = (recorded?: Record<string, unknown>) => Config;
+export type ConfigResolver = (recorded?: Record<string, unknown>, source?: string) => Config;

@@ -5,6 +5,7 @@
  * encoder gives) and the RGB frames.
  */
 import { join, resolve } from 'node:path';
+import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { writeShard } from '../shards/shard.js';
 import { f32, i64, type Tensor, tensor } from '../shards/tensor.js';
@@ -23,6 +24,8 @@ export interface WorldOptions {
   seed: number;
   families: TrajectoryFamily[];
   perShard: number;
+  /** The resolved experiment config, recorded so later stages in a pipe inherit it. */
+  config: Config;
 }
 
 export interface WorldResult {
@@ -97,8 +100,12 @@ export function runWorld(o: WorldOptions, emit: (p: string) => void): WorldResul
     };
     const path = join(resolve(o.out), `world-${String(n).padStart(4, '0')}.safetensors`);
     writeShard(path, 'geometry', tensors, {
-      config: { world: { ...o, out: undefined } },
-      extra: { 'vggrpo.ground_truth': 'true', 'vggrpo.prompts': JSON.stringify(TRAJECTORY_FAMILIES) },
+      config: o.config,
+      extra: {
+        'vggrpo.ground_truth': 'true',
+        'vggrpo.world': JSON.stringify({ ...o, out: undefined, config: undefined }),
+        'vggrpo.prompts': JSON.stringify(TRAJECTORY_FAMILIES),
+      },
     });
     shards.push(path);
     emit(path);

@@ -24,7 +24,8 @@ function texture(size: number, seed: number): Uint8Array {
 /** A W×H window of the canvas whose top-left corner is (x, y): content moves by (−x, −y). */
 function crop(canvas: Uint8Array, size: number, x: number, y: number, w: number, h: number): Uint8Array {
   const out = new Uint8Array(w * h * 3);
-  for (let r = 0; r < h; r++) out.set(canvas.subarray(3 * ((y + r) * size + x), 3 * ((y + r) * size + x + w)), 3 * r * w);
+  for (let r = 0; r < h; r++)
+    out.set(canvas.subarray(3 * ((y + r) * size + x), 3 * ((y + r) * size + x + w)), 3 * r * w);
   return out;
 }
 
@@ -63,7 +64,10 @@ describe('frame pairs', () => {
 describe('pairSampsonError', () => {
   it('is null (never a number) below the match threshold', () => {
     const p = Float64Array.from({ length: 38 }, (_, i) => i * 3.7);
-    const r = pairSampsonError(p, p.map((v) => v + 1));
+    const r = pairSampsonError(
+      p,
+      p.map((v) => v + 1),
+    );
     assert.equal(r.error, null);
     assert.match(r.reason!, /19 matches < 20/);
   });
@@ -109,12 +113,16 @@ describe('epipolarError on rendered textured frames (opencv ORB)', () => {
         const win = crop(canvas, size, 16 + k * sx!, 16 + k * sy!, W, H);
         const x0 = (q % 2) * (W / 2);
         const y0 = Math.floor(q / 2) * (H / 2);
-        for (let y = y0; y < y0 + H / 2; y++) out.set(win.subarray(3 * (y * W + x0), 3 * (y * W + x0 + W / 2)), 3 * (y * W + x0));
+        for (let y = y0; y < y0 + H / 2; y++)
+          out.set(win.subarray(3 * (y * W + x0), 3 * (y * W + x0 + W / 2)), 3 * (y * W + x0));
       });
       return out;
     };
     const m = await epipolarError(clip([mixed(0), mixed(1)]), { frames: 2, height: H, width: W });
-    assert.ok(m.error !== null && r.error !== null && m.error > 3 * r.error, `mixed ${m.error} vs rigid ${r.error}`);
+    assert.ok(
+      m.error !== null && r.error !== null && m.error > 3 * r.error,
+      `mixed ${m.error} vs rigid ${r.error}`,
+    );
 
     const blank = new Uint8Array(2 * H * W * 3).fill(90);
     const z = await epipolarError(blank, { frames: 2, height: H, width: W });
@@ -124,6 +132,9 @@ describe('epipolarError on rendered textured frames (opencv ORB)', () => {
   });
 
   it('rejects a buffer that does not match its dimensions', async () => {
-    await assert.rejects(epipolarError(new Uint8Array(10), { frames: 2, height: 4, width: 4 }), /expected RGB/);
+    await assert.rejects(
+      epipolarError(new Uint8Array(10), { frames: 2, height: 4, width: 4 }),
+      /expected RGB/,
+    );
   });
 });

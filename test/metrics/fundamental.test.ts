@@ -56,7 +56,18 @@ describe('sampsonDistance', () => {
     assert.ok(Math.abs(sampsonDistance(F, 10, 20, 35, 23) - 3 / Math.SQRT2) < 1e-12);
     assert.equal(sampsonDistance(F, 10, 20, 99, 20), 0);
     // Scale of F does not matter.
-    assert.ok(Math.abs(sampsonDistance(F.map((v) => 7 * v), 10, 20, 35, 23) - 3 / Math.SQRT2) < 1e-12);
+    assert.ok(
+      Math.abs(
+        sampsonDistance(
+          F.map((v) => 7 * v),
+          10,
+          20,
+          35,
+          23,
+        ) -
+          3 / Math.SQRT2,
+      ) < 1e-12,
+    );
   });
 });
 

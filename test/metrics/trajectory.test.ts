@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { axisAngle, IDENTITY3, type Mat3, mul3, mulVec3, transpose3, type Vec3 } from '../../src/metrics/mat3.js';
+import {
+  axisAngle,
+  IDENTITY3,
+  type Mat3,
+  mul3,
+  mulVec3,
+  transpose3,
+  type Vec3,
+} from '../../src/metrics/mat3.js';
 import {
   absoluteTrajectoryError,
   applySim3,
@@ -53,7 +61,17 @@ function transformWorld(ext: Float64Array, s: number, q: Mat3, u: Vec3): Float64
   const out = new Float64Array(ext.length);
   for (let f = 0; f < ext.length / 12; f++) {
     const o = 12 * f;
-    const r = [ext[o]!, ext[o + 1]!, ext[o + 2]!, ext[o + 4]!, ext[o + 5]!, ext[o + 6]!, ext[o + 8]!, ext[o + 9]!, ext[o + 10]!];
+    const r = [
+      ext[o]!,
+      ext[o + 1]!,
+      ext[o + 2]!,
+      ext[o + 4]!,
+      ext[o + 5]!,
+      ext[o + 6]!,
+      ext[o + 8]!,
+      ext[o + 9]!,
+      ext[o + 10]!,
+    ];
     const t = [ext[o + 3]!, ext[o + 7]!, ext[o + 11]!];
     const r2 = mul3(r, transpose3(q));
     const ru = mulVec3(r2, u);
@@ -97,7 +115,7 @@ describe('umeyamaAlignment', () => {
     const got = umeyamaAlignment(src, dst);
     assert.ok(Math.abs(got.scale - 2.5) < 1e-9);
     assert.ok(geodesicRotationError(got.rotation, sim.rotation) < 1e-9);
-    got.translation.forEach((t, i) => assert.ok(Math.abs(t - sim.translation[i]!) < 1e-9));
+    for (const [i, t] of got.translation.entries()) assert.ok(Math.abs(t - sim.translation[i]!) < 1e-9);
   });
 
   it('returns a proper rotation (det +1) for mirrored data', () => {
@@ -161,7 +179,8 @@ describe('absoluteTrajectoryError', () => {
 });
 
 describe('relativePoseError', () => {
-  const line = (n: number) => Array.from({ length: n }, (_, i) => ({ rwc: IDENTITY3 as Mat3, c: [i, 0, 0] as Vec3 }));
+  const line = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ rwc: IDENTITY3 as Mat3, c: [i, 0, 0] as Vec3 }));
 
   it('hand case: last camera turned 10° → one pair off by 10°, no translation error', () => {
     const ref = extrinsics(line(3));

@@ -344,3 +344,55 @@ test('Gather at opset 13: unique constant indices work, repeated ones are an inp
     /repeated or runtime indices needs opset 16/,
   );
 });
+
+test('strided Slice (positive steps through interleaving, negative through scatter) and Einsum', async () => {
+  await check('slice-strided', [[5, 7, 2]], (g, [x]) => [
+    // x[:, ::2] and x[1:, 1::3] as RoPE exports write them
+    g.op('Slice', [
+      x!,
+      g.const([0], 'int64', [1]),
+      g.const([100], 'int64', [1]),
+      g.const([1], 'int64', [1]),
+      g.const([2], 'int64', [1]),
+    ]),
+    g.op('Slice', [
+      x!,
+      g.const([1, 1], 'int64'),
+      g.const([5, 6], 'int64'),
+      g.const([0, 1], 'int64'),
+      g.const([1, 3], 'int64'),
+    ]),
+    g.op('Slice', [
+      x!,
+      g.const([4], 'int64', [1]),
+      g.const([-100], 'int64', [1]),
+      g.const([0], 'int64', [1]),
+      g.const([-2], 'int64', [1]),
+    ]),
+  ]);
+  await check('einsum', [[2, 3, 4], [4, 5], [3]], (g, [a, b, v]) => [
+    g.op('Einsum', [a!, b!], { equation: 'bij,jk->bik' }),
+    g.op('Einsum', [a!], { equation: 'bij->jib' }),
+    g.op('Einsum', [a!, v!], { equation: 'bij,i->bj' }),
+    g.op('Einsum', [a!, b!], { equation: 'bij,jk' }),
+    // i is summed inside a alone: its gradient is constant along i
+    g.op('Einsum', [a!, b!], { equation: 'bij,jk->bk' }),
+  ]);
+});
+
+test('ReduceMax, ReduceMin, ReduceSumSquare, ReduceL2 (opset 18 axes input and opset 13 attribute)', async () => {
+  await check('reduce-ext18', [[3, 4, 2]], (g, [x]) => [
+    g.op('ReduceMax', [x!, g.const([1], 'int64', [1])], { keepdims: 0 }),
+    g.op('ReduceMin', [x!, g.const([0, 2], 'int64')], { keepdims: 1 }),
+    g.op('ReduceSumSquare', [x!, g.const([2], 'int64', [1])], { keepdims: 0 }),
+    g.op('ReduceL2', [x!, g.const([-1], 'int64', [1])]),
+  ]);
+  await check(
+    'reduce-ext13',
+    [[3, 4]],
+    (g, [x]) => [g.op('ReduceMax', [x!], { axes: [1] }), g.op('ReduceL2', [x!], { keepdims: 0 })],
+    {
+      opset: 13,
+    },
+  );
+});

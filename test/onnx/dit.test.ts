@@ -66,3 +66,50 @@ test('dynamic batch resolved from a --shape override; missing override names the
     [1, 3, 2, 4, 4],
   );
 });
+
+test('LoRA toy DiT + GRPO clipped surrogate on a Gaussian SDE log-prob: LoRA gradients match finite differences', async () => {
+  const { injectLora } = await import('../../src/onnx/lora.js');
+  const { GraphBuilder } = await import('../../src/onnx/builder.js');
+  const base = buildToyDit({ ...dims, layers: 1, seed: 8 });
+  const { model, adapters } = injectLora(base, {
+    rank: 2,
+    alpha: 4,
+    targets: ['blocks.0.self_attn.q.weight', 'blocks.0.ffn.*.weight'],
+  });
+  // loss = −min(ρ·A, clip(ρ, 1−ε, 1+ε)·A), ρ = exp(logp − logp_old), logp = −Σ (x' − x − v·dt)² / 2σ²
+  const g = GraphBuilder.extend(model);
+  const shape = [1, 3, 2, 4, 4];
+  const next = g.input('next_latents', 'float32', shape);
+  const oldLp = g.input('old_log_prob', 'float32', [1]);
+  const adv = g.input('advantage', 'float32', [1]);
+  const mean = g.op('Add', ['latents', g.op('Mul', ['velocity', g.const([-0.1])])]);
+  const diff = g.op('Sub', [next, mean]);
+  const lp = g.op('Mul', [
+    g.op('ReduceSum', [g.op('Mul', [diff, diff]), g.const([1, 2, 3, 4], 'int64')], { keepdims: 0 }),
+    g.const([-0.5 / 0.3 ** 2]),
+  ]);
+  const ratio = g.op('Exp', [g.op('Sub', [lp, oldLp])]);
+  const clipped = g.op('Clip', [ratio, g.const([0.8]), g.const([1.2])]);
+  const loss = g.op('Neg', [g.op('Min', [g.op('Mul', [ratio, adv]), g.op('Mul', [clipped, adv])])]);
+  model.graph!.output = [];
+  g.output(loss, 'loss');
+  const r = rng(21);
+  const f = feeds(22);
+  const extra: Record<string, { data: Float32Array | Float64Array; dims: number[] }> = {
+    next_latents: randArr(r, shape),
+    old_log_prob: { data: Float32Array.of(0), dims: [1] },
+    advantage: { data: Float32Array.of(0.7), dims: [1] },
+  };
+  for (const a of adapters) {
+    extra[a.loraA] = randArr(r, [a.inDim, a.rank], false, 0.3);
+    extra[a.loraB] = randArr(r, [a.rank, a.outDim], false, 0.3);
+  }
+  // old_log_prob = current logp, so ρ = 1 inside the clip range (the first GRPO inner step)
+  const { run } = await import('./ort-helper.js');
+  const lpNow = await run({ ...model, graph: { ...model.graph, output: [{ name: lp }] } }, {
+    ...f,
+    ...extra,
+  } as never);
+  extra.old_log_prob = { data: Float32Array.from(lpNow[lp]!.data as Float32Array), dims: [1] };
+  await gradCheck(model, { wrt: ['lora:*'], feeds: { ...f, ...extra }, h: 3e-3, rtol: 5e-3 });
+});

@@ -50,7 +50,7 @@ test('sample → decode-geometry → score: files and a pipe give identical shar
     '-o',
     'pipefail',
     '-c',
-    `node ${BIN} sample ${small.join(' ')} --prompts ${prompts} --out ${b}/trajectory | node ${BIN} decode-geometry | node ${BIN} score > ${b}/paths.txt`,
+    `node ${BIN} sample ${small.join(' ')} --prompts ${prompts} --out ${b}/trajectory | node ${BIN} decode-geometry | node ${BIN} score > ${b}-paths.txt`,
   ]);
   for (const kind of ['trajectory', 'geometry', 'rewards']) {
     assert.deepEqual(files(join(a, kind)), files(join(b, kind)));

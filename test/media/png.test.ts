@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import sharp from 'sharp';
+import { colormapTable } from '../../src/media/colormap.js';
+import { depthToPng, pngDataUri, rgbToPng, writeDepthPng, writeRgbPng } from '../../src/media/png.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'vggrpo-png-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('rgbToPng', () => {
+  it('round-trips the pixels losslessly and enlarges by whole pixels', async () => {
+    const W = 5;
+    const H = 3;
+    const rgb = Uint8Array.from({ length: W * H * 3 }, (_, i) => (i * 37) % 256);
+    const png = await rgbToPng(rgb, W, H);
+    const back = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([back.info.width, back.info.height, back.info.channels], [W, H, 3]);
+    assert.deepEqual([...back.data], [...rgb]);
+
+    const big = await sharp(await rgbToPng(rgb, W, H, { scale: 4 }))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    assert.deepEqual([big.info.width, big.info.height], [4 * W, 4 * H]);
+    // Pixel (row 2, col 4) of the original fills the block at rows 8–11, cols 16–19.
+    const src = [...rgb.subarray(3 * (2 * W + 4), 3 * (2 * W + 4) + 3)];
+    for (const [r, c] of [
+      [8, 16],
+      [11, 19],
+    ]) {
+      const o = 3 * (r! * 4 * W + c!);
+      assert.deepEqual([...big.data.subarray(o, o + 3)], src);
+    }
+  });
+
+  it('rejects a buffer of the wrong size', async () => {
+    await assert.rejects(rgbToPng(new Uint8Array(10), 2, 2), /expected 2×2×3 bytes/);
+  });
+});
+
+describe('depth PNGs', () => {
+  it('writes files whose sharp metadata has the expected size; near is warm, invalid is black', async () => {
+    const W = 8;
+    const H = 6;
+    const depth = Float32Array.from({ length: W * H }, (_, i) => 1 + (i % W));
+    depth[0] = 0;
+    const path = await writeDepthPng(join(dir, 'depth.png'), depth, W, H, { scale: 3 });
+    const meta = await sharp(path).metadata();
+    assert.deepEqual([meta.width, meta.height, meta.format], [3 * W, 3 * H, 'png']);
+    const { data } = await sharp(readFileSync(path)).raw().toBuffer({ resolveWithObject: true });
+    const at = (r: number, c: number) => [...data.subarray(3 * (r * 3 * W + c), 3 * (r * 3 * W + c) + 3)];
+    assert.deepEqual(at(0, 0), [0, 0, 0]);
+    const lut = colormapTable('turbo');
+    // Depth 1 (the nearest valid value, column 0 from row 1 on) gets the last turbo colour; the farthest the first.
+    assert.deepEqual(at(3, 0), [...lut.subarray(765, 768)]);
+    assert.deepEqual(at(3, 3 * W - 1), [...lut.subarray(0, 3)]);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+      [],
+    );
+  });
+
+  it('reports the range it used and makes a data URI', async () => {
+    const { png, min, max } = await depthToPng([1, 2, 3, 4], 2, 2, { lowPercentile: 0, highPercentile: 100 });
+    assert.deepEqual([min, max], [1, 4]);
+    assert.ok(pngDataUri(png).startsWith('data:image/png;base64,iVBORw0KGgo'));
+    const rgbPath = await writeRgbPng(join(dir, 'f.png'), new Uint8Array(12).fill(200), 2, 2);
+    assert.equal((await sharp(rgbPath).metadata()).width, 2);
+  });
+});
