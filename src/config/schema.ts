@@ -2,7 +2,12 @@
  * The experiment config: one schema for all stages, each stage reads its part. Unknown keys,
  * wrong types and missing values are errors that name the key path (zod's strict objects).
  */
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+
+/** The toy world's fixture models: the embedded default every command runs on. */
+export const FIXTURES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'onnx', 'fixtures');
 
 const positiveInt = z.number().int().positive();
 
@@ -77,10 +82,10 @@ export const LgmOutputs = z
 
 export const ModelsConfig = z
   .object({
-    denoiser: z.string().optional(),
-    lgm: z.string().optional(),
-    vae_decoder: z.string().optional(),
-    text_encoder: z.string().optional(),
+    denoiser: z.string().default(resolve(FIXTURES_DIR, 'denoiser.onnx')),
+    lgm: z.string().default(resolve(FIXTURES_DIR, 'lgm.onnx')),
+    vae_decoder: z.string().nullable().default(resolve(FIXTURES_DIR, 'vae_decoder.onnx')),
+    text_encoder: z.string().nullable().default(resolve(FIXTURES_DIR, 'text_encoder.onnx')),
   })
   .strict();
 

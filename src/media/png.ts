@@ -91,3 +91,32 @@ export async function writeDepthPng(
 export function pngDataUri(png: Uint8Array): string {
   return `data:image/png;base64,${Buffer.from(png.buffer, png.byteOffset, png.byteLength).toString('base64')}`;
 }
+
+/**
+ * Colour-map chosen frames of a depth clip [F, H, W] with one range shared by all frames (so a
+ * colour means the same depth in every thumbnail) and encode each as a PNG.
+ *
+ * @example
+ *   const { pngs } = await depthFramesToPngs(depth, { frames: 8, height: 32, width: 32 }, { pick: [0, 4, 7], scale: 4 });
+ */
+export async function depthFramesToPngs(
+  depth: ArrayLike<number>,
+  dims: { frames: number; height: number; width: number },
+  opts: DepthPngOptions & { pick?: number[] } = {},
+): Promise<{ pngs: Buffer[]; frames: number[]; min: number; max: number }> {
+  const { frames, height, width } = dims;
+  const n = height * width;
+  check(
+    depth.length === frames * n,
+    'depthFramesToPngs',
+    `expected [${frames}, ${height}, ${width}] values, got ${depth.length}`,
+  );
+  const pick = opts.pick ?? Array.from({ length: frames }, (_, f) => f);
+  for (const f of pick)
+    check(Number.isInteger(f) && f >= 0 && f < frames, 'depthFramesToPngs', `no frame ${f}`);
+  const { rgb, min, max } = applyColormap(depth, { reverse: true, valid: (d) => d > 0, ...opts });
+  const pngs = await Promise.all(
+    pick.map((f) => rgbToPng(rgb.subarray(3 * f * n, 3 * (f + 1) * n), width, height, opts)),
+  );
+  return { pngs, frames: pick, min, max };
+}

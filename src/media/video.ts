@@ -9,6 +9,7 @@ import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { check, RuntimeFailure } from '../errors.js';
+import { applyColormap, type ColormapOptions } from './colormap.js';
 
 /** Path of the bundled ffmpeg binary. */
 export function ffmpegPath(): string {
@@ -100,4 +101,26 @@ function runFfmpeg(args: string[], input: Uint8Array): Promise<void> {
     });
     child.stdin.end(Buffer.from(input.buffer, input.byteOffset, input.byteLength));
   });
+}
+
+/**
+ * A colour-mapped depth video: every frame of depth [F, H, W] through one shared colour range
+ * (near = warm, depth ≤ 0 black), encoded like `writeMp4`.
+ *
+ * @example
+ *   await writeDepthMp4('runs/x/eval/depth0.mp4', depth, { frames: 8, height: 32, width: 32 });
+ */
+export async function writeDepthMp4(
+  path: string,
+  depth: ArrayLike<number>,
+  dims: { frames: number; height: number; width: number },
+  opts: VideoOptions & ColormapOptions = {},
+): Promise<VideoResult & { min: number; max: number }> {
+  check(
+    depth.length === dims.frames * dims.height * dims.width,
+    'writeDepthMp4',
+    `expected depth [${dims.frames}, ${dims.height}, ${dims.width}], got ${depth.length} values`,
+  );
+  const { rgb, min, max } = applyColormap(depth, { reverse: true, valid: (d) => d > 0, ...opts });
+  return { ...(await writeMp4(path, rgb, dims, opts)), min, max };
 }

@@ -25,7 +25,17 @@ export function loadOpenCv(): Promise<{ cv: Cv }> {
   loading ??= new Promise((resolve, reject) => {
     try {
       const require = createRequire(import.meta.url);
+      // Emscripten's Node glue hooks process-wide error events (rethrow / abort); the CLI owns those,
+      // so the hooks it adds are taken off again.
+      const hadException = new Set(process.listeners('uncaughtException'));
+      const hadRejection = new Set(process.listeners('unhandledRejection'));
       const cv = require('@techstark/opencv-js');
+      for (const l of process.listeners('uncaughtException')) {
+        if (!hadException.has(l)) process.removeListener('uncaughtException', l);
+      }
+      for (const l of process.listeners('unhandledRejection')) {
+        if (!hadRejection.has(l)) process.removeListener('unhandledRejection', l);
+      }
       if (cv.Mat) {
         resolve({ cv });
         return;

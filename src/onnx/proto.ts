@@ -1,6 +1,8 @@
 /**
- * The ONNX protobuf schema (onnx.proto, IR version 10), written as a protobufjs JSON descriptor
- * from the spec's field numbers, and the plain-object types the rest of `src/onnx/` works on.
+ * The ONNX protobuf schema (onnx.proto / onnx-ml.proto, IR version 10), written as a protobufjs
+ * JSON descriptor from the spec's field numbers, and the plain-object types the rest of
+ * `src/onnx/` works on. Fields newer than IR 10 (multi-device configuration) are not in the
+ * schema and would be dropped on a round trip.
  *
  * Field names are camelCase (`opType`, `rawData`): protobufjs only uses the numbers on the wire.
  * int64 scalars (dims, attribute ints, versions) are plain numbers in memory: values beyond 2^53
@@ -174,7 +176,16 @@ const descriptor = {
         },
         TypeProto: {
           oneofs: {
-            value: { oneof: ['tensorType', 'sequenceType', 'mapType', 'optionalType', 'sparseTensorType'] },
+            value: {
+              oneof: [
+                'tensorType',
+                'sequenceType',
+                'mapType',
+                'optionalType',
+                'sparseTensorType',
+                'opaqueType',
+              ],
+            },
           },
           fields: {
             tensorType: f(1, 'Tensor'),
@@ -182,6 +193,7 @@ const descriptor = {
             mapType: f(5, 'Map'),
             optionalType: f(9, 'Optional'),
             sparseTensorType: f(8, 'SparseTensor'),
+            opaqueType: f(7, 'Opaque'),
             denotation: f(6, 'string'),
           },
           nested: {
@@ -190,6 +202,7 @@ const descriptor = {
             Map: { fields: { keyType: f(1, 'int32'), valueType: f(2, 'TypeProto') } },
             Optional: { fields: { elemType: f(1, 'TypeProto') } },
             SparseTensor: { fields: { elemType: f(1, 'int32'), shape: f(2, 'TensorShapeProto') } },
+            Opaque: { fields: { domain: f(1, 'string'), name: f(2, 'string') } },
           },
         },
         OperatorSetIdProto: { fields: { domain: f(1, 'string'), version: f(2, 'int64') } },
@@ -300,6 +313,7 @@ export interface TypeProto {
   mapType?: { keyType?: number; valueType?: TypeProto };
   optionalType?: { elemType?: TypeProto };
   sparseTensorType?: { elemType?: number; shape?: TensorShapeProto };
+  opaqueType?: { domain?: string; name?: string };
   denotation?: string;
 }
 

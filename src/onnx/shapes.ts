@@ -465,10 +465,7 @@ export function inferNode(
     return x;
   };
   const same = (): ValueType => ({ elemType: X().elemType, shape: [...X().shape] });
-  if (UNARY_SAME.has(op)) {
-    if (op === 'BatchNormalization' || op === 'Dropout') return [same()];
-    return [same()];
-  }
+  if (UNARY_SAME.has(op)) return [same()];
   if (BINARY.has(op)) return [{ elemType: X().elemType, shape: broadcastShapes(X().shape, ins[1]!.shape) }];
   if (VARIADIC.has(op)) {
     return [{ elemType: X().elemType, shape: broadcastShapes(...ins.filter((i) => i).map((i) => i!.shape)) }];
@@ -641,6 +638,8 @@ export function inferNode(
       return [{ elemType: t?.dataType ?? DataType.FLOAT, shape: need(cs[0], 'shape').data }];
     }
     case 'Constant': {
+      const t = attrTensor(node, 'value');
+      if (t) return [{ elemType: t.dataType ?? 0, shape: [...(t.dims ?? [])] }];
       const c = constantValue(node);
       return [{ elemType: c.elemType, shape: c.shape }];
     }

@@ -34,6 +34,8 @@ export interface GrpoSettings {
   guidance: number;
   /** Scale on this micro-batch's gradient (1 / number of micro-batches). */
   weight: number;
+  /** Measure the KL to the LoRA-off model even when β = 0 (for logging). */
+  measureKl?: boolean;
 }
 
 export interface MicroBatchResult {
@@ -79,8 +81,8 @@ export async function microBatchGradient(
   const step = sdeStep({ x: mb.x, v, sigmas: mb.sigmas, i: mb.stepIndex, batch: mb.batch, noiseLevel: s.noiseLevel, next: mb.next });
   const g = grpoLoss({ logpNew: step.logProb, logpOld: mb.logpOld, advantages: mb.advantages, clipRange: s.clipRange });
   const gMean = logProbVjp(mb.next, step.mean, step.std, mb.batch, g.gradLogpNew);
-  let kl = 0;
-  if (s.klBeta > 0) {
+  let kl = Number.NaN;
+  if (s.klBeta > 0 || s.measureKl) {
     // μ_ref: the same graph with the LoRA branch off (B = 0).
     const refFeeds = { ...feeds };
     for (const [name, t] of lora) if (name.endsWith(':B')) refFeeds[name] = f32(t.shape, new Float32Array(t.data.length));
@@ -89,7 +91,7 @@ export async function microBatchGradient(
     const meanRef = sdeStep({ x: mb.x, v: vRef, sigmas: mb.sigmas, i: mb.stepIndex, batch: mb.batch, noiseLevel: s.noiseLevel, next: mb.next }).mean;
     const k = klPenalty({ meanTheta: step.mean, meanRef, batch: mb.batch, std: step.std, stdT: step.stdT, form: s.klForm });
     kl = k.kl;
-    for (let j = 0; j < gMean.length; j++) gMean[j]! += s.klBeta * k.gradMeanTheta[j]!;
+    if (s.klBeta > 0) for (let j = 0; j < gMean.length; j++) gMean[j]! += s.klBeta * k.gradMeanTheta[j]!;
   }
   // ∂L/∂v = cv·∂L/∂μ; with CFG v = v_u + g(v_c − v_u): the uncond half gets (1−g), the cond half g.
   const gV = new Float32Array(nb * (mb.x.length / mb.batch));

@@ -190,6 +190,7 @@ export async function runGrpoStep(
   };
   const sessions = new Map<number, ModelSession>();
   const skipped: string[] = [];
+  const firstTrainStep = toNumbers(rollouts[0]!.trajectory.tensors.get('step_index')!)[trainSteps[0]!];
   const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
   const startStep = policy.checkpoint?.state.step ?? 0;
   let metrics: Record<string, number> = {};
@@ -199,18 +200,23 @@ export async function runGrpoStep(
   try {
     for (let inner = 0; inner < innerSteps; inner++) {
       const grads: ParamMap = new Map([...policy.lora.params].map(([k, v]) => [k, new Float32Array(v.length)]));
-      const acc = { loss: 0, kl: 0, approxKl: 0, clip: 0, rmin: Number.POSITIVE_INFINITY, rmax: Number.NEGATIVE_INFINITY, n: 0 };
+      const acc = { loss: 0, kl: 0, nKl: 0, approxKl: 0, clip: 0, rmin: Number.POSITIVE_INFINITY, rmax: Number.NEGATIVE_INFINITY, n: 0 };
       for (const r of rollouts) {
         for (const mb of microBatches(r, config, trainSteps, skipped)) {
           const session = await gradientSession(policy, config, config.sampler.guidance !== 1 ? 2 * mb.batch : mb.batch, sessions);
-          const res = await microBatchGradient(policy, session, mb, settings);
+          // KL to the base model is always reported; with β = 0 it is measured on the first train step only.
+          const measureKl = mb.stepIndex === firstTrainStep;
+          const res = await microBatchGradient(policy, session, mb, { ...settings, measureKl });
           if (inner === 0) assertRatioOne(res.logpNew, mb.logpOld);
           for (const [k, gr] of res.grads) {
             const a = grads.get(k)!;
             for (let j = 0; j < a.length; j++) a[j]! += gr[j]!;
           }
           acc.loss += res.loss;
-          acc.kl += res.kl;
+          if (Number.isFinite(res.kl)) {
+            acc.kl += res.kl;
+            acc.nKl++;
+          }
           acc.approxKl += res.approxKl;
           acc.clip += res.clipFraction;
           acc.rmin = Math.min(acc.rmin, res.ratioMin);
@@ -220,7 +226,8 @@ export async function runGrpoStep(
       }
       if (inner === 0) for (const w of skipped) io.note(`warning: ${w}`);
       if (acc.n === 0) throw new RuntimeFailure('no trainable group: every group had non-finite samples; no update made');
-      const loss = acc.loss / acc.n + g.kl_beta * (acc.kl / acc.n);
+      const klMean = acc.nKl ? acc.kl / acc.nKl : 0;
+      const loss = acc.loss / acc.n + g.kl_beta * klMean;
       const bad = nonFiniteGrads(grads);
       if (!Number.isFinite(loss) || bad.length > 0) {
         throw new RuntimeFailure(
@@ -258,7 +265,7 @@ export async function runGrpoStep(
         inner,
         loss,
         policy_loss: acc.loss / acc.n,
-        kl: acc.kl / acc.n,
+        kl: klMean,
         approx_kl: acc.approxKl / acc.n,
         clip_fraction: acc.clip / acc.n,
         grad_norm: gradNorm,

@@ -5,7 +5,14 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { colormapTable } from '../../src/media/colormap.js';
-import { depthToPng, pngDataUri, rgbToPng, writeDepthPng, writeRgbPng } from '../../src/media/png.js';
+import {
+  depthFramesToPngs,
+  depthToPng,
+  pngDataUri,
+  rgbToPng,
+  writeDepthPng,
+  writeRgbPng,
+} from '../../src/media/png.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vggrpo-png-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -68,5 +75,28 @@ describe('depth PNGs', () => {
     assert.ok(pngDataUri(png).startsWith('data:image/png;base64,iVBORw0KGgo'));
     const rgbPath = await writeRgbPng(join(dir, 'f.png'), new Uint8Array(12).fill(200), 2, 2);
     assert.equal((await sharp(rgbPath).metadata()).width, 2);
+  });
+});
+
+describe('depthFramesToPngs', () => {
+  it('uses one colour range for all frames, so equal depths get equal colours across frames', async () => {
+    const H = 2;
+    const W = 2;
+    // Frame 0 spans depths 1–4, frame 1 only 3–4: alone, frame 1 would stretch 3 → first colour.
+    const depth = [1, 2, 3, 4, 3, 3, 4, 4];
+    const { pngs, min, max, frames } = await depthFramesToPngs(
+      depth,
+      { frames: 2, height: H, width: W },
+      { lowPercentile: 0, highPercentile: 100 },
+    );
+    assert.deepEqual([min, max, frames], [1, 4, [0, 1]]);
+    const px = async (png: Buffer) => [...(await sharp(png).raw().toBuffer())];
+    const [a, b] = [await px(pngs[0]!), await px(pngs[1]!)];
+    assert.deepEqual(b.slice(0, 3), a.slice(6, 9)); // depth 3 in both frames
+    assert.deepEqual(b.slice(9, 12), a.slice(9, 12)); // depth 4 in both frames
+    await assert.rejects(
+      depthFramesToPngs(depth, { frames: 2, height: H, width: W }, { pick: [2] }),
+      /no frame 2/,
+    );
   });
 });

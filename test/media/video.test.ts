@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { writeMp4 } from '../../src/media/video.js';
+import { writeDepthMp4, writeMp4 } from '../../src/media/video.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vggrpo-video-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -67,5 +67,20 @@ describe('writeMp4', () => {
       /expected RGB/,
     );
     assert.ok(!readdirSync(dir).includes('bad.mp4'));
+  });
+
+  it('writes a colour-mapped depth video over one shared range', async () => {
+    const depth = Float32Array.from(
+      { length: 3 * 16 * 16 },
+      (_, i) => 1 + Math.floor(i / 256) + (i % 16) / 16,
+    );
+    const r = await writeDepthMp4(
+      join(dir, 'depth.mp4'),
+      depth,
+      { frames: 3, height: 16, width: 16 },
+      { lowPercentile: 0, highPercentile: 100 },
+    );
+    assert.deepEqual([r.width, r.height, r.min, r.max], [256, 256, 1, 3 + 15 / 16]);
+    assert.equal(boxes(readFileSync(r.path))[0]![0], 'ftyp');
   });
 });

@@ -80,7 +80,10 @@ describe('epipolarError on rendered textured frames (opencv ORB)', () => {
   const H = 64;
 
   it('matches a shifted toy frame and maps keypoints back to original pixels', async () => {
+    const hooks = () => ['uncaughtException', 'unhandledRejection'].map((e) => process.listenerCount(e));
+    const before = hooks();
     const { cv } = await loadOpenCv();
+    assert.deepEqual(hooks(), before, 'opencv.js left process-wide error hooks behind');
     const a = rgbToGrey(crop(canvas, size, 10, 10, W, H), W, H);
     const b = rgbToGrey(crop(canvas, size, 14, 8, W, H), W, H);
     const m = matchFeatures(cv, a, b);

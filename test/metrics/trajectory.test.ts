@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   axisAngle,
   IDENTITY3,
@@ -116,6 +117,31 @@ describe('umeyamaAlignment', () => {
     assert.ok(Math.abs(got.scale - 2.5) < 1e-9);
     assert.ok(geodesicRotationError(got.rotation, sim.rotation) < 1e-9);
     for (const [i, t] of got.translation.entries()) assert.ok(Math.abs(t - sim.translation[i]!) < 1e-9);
+  });
+
+  it('property: any similarity applied to a non-degenerate cloud is recovered', () => {
+    const unit = fc.double({ min: -1, max: 1, noNaN: true });
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0.01, max: 100, noNaN: true }),
+        fc.tuple(unit, unit, unit).filter(([x, y, z]) => Math.hypot(x, y, z) > 0.1),
+        fc.double({ min: 0, max: Math.PI - 1e-3, noNaN: true }),
+        fc.tuple(unit, unit, unit),
+        fc.integer({ min: 1, max: 1000 }),
+        (scale, axis, angle, t, seed) => {
+          const u = rng(seed);
+          const src = Float64Array.from({ length: 3 * 10 }, () => u() * 2 - 1);
+          const sim = { scale, rotation: axisAngle(axis, angle), translation: t.map((v) => 50 * v) as Vec3 };
+          const got = umeyamaAlignment(src, applySim3(sim, src));
+          return (
+            Math.abs(got.scale / scale - 1) < 1e-9 &&
+            geodesicRotationError(got.rotation, sim.rotation) < 1e-7 &&
+            got.translation.every((v, i) => Math.abs(v - sim.translation[i]!) < 1e-6 * (1 + scale))
+          );
+        },
+      ),
+      { numRuns: 200, seed: 42 },
+    );
   });
 
   it('returns a proper rotation (det +1) for mirrored data', () => {
