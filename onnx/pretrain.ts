@@ -27,11 +27,11 @@ import { cameraCentre, poseEncodingToCameras } from '../src/geometry/cameras.js'
 import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { encodeModel } from '../src/onnx/model.js';
+import { motion } from '../src/rewards/motion.js';
 import { adamwInit, adamwStep, clipGradNorm, type ParamMap } from '../src/rl/adamw.js';
 import { batchNoise, gaussian, splitSeed } from '../src/rl/prng.js';
 import { sdeWindow, shiftedSigmas, timestepOf } from '../src/rl/schedule.js';
 import { odeStep, sdeStep } from '../src/rl/sde.js';
-import { motion } from '../src/rewards/motion.js';
 import { ModelSession } from '../src/runtime/session.js';
 import { writeSafetensors } from '../src/shards/safetensors.js';
 import { f32, type Tensor } from '../src/shards/tensor.js';
@@ -86,7 +86,12 @@ async function encodePrompts(prompts: string[], threads: number): Promise<Float3
 }
 
 /** A training video of `prompt`: its scenario's scene and path, smooth or jittered. */
-function trainingLatents(prompt: string, scenes: Map<string, Scene>, rng: Rng, smoothFraction: number): Float32Array {
+function trainingLatents(
+  prompt: string,
+  scenes: Map<string, Scene>,
+  rng: Rng,
+  smoothFraction: number,
+): Float32Array {
   const sc = promptScenario(prompt);
   let scene = scenes.get(prompt);
   if (!scene) {
@@ -96,13 +101,18 @@ function trainingLatents(prompt: string, scenes: Map<string, Scene>, rng: Rng, s
   const smooth = rng.next() < smoothFraction;
   const traj = makeTrajectory(
     sc.family,
-    smooth ? {} : { jitterPos: rng.uniform(0.03, 0.12), jitterRot: rng.uniform(0.01, 0.05), seed: rng.int(0, 1 << 30) },
+    smooth
+      ? {}
+      : { jitterPos: rng.uniform(0.03, 0.12), jitterRot: rng.uniform(0.01, 0.05), seed: rng.int(0, 1 << 30) },
   );
   return encodeScene(scene, traj).latents;
 }
 
 /** The denoiser with parameters as inputs, an MSE loss against `target`, and its gradient graph. */
-function trainingGraph(batch: number): { bytes: Uint8Array; params: { name: string; shape: number[]; value: Float32Array }[] } {
+export function trainingGraph(batch: number): {
+  bytes: Uint8Array;
+  params: { name: string; shape: number[]; value: Float32Array }[];
+} {
   const { model, params } = buildDenoiser({ paramsAsInputs: true, batch });
   const g = GraphBuilder.extend(model);
   const target = g.input('target', 'float32', [batch, C, F, H, W]);
@@ -121,7 +131,10 @@ function trainingGraph(batch: number): { bytes: Uint8Array; params: { name: stri
  * @example
  *   const weights = await pretrain({ ...PRETRAIN_DEFAULTS, steps: 10 });
  */
-export async function pretrain(o: PretrainOptions, log: (s: string) => void = () => {}): Promise<Map<string, Float32Array>> {
+export async function pretrain(
+  o: PretrainOptions,
+  log: (s: string) => void = () => {},
+): Promise<Map<string, Float32Array>> {
   const heldOut = readPromptFile('prompts-heldout.txt');
   const prompts = [...readPromptFile('prompts.txt'), ...syntheticPrompts(o.synthetic, o.seed, heldOut)];
   const contexts = await encodePrompts(prompts, o.threads);
@@ -160,7 +173,10 @@ export async function pretrain(o: PretrainOptions, log: (s: string) => void = ()
     }
     const feeds: Record<string, Tensor> = {
       latents: f32([B, C, F, H, W], xt),
-      timestep: f32([B], Float32Array.from(sigma, (s) => timestepOf(s))),
+      timestep: f32(
+        [B],
+        Float32Array.from(sigma, (s) => timestepOf(s)),
+      ),
       context: f32([B, L, D], ctx),
       target: f32([B, C, F, H, W], target),
       'grad:loss': f32([], [1]),
@@ -175,7 +191,9 @@ export async function pretrain(o: PretrainOptions, log: (s: string) => void = ()
     const loss = (out.loss!.data as Float32Array)[0]!;
     ema = Number.isNaN(ema) ? loss : 0.98 * ema + 0.02 * loss;
     if (step % 25 === 0 || step === o.steps - 1) {
-      log(`step ${step} loss ${loss.toFixed(4)} ema ${ema.toFixed(4)} |g| ${gnorm.toFixed(3)} lr ${lr.toExponential(2)} ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+      log(
+        `step ${step} loss ${loss.toFixed(4)} ema ${ema.toFixed(4)} |g| ${gnorm.toFixed(3)} lr ${lr.toExponential(2)} ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+      );
     }
   }
   await session.release();
@@ -231,7 +249,8 @@ export async function evaluateGroups(
         })
       ).velocity!.data as Float32Array;
       x = window.has(i)
-        ? sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: 0.7, noise: batchNoise(seeds, i, LATENT_SIZE) }).next
+        ? sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: 0.7, noise: batchNoise(seeds, i, LATENT_SIZE) })
+            .next
         : odeStep(x, v, sigmas, i);
     }
     const geo = await lgm.run({ latents: f32([G, C, F, H, W], x) });
@@ -247,13 +266,24 @@ export async function evaluateGroups(
         if (Math.abs(c[0]!) < 4 && Math.abs(c[2]!) < 4 && c[1]! > 0 && c[1]! < 3) inRoom += 1 / (G * F);
       }
       const d = depth.subarray(k * F * h * w, (k + 1) * F * h * w);
-      const pts = (geo.world_points!.data as Float32Array).subarray(k * F * h * w * 3, (k + 1) * F * h * w * 3);
+      const pts = (geo.world_points!.data as Float32Array).subarray(
+        k * F * h * w * 3,
+        (k + 1) * F * h * w * 3,
+      );
       rewards.push(motion.compute({ frames: F, height: h, width: w, depth: d, points: pts, ...cams }));
     }
     const mean = rewards.reduce((a, r) => a + r, 0) / G;
     const std = Math.sqrt(rewards.reduce((a, r) => a + (r - mean) ** 2, 0) / G);
     const sorted = Float32Array.from(depth).sort();
-    stats.push({ prompt: prompts[p]!, heldOut: p >= train.length, rewards, mean, std, medianDepth: sorted[sorted.length >> 1]!, inRoom });
+    stats.push({
+      prompt: prompts[p]!,
+      heldOut: p >= train.length,
+      rewards,
+      mean,
+      std,
+      medianDepth: sorted[sorted.length >> 1]!,
+      inRoom,
+    });
   }
   await den.release();
   await lgm.release();
@@ -271,9 +301,26 @@ function groundTruthMotion(prompts: string[]): { smooth: number; jittery: number
       const sc = promptScenario(p);
       const scene = scenes.get(p) ?? makeScene(sc.sceneSeed, { dynamic: sc.dynamic });
       scenes.set(p, scene);
-      const traj = makeTrajectory(sc.family, s ? {} : { jitterPos: rng.uniform(0.03, 0.12), jitterRot: rng.uniform(0.01, 0.05), seed: rng.int(0, 1 << 30) });
+      const traj = makeTrajectory(
+        sc.family,
+        s
+          ? {}
+          : {
+              jitterPos: rng.uniform(0.03, 0.12),
+              jitterRot: rng.uniform(0.01, 0.05),
+              seed: rng.int(0, 1 << 30),
+            },
+      );
       const g = encodeScene(scene, traj).geometry;
-      const r = motion.compute({ frames: F, height: g.height, width: g.width, depth: g.depth, points: g.points, extrinsics: g.extrinsics, intrinsics: g.intrinsics });
+      const r = motion.compute({
+        frames: F,
+        height: g.height,
+        width: g.width,
+        depth: g.depth,
+        points: g.points,
+        extrinsics: g.extrinsics,
+        intrinsics: g.intrinsics,
+      });
       if (s) smooth += r / prompts.length;
       else jittery += r / prompts.length;
     }
@@ -323,7 +370,9 @@ async function main(): Promise<void> {
   const heldOut = readPromptFile('prompts-heldout.txt');
   const stats = await evaluateGroups(weights, train, heldOut, o.threads);
   for (const s of stats) {
-    log(`${s.heldOut ? 'held-out' : 'train   '} mean ${s.mean.toFixed(3)} std ${s.std.toFixed(3)} depth ${s.medianDepth.toFixed(2)} in-room ${s.inRoom.toFixed(2)}  ${s.prompt}`);
+    log(
+      `${s.heldOut ? 'held-out' : 'train   '} mean ${s.mean.toFixed(3)} std ${s.std.toFixed(3)} depth ${s.medianDepth.toFixed(2)} in-room ${s.inRoom.toFixed(2)}  ${s.prompt}`,
+    );
   }
   const ok = stats.filter((s) => s.std >= 0.02).length / stats.length;
   const gt = groundTruthMotion(train);

@@ -169,7 +169,7 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     const ins = node.input ?? [];
     const wants = ins.map((i) => !!i && source.has(i));
     if (!wants.some((w) => w)) continue;
-    const rule = RULES[op];
+    const rule = Object.hasOwn(RULES, op) ? RULES[op] : undefined;
     if (!rule || (node.domain && node.domain !== 'ai.onnx')) {
       const p = source.get(ins.find((i) => source.has(i))!);
       throw new InputError(
@@ -246,7 +246,7 @@ function foldOutputIdentities(graph: GraphProto, forward: Set<NodeProto>): void 
   for (const n of nodes) for (const o of n.output ?? []) producer.set(o, n);
   const drop = new Set<NodeProto>();
   for (const n of nodes) {
-    if (n.opType !== 'Identity' || !n.output?.[0]?.startsWith('grad:')) continue;
+    if (n.opType !== 'Identity' || forward.has(n) || !n.output?.[0]?.startsWith('grad:')) continue;
     const v = n.input![0]!;
     const p = producer.get(v);
     if (!p || forward.has(p) || consumers.get(v) !== 1 || outputs.has(v)) continue;

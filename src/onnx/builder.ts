@@ -222,6 +222,16 @@ export class GraphBuilder {
     return name;
   }
 
+  /**
+   * A 1-D int64 constant (axes, shapes, starts/ends), also for a single value.
+   *
+   * @example
+   *   g.op('Unsqueeze', [x, g.ints([0])]);
+   */
+  ints(values: readonly number[]): string {
+    return this.const(values, 'int64', [values.length]);
+  }
+
   /** Append a single-output node; returns the output's name. */
   op(
     opType: string,

@@ -800,8 +800,8 @@ function foldNode(
   // everything below needs its (non-optional) inputs constant
   for (let i = 0; i < n; i++) if (node.input![i] && !cs[i]) return undefined;
   const c0 = cs[0]!;
-  if (op in UN) return make(c0.data.map(UN[op]!));
-  if (op in BIN) {
+  if (Object.hasOwn(UN, op)) return make(c0.data.map(UN[op]!));
+  if (Object.hasOwn(BIN, op)) {
     const c1 = cs[1]!;
     const ia = broadcastIndex(c0.shape, out.shape);
     const ib = broadcastIndex(c1.shape, out.shape);

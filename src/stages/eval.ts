@@ -10,7 +10,6 @@ import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { cameraCentre } from '../geometry/cameras.js';
 import { type CameraPath, cameraPathSpec, type Curve, lineSpec, renderSvg } from '../media/plots.js';
-import { depthToPng } from '../media/png.js';
 import { type ReportData, type ReportSection, type ReportVideo, writeReport } from '../media/report.js';
 import { writeMp4 } from '../media/video.js';
 import { type GroundTruth, type VideoMetrics, videoMetrics } from '../metrics/consistency.js';
@@ -21,6 +20,7 @@ import { runtimeOptions } from '../rl/policy.js';
 import { ModelSession } from '../runtime/session.js';
 import { readShard, type Shard } from '../shards/shard.js';
 import { f32 } from '../shards/tensor.js';
+import { depthStrip } from './render-geometry.js';
 import type { ConfigResolver, StageIo } from './types.js';
 
 export interface EvalResult {
@@ -204,17 +204,6 @@ async function framesOf(
     for (let c = 0; c < 3; c++)
       for (let i = 0; i < H * W; i++) rgb[(f * H * W + i) * 3 + c] = Math.round(255 * Math.min(1, Math.max(0, d[(f * 3 + c) * H * W + i]!)));
   return { rgb, frames: F, height: H, width: W };
-}
-
-async function depthStrip(shard: Shard, b: number): Promise<Uint8Array> {
-  const t = shard.tensors.get('depth')!;
-  const [, F, h, w] = t.shape as [number, number, number, number];
-  const d = t.data as Float32Array;
-  const strip = new Float32Array(F * h * w);
-  for (let f = 0; f < F; f++)
-    for (let i = 0; i < h; i++)
-      for (let j = 0; j < w; j++) strip[i * F * w + f * w + j] = d[((b * F + f) * h + i) * w + j]!;
-  return (await depthToPng(strip, F * w, h, { scale: Math.max(1, Math.round(48 / h)) })).png;
 }
 
 const fmt = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toPrecision(4)));

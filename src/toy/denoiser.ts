@@ -1,6 +1,6 @@
 /**
  * The toy denoiser: a Wan2.1-shaped video diffusion transformer at toy size. Conv3d patchify
- * (1×2×2) → F·(H/2)·(W/2) = 512 tokens of width 48; sinusoidal timestep embedding → MLP → 6-way
+ * (1×2×2) → F·(H/2)·(W/2) = 512 tokens of width 48 (plus a learnt per-frame code); sinusoidal timestep embedding → MLP → 6-way
  * modulation (shift/scale/gate of attention and feed-forward); per block self-attention with
  * RMS-normalised q/k and 3-D rotary positions, cross-attention to the projected text context,
  * tanh-GELU feed-forward; a modulated head; unpatchify to [B, C, F, H, W]. Parameter names follow
@@ -131,6 +131,10 @@ export function buildDenoiser(opts: DenoiserOptions = {}): BuiltDenoiser {
   const pb = net.param('patch_embedding.bias', [dim], { kind: 'zeros' });
   const patches = net.op('Conv', [latents, pwt, pb], { kernel_shape: [pf, ph, pw], strides: [pf, ph, pw] });
   let x = net.transpose(net.reshape(patches, [0, dim, N]), [0, 2, 1]);
+  // A learnt absolute frame code (Wan has none): rotary positions are only relative, and a toy
+  // camera path depends on where in the clip a frame is.
+  const frameEmb = net.param('frame_embedding.weight', [grid[0], 1, dim], { kind: 'normal', std: 0.3 });
+  x = net.reshape(net.op('Add', [net.reshape(x, [0, grid[0], grid[1] * grid[2], dim]), frameEmb]), [0, N, dim]);
 
   // Timestep: sinusoidal code (cos, sin) → MLP → e [B, dim]; 6-way modulation e0 [B, 6, dim].
   const half = S.freqDim / 2;

@@ -83,13 +83,14 @@ export function encodeRendered(geometry: RenderedVideo, colour: RenderedVideo): 
     const e = geometry.extrinsics;
     for (let r = 0; r < 3; r++) for (let c = 0; c < 3; c++) rot[3 * r + c] = e[12 * f + 4 * r + c]!;
     const q = toyQuaternion(rot);
-    for (let k = 0; k < 3; k++)
-      out.fill(
-        e[12 * f + 4 * k + 3]! / NORM.translationScale,
-        at(CH.translation + k, f),
-        at(CH.translation + k, f) + plane,
-      );
-    for (let k = 0; k < 4; k++) out.fill(q[k]!, at(CH.quaternion + k, f), at(CH.quaternion + k, f) + plane);
+    for (let k = 0; k < 3; k++) {
+      const t = (e[12 * f + 4 * k + 3]! - NORM.translationMean[k]!) / NORM.translationScale[k]!;
+      out.fill(t, at(CH.translation + k, f), at(CH.translation + k, f) + plane);
+    }
+    for (let k = 0; k < 4; k++) {
+      const qn = (q[k]! - NORM.quaternionMean[k]!) / NORM.quaternionScale[k]!;
+      out.fill(qn, at(CH.quaternion + k, f), at(CH.quaternion + k, f) + plane);
+    }
   }
   return out;
 }

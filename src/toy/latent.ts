@@ -8,13 +8,16 @@
  * |---|---|---|
  * | 0 | log-depth (z along the optical axis) | (log d − 1.0) / 0.6 |
  * | 1–3 | RGB | (c − 0.5) / 0.25 |
- * | 4–6 | camera translation t of camera-from-world [R\|t] | t / 2 |
- * | 7–10 | camera quaternion (x, y, z, w) of R, sign with x ≥ 0 | as is (unit) |
+ * | 4–6 | camera translation t of camera-from-world [R\|t] | (t − μ_t) / s_t per component |
+ * | 7–10 | camera quaternion (x, y, z, w) of R, sign with x ≥ 0 | (q − μ_q) / s_q per component |
  * | 11–13 | world-frame scene flow to the next frame | flow / 0.1 |
  *
  * Depth and flow live at the geometry resolution h×w = 8×8 and are nearest-upsampled ×2 to the
  * latent grid H×W = 16×16 (so a 2×2 average recovers them exactly); RGB is at the latent grid;
- * camera channels are constant over each frame's grid.
+ * camera channels are constant over each frame's grid. The camera channels are standardised by
+ * the spread of the toy cameras (not just scaled to unit range): toy paths differ by a few hundredths
+ * in most quaternion components, and a denoiser reaches only so many hundredths of absolute
+ * precision per channel, so unit-range channels would decode to cameras far jerkier than any path.
  *
  * @example
  *   import { TOY, CH, NORM } from './latent.js';
@@ -52,7 +55,11 @@ export const NORM = {
   logDepthScale: 0.6,
   rgbMean: 0.5,
   rgbScale: 0.25,
-  translationScale: 2,
+  /** Mean and spread of toy cameras' t (world units) and quaternions (x ≥ 0 hemisphere). */
+  translationMean: [0, 0.45, 3.55],
+  translationScale: [0.5, 0.15, 0.25],
+  quaternionMean: [0.97, 0.01, -0.08, -0.15],
+  quaternionScale: [0.035, 0.035, 0.18, 0.025],
   flowScale: 0.1,
 } as const;
 

@@ -127,8 +127,10 @@ export function buildLgm(): ModelProto {
   // Camera head: spatial means → t [B,F,3], unit q [B,F,4].
   const spatialMean = (v: string) =>
     net.transpose(net.op('ReduceMean', [v, net.i64([3, 4])], { keepdims: 0 }), [0, 2, 1]);
-  const t = net.scale(spatialMean(ft), NORM.translationScale);
-  const qRaw = spatialMean(fq);
+  const affine = (v: string, scale: readonly number[], mean: readonly number[]) =>
+    net.op('Add', [net.op('Mul', [v, net.c([...scale], [scale.length])]), net.c([...mean], [mean.length])]);
+  const t = affine(spatialMean(ft), NORM.translationScale, NORM.translationMean);
+  const qRaw = affine(spatialMean(fq), NORM.quaternionScale, NORM.quaternionMean);
   const qNorm = net.op('Sqrt', [
     net.op('Add', [
       net.op('ReduceSum', [net.op('Mul', [qRaw, qRaw]), net.i64([-1])], { keepdims: 1 }),

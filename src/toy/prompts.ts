@@ -59,7 +59,12 @@ const VERBS: Record<TrajectoryFamily, string[]> = {
 };
 const COLOURS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange', 'white', 'teal'];
 const THINGS = ['box', 'sphere', 'boxes', 'spheres'];
-const PLACES = ['in a small room', 'on a checkered floor', 'near the striped wall', 'in the middle of the room'];
+const PLACES = [
+  'in a small room',
+  'on a checkered floor',
+  'near the striped wall',
+  'in the middle of the room',
+];
 
 /**
  * `n` synthetic prompts from the toy grammar (verb, colour, object, place; some with a moving

@@ -2,7 +2,7 @@
  * The command-level functions: files in, files out, typed summaries; --shape parsing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -54,4 +54,5 @@ test('lora then grad on a saved toy DiT: the written gradient model has the cont
   const g = loadModel(r.out);
   assert.equal(g.graph!.node!.length, r.nodes);
   assert.deepEqual(readdirSync(dir).sort(), ['dit.lora.onnx', 'dit.onnx', 'g.onnx']);
+  rmSync(dir, { recursive: true });
 });

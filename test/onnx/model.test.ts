@@ -4,7 +4,7 @@
  * writes, tensor helpers.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -181,6 +181,7 @@ test('external data: written beside the model, read back by loadModel and by onn
   saveModel(loaded, join(dir, 'plain.onnx'));
   assert.deepEqual(readdirSync(dir).sort(), ['m.onnx', 'm.onnx.data', 'plain.onnx']);
   assert.deepEqual(plain(decodeModel(encodeModel(loadModel(join(dir, 'plain.onnx'))))), plain(loaded));
+  rmSync(dir, { recursive: true });
 });
 
 test('tensor helpers read raw_data and the typed fields', () => {

@@ -29,7 +29,9 @@ test('latent channels: upsampled log-depth, colour, constant cameras with x ≥ 
           assert.equal(latents[at(c, f, i, j)], latents[at(c, f, 0, 0)]);
       }
     }
-    const q = [0, 1, 2, 3].map((k) => latents[at(CH.quaternion + k, f, 0, 0)]!);
+    const q = [0, 1, 2, 3].map(
+      (k) => latents[at(CH.quaternion + k, f, 0, 0)]! * NORM.quaternionScale[k]! + NORM.quaternionMean[k]!,
+    );
     assert.ok(q[0]! >= 0);
     const R = quatToMatrix(q);
     for (let r = 0; r < 3; r++) {
@@ -37,7 +39,8 @@ test('latent channels: upsampled log-depth, colour, constant cameras with x ≥ 
         assert.ok(Math.abs(R[3 * r + c]! - geometry.extrinsics[12 * f + 4 * r + c]!) < 1e-5);
       assert.ok(
         Math.abs(
-          latents[at(CH.translation + r, f, 0, 0)]! * NORM.translationScale -
+          latents[at(CH.translation + r, f, 0, 0)]! * NORM.translationScale[r]! +
+            NORM.translationMean[r]! -
             geometry.extrinsics[12 * f + 4 * r + 3]!,
         ) < 1e-5,
       );
