@@ -11,15 +11,26 @@ import { tempDir } from '../test/helpers.js';
 export async function benchSample(): Promise<Record<string, number | string>> {
   const root = resolve(import.meta.dirname, '..');
   const cfgPath = resolve(root, 'examples/toy/config.yaml');
-  const config = resolveConfig([readConfigFile(cfgPath), { sampler: { group_size: 8, per_shard: 2, steps: 10 } }]);
+  const config = resolveConfig([
+    readConfigFile(cfgPath),
+    { sampler: { group_size: 8, per_shard: 2, steps: 10 } },
+  ]);
   const prompts = resolve(root, 'examples/toy/prompts.txt');
   const out = tempDir('vggrpo-bench-');
   // Warm-up (session creation, JIT), then the measured run.
-  await runSample({ config, prompts, out }, () => {}, () => {});
+  await runSample(
+    { config, prompts, out },
+    () => {},
+    () => {},
+  );
   runtimeStats.ms = 0;
   runtimeStats.runs = 0;
   const t0 = performance.now();
-  const r = await runSample({ config, prompts, out }, () => {}, () => {});
+  const r = await runSample(
+    { config, prompts, out },
+    () => {},
+    () => {},
+  );
   const total = performance.now() - t0;
   const outside = total - runtimeStats.ms;
   return {

@@ -28,7 +28,8 @@ export default class DecodeGeometry extends VggrpoCommand {
     return runDecodeGeometry(
       this.inputPaths(argv as string[]),
       { out: flags.out, render: flags.render },
-      (recorded, source) => this.resolveConfig({ file: flags.config, recorded, source, flags: models ? { models } : {} }),
+      (recorded, source) =>
+        this.resolveConfig({ file: flags.config, recorded, source, flags: models ? { models } : {} }),
       { emit: (p) => this.log(p), note: (m) => this.note(m) },
     );
   }

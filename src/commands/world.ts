@@ -1,10 +1,11 @@
 import { Flags } from '@oclif/core';
 import { numberFlag, VggrpoCommand } from '../cli/base.js';
-import type { TrajectoryFamily } from '../world/index.js';
 import { runWorld, type WorldResult } from '../stages/world.js';
+import type { TrajectoryFamily } from '../world/index.js';
 
 export default class World extends VggrpoCommand {
-  static override summary = 'Write toy-world scenes with exact ground truth as geometry shards (plus their toy latents and RGB).';
+  static override summary =
+    'Write toy-world scenes with exact ground truth as geometry shards (plus their toy latents and RGB).';
   static override description =
     'Each group is one procedural scene and one camera-path family (orbit, dolly, pan, arc) seen with increasing camera jitter, the first member smooth. The shards are geometry shards, so `vggrpo score` and `vggrpo eval` read them directly; they also hold final_latents (the toy encoder’s latents), rgb frames and the jitter level.';
   static override examples = [
@@ -15,10 +16,19 @@ export default class World extends VggrpoCommand {
     out: Flags.directory({ description: 'output folder', default: 'runs/world/geometry' }),
     scenes: Flags.integer({ description: 'groups (scenes) to write', default: 4, min: 1 }),
     'group-size': Flags.integer({ description: 'members per group (jitter levels)', default: 4, min: 2 }),
-    'jitter-pos': Flags.string({ description: 'position jitter std of the last member (world units)', default: '0.04' }),
-    'jitter-rot': Flags.string({ description: 'rotation jitter std of the last member (radians)', default: '0.03' }),
+    'jitter-pos': Flags.string({
+      description: 'position jitter std of the last member (world units)',
+      default: '0.04',
+    }),
+    'jitter-rot': Flags.string({
+      description: 'rotation jitter std of the last member (radians)',
+      default: '0.03',
+    }),
     dynamic: Flags.boolean({ description: 'scenes with rigidly moving objects' }),
-    families: Flags.string({ description: 'comma-separated camera-path families', default: 'orbit,dolly,pan,arc' }),
+    families: Flags.string({
+      description: 'comma-separated camera-path families',
+      default: 'orbit,dolly,pan,arc',
+    }),
     'per-shard': Flags.integer({ description: 'groups per shard', default: 4, min: 1 }),
   };
 

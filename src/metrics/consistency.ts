@@ -3,12 +3,13 @@
  * reprojection error (mean and worst-3 views) and, when ground truth travels with the shard,
  * trajectory errors (ATE after Sim(3) alignment, RPE, rotation) and depth error.
  */
+
+import { cameraRotation } from '../geometry/cameras.js';
+import { geodesicAngle, matMulT3 } from '../geometry/so3.js';
 import { cameraSmoothness, MOTION_DEFAULTS } from '../rewards/motion.js';
 import { REPROJECTION_DEFAULTS, reprojectionConsistency } from '../rewards/reprojection.js';
 import { sceneScale } from '../rewards/scale.js';
 import type { GeometrySample } from '../rewards/types.js';
-import { cameraRotation } from '../geometry/cameras.js';
-import { geodesicAngle, matMulT3 } from '../geometry/so3.js';
 import { absoluteTrajectoryError, relativePoseError } from './trajectory.js';
 
 /**
@@ -16,7 +17,11 @@ import { absoluteTrajectoryError, relativePoseError } from './trajectory.js';
  * frame (R_f·R_0ᵀ). Gauge-free: it needs no alignment, which camera centres alone cannot fix
  * when they barely move (a pan).
  */
-export function relativeRotationErrorDeg(est: ArrayLike<number>, ref: ArrayLike<number>, frames: number): number {
+export function relativeRotationErrorDeg(
+  est: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  frames: number,
+): number {
   const e0 = cameraRotation(est, 0);
   const r0 = cameraRotation(ref, 0);
   let sum = 0;
@@ -50,7 +55,12 @@ export interface GroundTruth {
  */
 export function videoMetrics(g: GeometrySample, gt?: GroundTruth): VideoMetrics {
   const scale = sceneScale(g.depth);
-  const sm = cameraSmoothness(g.extrinsics, g.frames, MOTION_DEFAULTS, Number.isFinite(scale) && scale > 0 ? scale : 1);
+  const sm = cameraSmoothness(
+    g.extrinsics,
+    g.frames,
+    MOTION_DEFAULTS,
+    Number.isFinite(scale) && scale > 0 ? scale : 1,
+  );
   let reprojMean = Number.NaN;
   let reprojWorst3 = Number.NaN;
   try {
@@ -78,7 +88,9 @@ export function videoMetrics(g: GeometrySample, gt?: GroundTruth): VideoMetrics 
   if (gt) {
     try {
       const ate = absoluteTrajectoryError(g.extrinsics as Float32Array, gt.extrinsics);
-      const rpe = relativePoseError(g.extrinsics as Float32Array, gt.extrinsics, { scale: ate.alignment.scale });
+      const rpe = relativePoseError(g.extrinsics as Float32Array, gt.extrinsics, {
+        scale: ate.alignment.scale,
+      });
       out.ate = ate.rmse;
       out.rotErrDeg = relativeRotationErrorDeg(g.extrinsics, gt.extrinsics, g.frames);
       out.rpeTrans = rpe.translationRmse;

@@ -5,13 +5,14 @@
  * the first inner step); their gradient w.r.t. v_θ, ∂L/∂v = cv·∂L/∂μ, is then pulled back to
  * the LoRA weights by the gradient graph the project's autodiff wrote.
  */
+
+import type { ModelSession } from '../runtime/session.js';
 import type { Tensor } from '../shards/tensor.js';
 import { f32 } from '../shards/tensor.js';
-import type { ModelSession } from '../runtime/session.js';
-import { grpoLoss, type KlForm, klPenalty } from './grpo.js';
 import { loraTensors } from './checkpoint.js';
+import { grpoLoss, type KlForm, klPenalty } from './grpo.js';
 import type { Policy } from './policy.js';
-import { logProbVjp, sdeStep, cfgCombineHalves } from './sde.js';
+import { cfgCombineHalves, logProbVjp, sdeStep } from './sde.js';
 
 export interface MicroBatch {
   /** x before the step and the recorded x after it, [G·M] each. */
@@ -78,18 +79,47 @@ export async function microBatchGradient(
   for (const [name, t] of lora) feeds[name] = t;
   const vRaw = await runVelocity(policy.session, feeds);
   const v = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
-  const step = sdeStep({ x: mb.x, v, sigmas: mb.sigmas, i: mb.stepIndex, batch: mb.batch, noiseLevel: s.noiseLevel, next: mb.next });
-  const g = grpoLoss({ logpNew: step.logProb, logpOld: mb.logpOld, advantages: mb.advantages, clipRange: s.clipRange });
+  const step = sdeStep({
+    x: mb.x,
+    v,
+    sigmas: mb.sigmas,
+    i: mb.stepIndex,
+    batch: mb.batch,
+    noiseLevel: s.noiseLevel,
+    next: mb.next,
+  });
+  const g = grpoLoss({
+    logpNew: step.logProb,
+    logpOld: mb.logpOld,
+    advantages: mb.advantages,
+    clipRange: s.clipRange,
+  });
   const gMean = logProbVjp(mb.next, step.mean, step.std, mb.batch, g.gradLogpNew);
   let kl = Number.NaN;
   if (s.klBeta > 0 || s.measureKl) {
     // μ_ref: the same graph with the LoRA branch off (B = 0).
     const refFeeds = { ...feeds };
-    for (const [name, t] of lora) if (name.endsWith(':B')) refFeeds[name] = f32(t.shape, new Float32Array(t.data.length));
+    for (const [name, t] of lora)
+      if (name.endsWith(':B')) refFeeds[name] = f32(t.shape, new Float32Array(t.data.length));
     const vRefRaw = await runVelocity(policy.session, refFeeds);
     const vRef = cfg ? cfgCombineHalves(vRefRaw, s.guidance) : vRefRaw;
-    const meanRef = sdeStep({ x: mb.x, v: vRef, sigmas: mb.sigmas, i: mb.stepIndex, batch: mb.batch, noiseLevel: s.noiseLevel, next: mb.next }).mean;
-    const k = klPenalty({ meanTheta: step.mean, meanRef, batch: mb.batch, std: step.std, stdT: step.stdT, form: s.klForm });
+    const meanRef = sdeStep({
+      x: mb.x,
+      v: vRef,
+      sigmas: mb.sigmas,
+      i: mb.stepIndex,
+      batch: mb.batch,
+      noiseLevel: s.noiseLevel,
+      next: mb.next,
+    }).mean;
+    const k = klPenalty({
+      meanTheta: step.mean,
+      meanRef,
+      batch: mb.batch,
+      std: step.std,
+      stdT: step.stdT,
+      form: s.klForm,
+    });
     kl = k.kl;
     if (s.klBeta > 0) for (let j = 0; j < gMean.length; j++) gMean[j]! += s.klBeta * k.gradMeanTheta[j]!;
   }

@@ -3,13 +3,20 @@
  * graph inputs. `sample` and `grpo-step` both run this same graph with the same batch shape, so
  * the log-prob recomputed for the GRPO ratio equals the recorded one.
  */
-import { loadModel, encodeModel } from '../onnx/model.js';
-import { injectLora } from '../onnx/lora.js';
+
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
+import { injectLora } from '../onnx/lora.js';
+import { encodeModel, loadModel } from '../onnx/model.js';
 import { ModelSession, type RuntimeOptions } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
-import { type LoraWeights, initLora, loadCheckpoint, loraTensors, type PolicyCheckpoint } from './checkpoint.js';
+import {
+  initLora,
+  type LoraWeights,
+  loadCheckpoint,
+  loraTensors,
+  type PolicyCheckpoint,
+} from './checkpoint.js';
 
 export interface DenoiserShape {
   C: number;
@@ -50,7 +57,8 @@ export const LORA_INIT_SEED = 0x10a;
  */
 export async function loadPolicy(config: Config, checkpointDir?: string): Promise<Policy> {
   const path = config.models.denoiser;
-  if (!path) throw new InputError('config', 'models.denoiser is not set (give --config with models.denoiser)');
+  if (!path)
+    throw new InputError('config', 'models.denoiser is not set (give --config with models.denoiser)');
   const base = loadModel(path);
   const { model, adapters } = injectLora(base, {
     rank: config.lora.rank,
@@ -58,7 +66,10 @@ export async function loadPolicy(config: Config, checkpointDir?: string): Promis
     targets: config.lora.targets,
   });
   if (adapters.length === 0) {
-    throw new InputError(path, `no MatMul/Gemm weight matches lora.targets ${JSON.stringify(config.lora.targets)}`);
+    throw new InputError(
+      path,
+      `no MatMul/Gemm weight matches lora.targets ${JSON.stringify(config.lora.targets)}`,
+    );
   }
   const adapterDims = adapters.map((a) => ({ weight: a.weight, inDim: a.inDim, outDim: a.outDim }));
   let lora: LoraWeights;
@@ -69,26 +80,41 @@ export async function loadPolicy(config: Config, checkpointDir?: string): Promis
     for (const a of adapterDims) {
       const got = lora.adapters.find((x) => x.weight === a.weight);
       if (!got || got.inDim !== a.inDim || got.outDim !== a.outDim) {
-        throw new InputError(checkpointDir, `adapter for '${a.weight}' missing or of the wrong shape for ${path}`);
+        throw new InputError(
+          checkpointDir,
+          `adapter for '${a.weight}' missing or of the wrong shape for ${path}`,
+        );
       }
     }
     if (lora.rank !== config.lora.rank) {
-      throw new InputError(checkpointDir, `LoRA rank ${lora.rank} differs from lora.rank ${config.lora.rank}`);
+      throw new InputError(
+        checkpointDir,
+        `LoRA rank ${lora.rank} differs from lora.rank ${config.lora.rank}`,
+      );
     }
   } else {
     lora = initLora(adapterDims, config.lora.rank, LORA_INIT_SEED, config.lora.alpha);
   }
   const modelBytes = encodeModel(model);
   const session = await ModelSession.open(modelBytes, runtimeOptions(config), path);
-  return { session, lora, checkpoint, shape: denoiserShape(session, config, path), modelBytes, denoiserPath: path };
+  return {
+    session,
+    lora,
+    checkpoint,
+    shape: denoiserShape(session, config, path),
+    modelBytes,
+    denoiserPath: path,
+  };
 }
 
 function denoiserShape(session: ModelSession, config: Config, path: string): DenoiserShape {
   const byName = Object.fromEntries(session.inputs.map((i) => [i.name, i]));
   for (const name of ['latents', 'timestep', 'context']) {
-    if (!byName[name]) throw new InputError(path, `denoiser has no input '${name}' (contract: latents, timestep, context)`);
+    if (!byName[name])
+      throw new InputError(path, `denoiser has no input '${name}' (contract: latents, timestep, context)`);
   }
-  if (!session.outputNames.includes('velocity')) throw new InputError(path, "denoiser has no output 'velocity'");
+  if (!session.outputNames.includes('velocity'))
+    throw new InputError(path, "denoiser has no output 'velocity'");
   const lat = byName.latents!.shape;
   const ctx = byName.context!.shape;
   const fromCfg = config.sampler.latent_shape;
@@ -108,7 +134,13 @@ function denoiserShape(session: ModelSession, config: Config, path: string): Den
  * @example
  *   const v = await velocity(policy, x, B, 0.9, ctx);
  */
-export async function velocity(policy: Policy, x: Float32Array, batch: number, sigma: number, context: Tensor): Promise<Float32Array> {
+export async function velocity(
+  policy: Policy,
+  x: Float32Array,
+  batch: number,
+  sigma: number,
+  context: Tensor,
+): Promise<Float32Array> {
   const { C, F, H, W } = policy.shape;
   const feeds: Record<string, Tensor> = {
     latents: f32([batch, C, F, H, W], x),

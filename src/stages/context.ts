@@ -41,7 +41,10 @@ export function readPrompts(path: string): string[] {
  * @example
  *   const cond = await conditioning(config, { prompts: 'examples/toy/prompts.txt' });
  */
-export async function conditioning(config: Config, src: { prompts?: string; embeddings?: string }): Promise<Conditioning> {
+export async function conditioning(
+  config: Config,
+  src: { prompts?: string; embeddings?: string },
+): Promise<Conditioning> {
   const needUncond = config.sampler.guidance !== 1;
   if (src.embeddings) {
     const shard = readShard(src.embeddings, 'embeddings');
@@ -50,26 +53,37 @@ export async function conditioning(config: Config, src: { prompts?: string; embe
     const data = ctx.data as Float32Array;
     const contexts = Array.from({ length: P }, (_, p) => data.slice(p * L * D, (p + 1) * L * D));
     for (const c of contexts) {
-      if (c.some((v) => !Number.isFinite(v))) throw new InputError(src.embeddings, "tensor 'context': non-finite values");
+      if (c.some((v) => !Number.isFinite(v)))
+        throw new InputError(src.embeddings, "tensor 'context': non-finite values");
     }
     let prompts: string[] = contexts.map((_, p) => `embedding ${p}`);
     if (shard.metadata['vggrpo.prompts']) prompts = JSON.parse(shard.metadata['vggrpo.prompts']);
     const unc = shard.tensors.get('uncond_context');
-    if (needUncond && !unc) throw new InputError(src.embeddings, "guidance ≠ 1 needs an 'uncond_context' [1, L, D] tensor");
-    return { prompts, contexts, uncond: unc ? (unc.data as Float32Array).slice() : undefined, L, D, sources: [src.embeddings] };
+    if (needUncond && !unc)
+      throw new InputError(src.embeddings, "guidance ≠ 1 needs an 'uncond_context' [1, L, D] tensor");
+    return {
+      prompts,
+      contexts,
+      uncond: unc ? (unc.data as Float32Array).slice() : undefined,
+      L,
+      D,
+      sources: [src.embeddings],
+    };
   }
   if (!src.prompts) throw new InputError('sample', 'give --prompts FILE or --embeddings SHARD');
   const prompts = readPrompts(src.prompts);
   const encPath = config.models.text_encoder;
-  if (!encPath) throw new InputError('config', 'models.text_encoder is not set: give one, or --embeddings SHARD');
+  if (!encPath)
+    throw new InputError('config', 'models.text_encoder is not set: give one, or --embeddings SHARD');
   const enc = await ModelSession.open(encPath, runtimeOptions(config));
   try {
     const ids = enc.inputs.find((i) => i.name === 'input_ids');
     const L = ids && typeof ids.shape[1] === 'number' ? ids.shape[1] : undefined;
-    if (L === undefined) throw new InputError(encPath, "text encoder needs an input 'input_ids' [B, L] with static L");
+    if (L === undefined)
+      throw new InputError(encPath, "text encoder needs an input 'input_ids' [B, L] with static L");
     const all = needUncond ? [...prompts, config.sampler.negative_prompt] : prompts;
     const idData = new BigInt64Array(all.length * L);
-    all.forEach((p, i) => idData.set(tokenize(p, L), i * L));
+    for (const [i, p] of all.entries()) idData.set(tokenize(p, L), i * L);
     const out = await enc.run({ input_ids: tensor('I64', [all.length, L], idData) });
     const ctx = out.context;
     if (!ctx) throw new InputError(encPath, "text encoder has no output 'context'");

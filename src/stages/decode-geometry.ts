@@ -6,7 +6,11 @@
 import { basename, join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
-import { cameraToWorldToExtrinsics, intrinsicsFromParams, poseEncodingToCameras } from '../geometry/cameras.js';
+import {
+  cameraToWorldToExtrinsics,
+  intrinsicsFromParams,
+  poseEncodingToCameras,
+} from '../geometry/cameras.js';
 import { runtimeOptions } from '../rl/policy.js';
 import { ModelSession } from '../runtime/session.js';
 import { defaultOutDir, readShard, writeShard } from '../shards/shard.js';
@@ -38,11 +42,22 @@ export async function openLgm(config: Config): Promise<ModelSession> {
   const s = await ModelSession.open(path, runtimeOptions(config));
   const o = config.lgm_outputs;
   if (!s.inputNames.includes(o.latents_input)) {
-    throw new InputError(path, `geometry model has no input '${o.latents_input}' (lgm_outputs.latents_input)`);
+    throw new InputError(
+      path,
+      `geometry model has no input '${o.latents_input}' (lgm_outputs.latents_input)`,
+    );
   }
-  for (const [key, name] of Object.entries({ depth: o.depth, points: o.points, confidence: o.confidence, cameras: o.cameras })) {
+  for (const [key, name] of Object.entries({
+    depth: o.depth,
+    points: o.points,
+    confidence: o.confidence,
+    cameras: o.cameras,
+  })) {
     if (!s.outputNames.includes(name)) {
-      throw new InputError(path, `geometry model has no output '${name}' (lgm_outputs.${key}); it has ${s.outputNames.join(', ')}`);
+      throw new InputError(
+        path,
+        `geometry model has no output '${name}' (lgm_outputs.${key}); it has ${s.outputNames.join(', ')}`,
+      );
     }
   }
   return s;
@@ -54,7 +69,11 @@ export async function openLgm(config: Config): Promise<ModelSession> {
  * @example
  *   const g = await decodeLatents(lgm, config, finalLatents);
  */
-export async function decodeLatents(lgm: ModelSession, config: Config, latents: Tensor): Promise<GeometryBatch> {
+export async function decodeLatents(
+  lgm: ModelSession,
+  config: Config,
+  latents: Tensor,
+): Promise<GeometryBatch> {
   const o = config.lgm_outputs;
   const [B, ...rest] = latents.shape as [number, ...number[]];
   const per = rest.reduce((a, b) => a * b, 1);
@@ -67,12 +86,18 @@ export async function decodeLatents(lgm: ModelSession, config: Config, latents: 
     const x = f32([nb, ...rest], (latents.data as Float32Array).subarray(b0 * per, (b0 + nb) * per));
     parts.push(await lgm.run({ [o.latents_input]: x }, fetch));
   }
-  const cat = (name: string): Tensor => concatBatch(parts.map((p) => p[name]!), lgm.source, name);
+  const cat = (name: string): Tensor =>
+    concatBatch(
+      parts.map((p) => p[name]!),
+      lgm.source,
+      name,
+    );
   const depth = cat(o.depth);
   const points = cat(o.points);
   const confidence = cat(o.confidence);
   const cams = cat(o.cameras);
-  if (depth.shape.length !== 4) throw new InputError(lgm.source, `output '${o.depth}' must be [B, F, h, w], got [${depth.shape}]`);
+  if (depth.shape.length !== 4)
+    throw new InputError(lgm.source, `output '${o.depth}' must be [B, F, h, w], got [${depth.shape}]`);
   const [, Fp, h, w] = depth.shape as [number, number, number, number];
   expectShape(lgm.source, o.points, points, [B, Fp, h, w, 3]);
   expectShape(lgm.source, o.confidence, confidence, [B, Fp, h, w]);
@@ -88,7 +113,11 @@ export async function decodeLatents(lgm: ModelSession, config: Config, latents: 
         extr.set(c.extrinsics, b * Fp * 12);
         intr.set(c.intrinsics, b * Fp * 9);
       } else {
-        if (!o.intrinsics) throw new InputError('config', `lgm_outputs.intrinsics [fx, fy, cx, cy] is required with camera_convention ${o.camera_convention}`);
+        if (!o.intrinsics)
+          throw new InputError(
+            'config',
+            `lgm_outputs.intrinsics [fx, fy, cx, cy] is required with camera_convention ${o.camera_convention}`,
+          );
         intr.set(intrinsicsFromParams(o.intrinsics, Fp), b * Fp * 9);
         if (o.camera_convention === 'c2w') {
           expectShape(lgm.source, o.cameras, cams, [B, Fp, 4, 4]);
@@ -124,7 +153,10 @@ export async function decodeLatents(lgm: ModelSession, config: Config, latents: 
 
 function expectShape(model: string, name: string, t: Tensor, want: number[]): void {
   if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-    throw new InputError(model, `output '${name}' has shape [${t.shape.join(', ')}], expected [${want.join(', ')}]`);
+    throw new InputError(
+      model,
+      `output '${name}' has shape [${t.shape.join(', ')}], expected [${want.join(', ')}]`,
+    );
   }
 }
 
@@ -158,7 +190,10 @@ export async function runDecodeGeometry(
       // A trajectory shard, or a ground-truth world shard (geometry with final_latents).
       const traj = readShard(input, ['trajectory', 'geometry']);
       if (!traj.tensors.has('final_latents')) {
-        throw new InputError(input, "has no 'final_latents' tensor (a trajectory shard or a `vggrpo world` shard is expected)");
+        throw new InputError(
+          input,
+          "has no 'final_latents' tensor (a trajectory shard or a `vggrpo world` shard is expected)",
+        );
       }
       const config = resolveConfig(traj.config, input);
       const key = JSON.stringify([config.models.lgm, config.runtime]);

@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { cameraCentre } from '../geometry/cameras.js';
-import { type CameraPath, cameraPathSpec, type Curve, lineSpec, renderSvg } from '../media/plots.js';
+import { type CameraPath, type Curve, cameraPathSpec, lineSpec, renderSvg } from '../media/plots.js';
 import { type ReportData, type ReportSection, type ReportVideo, writeReport } from '../media/report.js';
 import { writeMp4 } from '../media/video.js';
 import { type GroundTruth, type VideoMetrics, videoMetrics } from '../metrics/consistency.js';
@@ -39,7 +39,17 @@ interface EvalSet {
   training?: Record<string, number>;
 }
 
-const METRIC_KEYS = ['sTrans', 'sRot', 'reprojMean', 'reprojWorst3', 'ate', 'rpeTrans', 'rpeRotDeg', 'rotErrDeg', 'depthRelErr'] as const;
+const METRIC_KEYS = [
+  'sTrans',
+  'sRot',
+  'reprojMean',
+  'reprojWorst3',
+  'ate',
+  'rpeTrans',
+  'rpeRotDeg',
+  'rotErrDeg',
+  'depthRelErr',
+] as const;
 
 const shardsIn = (d: string) =>
   existsSync(d)
@@ -143,7 +153,12 @@ function evaluateSet(set: EvalSet, config: Config): SetResult {
     for (let b = 0; b < B; b++) {
       const g = sliceGeometry(batch, b, F, h, w);
       const gt: GroundTruth | undefined =
-        gtExt && gtDepth ? { extrinsics: gtExt.subarray(b * F * 12, (b + 1) * F * 12), depth: gtDepth.subarray(b * F * h * w, (b + 1) * F * h * w) } : undefined;
+        gtExt && gtDepth
+          ? {
+              extrinsics: gtExt.subarray(b * F * 12, (b + 1) * F * 12),
+              depth: gtDepth.subarray(b * F * h * w, (b + 1) * F * h * w),
+            }
+          : undefined;
       perVideo.push(videoMetrics(g, gt));
       if (!set.rewards.length) {
         for (const [name, entry] of Object.entries(config.rewards)) {
@@ -171,8 +186,19 @@ function evaluateSet(set: EvalSet, config: Config): SetResult {
   for (const k of METRIC_KEYS) means[k] = mean(perVideo.map((m) => m[k]));
   const rewardMeans: Record<string, number | null> = {};
   for (const [k, v] of Object.entries(rewardValues)) rewardMeans[k] = mean(v);
-  if (rewardMeans.motion !== undefined && rewardMeans.motion !== null) rewardMeans.motion_gap = 1 - rewardMeans.motion;
-  return { name: set.name, training: set.training, iteration: set.iteration, samples: perVideo.length, means, rewardMeans, paths, first, perVideo };
+  if (rewardMeans.motion !== undefined && rewardMeans.motion !== null)
+    rewardMeans.motion_gap = 1 - rewardMeans.motion;
+  return {
+    name: set.name,
+    training: set.training,
+    iteration: set.iteration,
+    samples: perVideo.length,
+    means,
+    rewardMeans,
+    paths,
+    first,
+    perVideo,
+  };
 }
 
 /** RGB frames [F, H, W, 3] of sample b: the shard's own `rgb`, or the VAE decoder on its final latents. */
@@ -194,19 +220,26 @@ async function framesOf(
   const lat = traj.tensors.get('final_latents');
   if (!lat) return undefined;
   const per = lat.data.length / lat.shape[0]!;
-  const out = await decoder.run({ latents: f32([1, ...lat.shape.slice(1)], (lat.data as Float32Array).slice(b * per, (b + 1) * per)) });
+  const out = await decoder.run({
+    latents: f32([1, ...lat.shape.slice(1)], (lat.data as Float32Array).slice(b * per, (b + 1) * per)),
+  });
   const fr = Object.values(out)[0]!;
   const [, F, C, H, W] = fr.shape as [number, number, number, number, number];
-  if (C !== 3) throw new InputError(decoder.source, `decoder output must be [B, F, 3, H, W], got [${fr.shape}]`);
+  if (C !== 3)
+    throw new InputError(decoder.source, `decoder output must be [B, F, 3, H, W], got [${fr.shape}]`);
   const d = fr.data as Float32Array;
   const rgb = new Uint8Array(F * H * W * 3);
   for (let f = 0; f < F; f++)
     for (let c = 0; c < 3; c++)
-      for (let i = 0; i < H * W; i++) rgb[(f * H * W + i) * 3 + c] = Math.round(255 * Math.min(1, Math.max(0, d[(f * 3 + c) * H * W + i]!)));
+      for (let i = 0; i < H * W; i++)
+        rgb[(f * H * W + i) * 3 + c] = Math.round(
+          255 * Math.min(1, Math.max(0, d[(f * 3 + c) * H * W + i]!)),
+        );
   return { rgb, frames: F, height: H, width: W };
 }
 
-const fmt = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toPrecision(4)));
+const fmt = (v: number | null | undefined) =>
+  v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toPrecision(4));
 
 export async function runEval(
   inputs: AsyncIterable<string>,
@@ -219,7 +252,9 @@ export async function runEval(
   if (!paths.length) throw new InputError('eval', 'give geometry shards or run folders (arguments or stdin)');
   const sets = discover(paths);
   const firstShard = sets.find((s) => s.geometry.length)?.geometry[0];
-  const config = firstShard ? resolveConfig(readShard(firstShard, 'geometry').config, firstShard) : resolveConfig();
+  const config = firstShard
+    ? resolveConfig(readShard(firstShard, 'geometry').config, firstShard)
+    : resolveConfig();
   const out = resolve(opts.out);
   const results: SetResult[] = [];
   for (const s of sets) {
@@ -269,7 +304,16 @@ export async function runEval(
   }
 
   const rewardNames = [...new Set(results.flatMap((r) => Object.keys(r.rewardMeans)))];
-  const columns = ['set', 'videos', ...rewardNames.map((n) => `r_${n}`), 'S_trans', 'S_rot', 'reproj err', 'worst-3', 'epipolar'];
+  const columns = [
+    'set',
+    'videos',
+    ...rewardNames.map((n) => `r_${n}`),
+    'S_trans',
+    'S_rot',
+    'reproj err',
+    'worst-3',
+    'epipolar',
+  ];
   const hasGt = results.some((r) => r.means.ate !== null);
   if (hasGt) columns.push('ATE', 'RPE trans', 'RPE rot°', 'rot err°', 'depth rel err');
   const row = (r: SetResult) => [
@@ -281,7 +325,15 @@ export async function runEval(
     fmt(r.means.reprojMean),
     fmt(r.means.reprojWorst3),
     fmt(epipolar[r.name]?.error ?? null),
-    ...(hasGt ? [fmt(r.means.ate), fmt(r.means.rpeTrans), fmt(r.means.rpeRotDeg), fmt(r.means.rotErrDeg), fmt(r.means.depthRelErr)] : []),
+    ...(hasGt
+      ? [
+          fmt(r.means.ate),
+          fmt(r.means.rpeTrans),
+          fmt(r.means.rpeRotDeg),
+          fmt(r.means.rotErrDeg),
+          fmt(r.means.depthRelErr),
+        ]
+      : []),
   ];
   const summaryRows = [...evalSets, ...(iterations.length ? [iterations[0]!, iterations.at(-1)!] : [])]
     .filter((r, i, a) => a.indexOf(r) === i)
@@ -289,24 +341,61 @@ export async function runEval(
   const sections: ReportSection[] = [];
   if (iterations.length > 1) {
     const x = iterations.map((r) => r.iteration!);
-    const curve = (name: string, pick: (r: SetResult) => number | null | undefined): Curve => ({ name, x, y: iterations.map((r) => pick(r) ?? null) });
+    const curve = (name: string, pick: (r: SetResult) => number | null | undefined): Curve => ({
+      name,
+      x,
+      y: iterations.map((r) => pick(r) ?? null),
+    });
     sections.push({
       title: 'Training curves',
       text: 'Means over each iteration’s rollouts (stochastic SDE samples of the policy being trained).',
       plots: [
-        { title: 'rewards', svg: await renderSvg(lineSpec({ yTitle: 'mean reward', series: rewardNames.filter((n) => n !== 'motion_gap').map((n) => curve(n, (r) => r.rewardMeans[n])) })) },
-        { title: 'camera jitter', svg: await renderSvg(lineSpec({ yTitle: 'S', series: [curve('S_trans', (r) => r.means.sTrans), curve('S_rot', (r) => r.means.sRot)] })) },
+        {
+          title: 'rewards',
+          svg: await renderSvg(
+            lineSpec({
+              yTitle: 'mean reward',
+              series: rewardNames
+                .filter((n) => n !== 'motion_gap')
+                .map((n) => curve(n, (r) => r.rewardMeans[n])),
+            }),
+          ),
+        },
+        {
+          title: 'camera jitter',
+          svg: await renderSvg(
+            lineSpec({
+              yTitle: 'S',
+              series: [curve('S_trans', (r) => r.means.sTrans), curve('S_rot', (r) => r.means.sRot)],
+            }),
+          ),
+        },
         {
           title: 'policy update',
           svg: await renderSvg(
             lineSpec({
               yTitle: 'value',
-              series: [curve('KL to base (μθ vs LoRA-off)', (r) => r.training?.kl), curve('approx-KL (new vs old)', (r) => r.training?.approx_kl)],
+              series: [
+                curve('KL to base (μθ vs LoRA-off)', (r) => r.training?.kl),
+                curve('approx-KL (new vs old)', (r) => r.training?.approx_kl),
+              ],
             }),
           ),
-          caption: 'From grpo-step’s metrics.jsonl: the KL of the SDE step to the LoRA-off model, and the approx-KL between the updated and the sampling policy.',
+          caption:
+            'From grpo-step’s metrics.jsonl: the KL of the SDE step to the LoRA-off model, and the approx-KL between the updated and the sampling policy.',
         },
-        { title: 'reprojection error', svg: await renderSvg(lineSpec({ yTitle: 'relative depth error', series: [curve('mean', (r) => r.means.reprojMean), curve('worst-3', (r) => r.means.reprojWorst3)] })) },
+        {
+          title: 'reprojection error',
+          svg: await renderSvg(
+            lineSpec({
+              yTitle: 'relative depth error',
+              series: [
+                curve('mean', (r) => r.means.reprojMean),
+                curve('worst-3', (r) => r.means.reprojWorst3),
+              ],
+            }),
+          ),
+        },
       ],
     });
   }
@@ -318,8 +407,18 @@ export async function runEval(
       plots: [{ svg: await renderSvg(cameraPathSpec({ paths: pathSets.flatMap((r) => r.paths) })) }],
     });
     const images = [];
-    for (const r of pathSets) if (r.first) images.push({ title: r.name, alt: `depth of ${r.name} #0`, png: await depthStrip(r.first.shard, r.first.b) });
-    sections.push({ title: 'Depth', text: 'Depth of the first sample of each set, frame by frame (near = warm).', images });
+    for (const r of pathSets)
+      if (r.first)
+        images.push({
+          title: r.name,
+          alt: `depth of ${r.name} #0`,
+          png: await depthStrip(r.first.shard, r.first.b),
+        });
+    sections.push({
+      title: 'Depth',
+      text: 'Depth of the first sample of each set, frame by frame (near = warm).',
+      images,
+    });
   }
   if (videos.length) {
     const det = Object.values(epipolar)[0]?.detector ?? 'ORB';
@@ -330,7 +429,12 @@ export async function runEval(
     });
   }
   const metrics: Record<string, Record<string, number | null>> = {};
-  for (const r of results) metrics[r.name] = { ...r.means, ...Object.fromEntries(Object.entries(r.rewardMeans).map(([k, v]) => [`reward/${k}`, v])), epipolar: epipolar[r.name]?.error ?? null };
+  for (const r of results)
+    metrics[r.name] = {
+      ...r.means,
+      ...Object.fromEntries(Object.entries(r.rewardMeans).map(([k, v]) => [`reward/${k}`, v])),
+      epipolar: epipolar[r.name]?.error ?? null,
+    };
   const report: ReportData = {
     title: 'vggrpo evaluation',
     subtitle: paths.join(', '),
@@ -341,7 +445,12 @@ export async function runEval(
       config,
       metrics,
       epipolar,
-      iterations: iterations.map((r) => ({ iteration: r.iteration, ...r.means, ...r.rewardMeans, training: r.training ?? null })),
+      iterations: iterations.map((r) => ({
+        iteration: r.iteration,
+        ...r.means,
+        ...r.rewardMeans,
+        training: r.training ?? null,
+      })),
     },
   };
   const written = writeReport(out, report);

@@ -4,6 +4,8 @@
  * denoiser and applies AdamW to the clipped GRPO loss (+ β·KL to the LoRA-off model).
  * `--grads-only` / `--apply` split the work into map-reduce over files.
  */
+
+import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { canonicalJson } from '../config/load.js';
@@ -14,15 +16,14 @@ import { decodeModel, encodeModel } from '../onnx/model.js';
 import { adamwInit, adamwStep, clipGradNorm, nonFiniteGrads, type ParamMap } from '../rl/adamw.js';
 import { saveCheckpoint } from '../rl/checkpoint.js';
 import { assertRatioOne } from '../rl/grpo.js';
-import { microBatchGradient } from '../rl/policy-gradient.js';
 import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
+import { microBatchGradient } from '../rl/policy-gradient.js';
 import { selectTrainSteps } from '../rl/schedule.js';
 import { ModelSession } from '../runtime/session.js';
 import { readSafetensors, writeSafetensors } from '../shards/safetensors.js';
 import { assertFinite } from '../shards/schema.js';
 import { fileHash, readShard, type Shard } from '../shards/shard.js';
-import { f32, toNumbers, type Tensor } from '../shards/tensor.js';
-import { createHash } from 'node:crypto';
+import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
 import type { ConfigResolver, StageIo } from './types.js';
 
 export interface GrpoStepResult {
@@ -55,7 +56,8 @@ export function findTrajectory(rewards: Shard): Shard {
 }
 
 function checkHash(from: string, input: { path: string; sha256: string }): void {
-  if (!existsSync(input.path)) throw new InputError(from, `input shard ${input.path} (from vggrpo.inputs) not found`);
+  if (!existsSync(input.path))
+    throw new InputError(from, `input shard ${input.path} (from vggrpo.inputs) not found`);
   if (fileHash(input.path) !== input.sha256) {
     throw new InputError(input.path, `content changed since ${basename(from)} was written (sha256 mismatch)`);
   }
@@ -78,7 +80,7 @@ function* microBatches(r: Rollouts, config: Config, trainSteps: number[], skippe
   const group = toNumbers(traj.tensors.get('group_index')!);
   const cfg = config.sampler.guidance !== 1;
   const groups = new Map<number, number[]>();
-  group.forEach((g, b) => groups.set(g, [...(groups.get(g) ?? []), b]));
+  for (const [b, g] of group.entries()) groups.set(g, [...(groups.get(g) ?? []), b]);
   for (const [gid, members] of groups) {
     const G = members.length;
     const bad = members.find((b) => {
@@ -93,7 +95,9 @@ function* microBatches(r: Rollouts, config: Config, trainSteps: number[], skippe
     }
     const ctxData = ctx.data as Float32Array;
     const context = new Float32Array((cfg ? 2 : 1) * G * L * D);
-    members.forEach((b, k) => context.set(ctxData.subarray(b * L * D, (b + 1) * L * D), (cfg ? G + k : k) * L * D));
+    for (const [k, b] of members.entries()) {
+      context.set(ctxData.subarray(b * L * D, (b + 1) * L * D), (cfg ? G + k : k) * L * D);
+    }
     if (cfg) {
       const unc = traj.tensors.get('uncond_context');
       if (!unc) throw new InputError(traj.path, "guidance ≠ 1 but the shard has no 'uncond_context'");
@@ -125,16 +129,30 @@ function* microBatches(r: Rollouts, config: Config, trainSteps: number[], skippe
   }
 }
 
-async function gradientSession(policy: Policy, config: Config, batch: number, cache: Map<number, ModelSession>) {
+async function gradientSession(
+  policy: Policy,
+  config: Config,
+  batch: number,
+  cache: Map<number, ModelSession>,
+) {
   const hit = cache.get(batch);
   if (hit) return hit;
   const { C, F, H, W, L, D } = policy.shape;
   const wrt = [...policy.lora.params.keys()];
   const { model } = buildGradientGraph(decodeModel(policy.modelBytes, policy.denoiserPath), {
     wrt,
-    shapes: { latents: [batch, C, F, H, W], timestep: [batch], context: [batch, L, D], ...loraShapes(policy) },
+    shapes: {
+      latents: [batch, C, F, H, W],
+      timestep: [batch],
+      context: [batch, L, D],
+      ...loraShapes(policy),
+    },
   });
-  const s = await ModelSession.open(encodeModel(model), runtimeOptions(config), `${policy.denoiserPath} (gradient graph)`);
+  const s = await ModelSession.open(
+    encodeModel(model),
+    runtimeOptions(config),
+    `${policy.denoiserPath} (gradient graph)`,
+  );
   cache.set(batch, s);
   return s;
 }
@@ -156,7 +174,8 @@ export async function runGrpoStep(
 ): Promise<GrpoStepResult> {
   const paths: string[] = [];
   for await (const p of inputs) paths.push(p);
-  if (paths.length === 0) throw new InputError('grpo-step', 'no input shards (give reward shards as arguments or on stdin)');
+  if (paths.length === 0)
+    throw new InputError('grpo-step', 'no input shards (give reward shards as arguments or on stdin)');
   if (opts.apply) return applyGradients(paths, opts, resolveConfig, io);
 
   const rollouts: Rollouts[] = paths.map((p) => {
@@ -179,7 +198,9 @@ export async function runGrpoStep(
   const g = config.grpo;
   const T = rollouts[0]!.trajectory.tensors.get('log_probs')!.shape[1]!;
   const trainSteps = selectTrainSteps(T, g.timestep_fraction, opts.seed);
-  const nMicro = rollouts.reduce((a, r) => a + new Set(toNumbers(r.trajectory.tensors.get('group_index')!)).size, 0) * trainSteps.length;
+  const nMicro =
+    rollouts.reduce((a, r) => a + new Set(toNumbers(r.trajectory.tensors.get('group_index')!)).size, 0) *
+    trainSteps.length;
   const settings = {
     clipRange: g.clip_range,
     klBeta: g.kl_beta,
@@ -195,15 +216,33 @@ export async function runGrpoStep(
   const startStep = policy.checkpoint?.state.step ?? 0;
   let metrics: Record<string, number> = {};
   const innerSteps = opts.gradsOnly ? 1 : g.inner_steps;
-  const outDir = resolve(opts.out ?? join(dirname(dirname(resolve(paths[0]!))), opts.gradsOnly ? 'gradients' : 'policy'));
+  const outDir = resolve(
+    opts.out ?? join(dirname(dirname(resolve(paths[0]!))), opts.gradsOnly ? 'gradients' : 'policy'),
+  );
   const samples = rollouts.reduce((a, r) => a + r.rewards.tensors.get('advantages')!.shape[0]!, 0);
   try {
     for (let inner = 0; inner < innerSteps; inner++) {
-      const grads: ParamMap = new Map([...policy.lora.params].map(([k, v]) => [k, new Float32Array(v.length)]));
-      const acc = { loss: 0, kl: 0, nKl: 0, approxKl: 0, clip: 0, rmin: Number.POSITIVE_INFINITY, rmax: Number.NEGATIVE_INFINITY, n: 0 };
+      const grads: ParamMap = new Map(
+        [...policy.lora.params].map(([k, v]) => [k, new Float32Array(v.length)]),
+      );
+      const acc = {
+        loss: 0,
+        kl: 0,
+        nKl: 0,
+        approxKl: 0,
+        clip: 0,
+        rmin: Number.POSITIVE_INFINITY,
+        rmax: Number.NEGATIVE_INFINITY,
+        n: 0,
+      };
       for (const r of rollouts) {
         for (const mb of microBatches(r, config, trainSteps, skipped)) {
-          const session = await gradientSession(policy, config, config.sampler.guidance !== 1 ? 2 * mb.batch : mb.batch, sessions);
+          const session = await gradientSession(
+            policy,
+            config,
+            config.sampler.guidance !== 1 ? 2 * mb.batch : mb.batch,
+            sessions,
+          );
           // KL to the base model is always reported; with β = 0 it is measured on the first train step only.
           const measureKl = mb.stepIndex === firstTrainStep;
           const res = await microBatchGradient(policy, session, mb, { ...settings, measureKl });
@@ -225,7 +264,8 @@ export async function runGrpoStep(
         }
       }
       if (inner === 0) for (const w of skipped) io.note(`warning: ${w}`);
-      if (acc.n === 0) throw new RuntimeFailure('no trainable group: every group had non-finite samples; no update made');
+      if (acc.n === 0)
+        throw new RuntimeFailure('no trainable group: every group had non-finite samples; no update made');
       const klMean = acc.nKl ? acc.kl / acc.nKl : 0;
       const loss = acc.loss / acc.n + g.kl_beta * klMean;
       const bad = nonFiniteGrads(grads);
@@ -259,7 +299,12 @@ export async function runGrpoStep(
         return { gradients: out, metrics: { loss, samples } };
       }
       const gradNorm = clipGradNorm(grads, g.grad_clip);
-      adamwStep(policy.lora.params, grads, optimizer, { lr: g.lr, betas: g.betas, eps: g.eps, weightDecay: g.weight_decay });
+      adamwStep(policy.lora.params, grads, optimizer, {
+        lr: g.lr,
+        betas: g.betas,
+        eps: g.eps,
+        weightDecay: g.weight_decay,
+      });
       metrics = {
         step: startStep + 1,
         inner,
@@ -279,7 +324,10 @@ export async function runGrpoStep(
           `grad-norm ${gradNorm.toExponential(3)} ratio [${acc.rmin.toFixed(6)}, ${acc.rmax.toFixed(6)}]`,
       );
       mkdirSync(dirname(outDir), { recursive: true });
-      appendFileSync(join(dirname(outDir), 'metrics.jsonl'), `${JSON.stringify({ checkpoint: outDir, ...metrics })}\n`);
+      appendFileSync(
+        join(dirname(outDir), 'metrics.jsonl'),
+        `${JSON.stringify({ checkpoint: outDir, ...metrics })}\n`,
+      );
     }
   } finally {
     for (const s of sessions.values()) await s.release();
@@ -309,7 +357,8 @@ async function applyGradients(
   let samples = 0;
   for (const p of paths) {
     const { tensors, metadata } = readSafetensors(p);
-    if (metadata['vggrpo.kind'] !== 'gradients') throw new InputError(p, `is a ${metadata['vggrpo.kind'] ?? 'non-vggrpo'} file; expected gradients`);
+    if (metadata['vggrpo.kind'] !== 'gradients')
+      throw new InputError(p, `is a ${metadata['vggrpo.kind'] ?? 'non-vggrpo'} file; expected gradients`);
     const n = Number(metadata['vggrpo.micro_batches']);
     if (!(n > 0)) throw new InputError(p, 'metadata vggrpo.micro_batches missing or not positive');
     config ??= resolveConfig(JSON.parse(metadata['vggrpo.config'] ?? '{}'), p);
@@ -318,7 +367,8 @@ async function applyGradients(
     if (!sum) sum = new Map(names.map((k) => [k.slice(5), new Float32Array(tensors.get(k)!.data.length)]));
     for (const [k, acc] of sum) {
       const t = tensors.get(`grad/${k}`);
-      if (!t || t.data.length !== acc.length) throw new InputError(p, `tensor 'grad/${k}' missing or of the wrong size`);
+      if (!t || t.data.length !== acc.length)
+        throw new InputError(p, `tensor 'grad/${k}' missing or of the wrong size`);
       const d = t.data as Float32Array;
       // Each shard's gradient is a mean over its n micro-batches: weight it back to a sum.
       for (let j = 0; j < acc.length; j++) acc[j]! += n * d[j]!;
@@ -329,16 +379,27 @@ async function applyGradients(
   const policy = await loadPolicy(config!, opts.policy);
   await policy.session.release();
   const bad = nonFiniteGrads(sum!);
-  if (bad.length) throw new RuntimeFailure(`non-finite gradient in ${bad.slice(0, 3).join(', ')}; no update made`);
+  if (bad.length)
+    throw new RuntimeFailure(`non-finite gradient in ${bad.slice(0, 3).join(', ')}; no update made`);
   const g = config!.grpo;
   const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
   const gradNorm = clipGradNorm(sum!, g.grad_clip);
-  adamwStep(policy.lora.params, sum!, optimizer, { lr: g.lr, betas: g.betas, eps: g.eps, weightDecay: g.weight_decay });
+  adamwStep(policy.lora.params, sum!, optimizer, {
+    lr: g.lr,
+    betas: g.betas,
+    eps: g.eps,
+    weightDecay: g.weight_decay,
+  });
   const step = (policy.checkpoint?.state.step ?? 0) + 1;
   const outDir = resolve(opts.out ?? 'policy');
   const metrics = { step, grad_norm: gradNorm, samples, micro_batches: total };
   const configHash = createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
-  saveCheckpoint(outDir, { lora: policy.lora, optimizer, state: { step, configHash, metrics }, baseModel: policy.denoiserPath });
+  saveCheckpoint(outDir, {
+    lora: policy.lora,
+    optimizer,
+    state: { step, configHash, metrics },
+    baseModel: policy.denoiserPath,
+  });
   io.emit(outDir);
   return { checkpoint: outDir, metrics };
 }

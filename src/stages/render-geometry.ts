@@ -40,7 +40,9 @@ export async function renderGeometry(shardPath: string, dir: string): Promise<st
     const centres = new Float64Array(3 * F);
     const e = (ext.data as Float32Array).subarray(b * F * 12, (b + 1) * F * 12);
     for (let f = 0; f < F; f++) centres.set(cameraCentre(e, f), 3 * f);
-    const svg = await renderSvg(cameraPathSpec({ title: `${stem} #${b}`, paths: [{ name: `sample ${b}`, centres }] }));
+    const svg = await renderSvg(
+      cameraPathSpec({ title: `${stem} #${b}`, paths: [{ name: `sample ${b}`, centres }] }),
+    );
     const svgPath = join(dir, `${stem}-${String(b).padStart(3, '0')}-cameras.svg`);
     atomicWrite(svgPath, svg);
     const pngPath = svgPath.replace(/\.svg$/, '.png');

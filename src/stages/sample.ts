@@ -90,12 +90,22 @@ export async function runSample(
           : await velocity(policy, x, G, sigmas[i]!, ctxT);
         const t = window.indexOf(i);
         if (t >= 0) {
-          for (let b = 0; b < G; b++) latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
-          const r = sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: s.noise_level, noise: batchNoise(groupSeeds, i, M) });
+          for (let b = 0; b < G; b++)
+            latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
+          const r = sdeStep({
+            x,
+            v,
+            sigmas,
+            i,
+            batch: G,
+            noiseLevel: s.noise_level,
+            noise: batchNoise(groupSeeds, i, M),
+          });
           for (let b = 0; b < G; b++) logProbs[(k * G + b) * T + t] = r.logProb[b]!;
           x = r.next;
           if (t === T - 1) {
-            for (let b = 0; b < G; b++) latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
+            for (let b = 0; b < G; b++)
+              latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
           }
         } else x = odeStep(x, v, sigmas, i);
       }
@@ -118,8 +128,14 @@ export async function runSample(
       final_latents: f32([B, C, F, H, W], finals),
       context: f32([B, L, D], context),
       seed: i64([B], seeds),
-      group_index: i64([B], groupIds.flatMap((p) => Array(G).fill(p))),
-      prompt_index: i64([B], groupIds.flatMap((p) => Array(G).fill(p))),
+      group_index: i64(
+        [B],
+        groupIds.flatMap((p) => Array(G).fill(p)),
+      ),
+      prompt_index: i64(
+        [B],
+        groupIds.flatMap((p) => Array(G).fill(p)),
+      ),
     };
     if (cfg) tensors.uncond_context = f32([1, L, D], cond.uncond!);
     const path = join(outDir, `shard-${String(shardNo).padStart(4, '0')}.safetensors`);

@@ -9,7 +9,7 @@ import { REWARDS } from '../rewards/index.js';
 import { sliceGeometry } from '../rewards/types.js';
 import { groupAdvantages } from '../rl/advantages.js';
 import { defaultOutDir, readShard, type Shard, writeShard } from '../shards/shard.js';
-import { f32, toNumbers, type Tensor } from '../shards/tensor.js';
+import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
 import type { ConfigResolver, StageIo } from './types.js';
 
 export interface ScoreResult {
@@ -51,7 +51,8 @@ export function scoreGeometry(geom: Shard, config: Config): ScoredShard {
   const weights: Record<string, number> = {};
   for (const [name, entry] of entries) {
     const reward = REWARDS[name];
-    if (!reward) throw new InputError(`rewards.${name}`, `unknown reward (known: ${Object.keys(REWARDS).join(', ')})`);
+    if (!reward)
+      throw new InputError(`rewards.${name}`, `unknown reward (known: ${Object.keys(REWARDS).join(', ')})`);
     const options = reward.parseOptions(entry.options, `rewards.${name}.options`);
     const values = new Float64Array(B);
     for (let b = 0; b < B; b++) {
@@ -60,7 +61,8 @@ export function scoreGeometry(geom: Shard, config: Config): ScoredShard {
       try {
         v = reward.compute(sample, options);
       } catch (err) {
-        if (err instanceof InputError) v = Number.NaN; // degenerate geometry of one sample
+        if (err instanceof InputError)
+          v = Number.NaN; // degenerate geometry of one sample
         else throw err;
       }
       values[b] = v;
@@ -71,7 +73,13 @@ export function scoreGeometry(geom: Shard, config: Config): ScoredShard {
   const groupIndex = toNumbers(t.get('group_index')!);
   const warnings = replaceNonFinite(rewards, groupIndex);
   const adv = groupAdvantages(rewards, groupIndex, weights);
-  return { rewards, total: adv.weighted, advantages: adv.advantages, stats: adv.stats, warnings: [...warnings, ...adv.warnings] };
+  return {
+    rewards,
+    total: adv.weighted,
+    advantages: adv.advantages,
+    stats: adv.stats,
+    warnings: [...warnings, ...adv.warnings],
+  };
 }
 
 /**
@@ -89,9 +97,12 @@ export function replaceNonFinite(rewards: Record<string, Float64Array>, groupInd
     groupIndex.forEach((g, b) => {
       if (Number.isFinite(values[b]!)) return;
       const m = min.get(g);
-      if (m === undefined) throw new InputError(`rewards.${name}`, `group ${g}: no sample has finite geometry`);
+      if (m === undefined)
+        throw new InputError(`rewards.${name}`, `group ${g}: no sample has finite geometry`);
       values[b] = m;
-      warnings.push(`sample ${b} (group ${g}): non-finite ${name} reward replaced by the group minimum ${m.toFixed(4)}`);
+      warnings.push(
+        `sample ${b} (group ${g}): non-finite ${name} reward replaced by the group minimum ${m.toFixed(4)}`,
+      );
     });
   }
   return warnings;
@@ -123,7 +134,11 @@ export async function runScore(
     for (const [name, values] of Object.entries(s.rewards)) {
       tensors[`reward/${name}`] = f32([B], Float32Array.from(values));
       const acc = (sums[name] ??= { sum: 0, n: 0 });
-      for (const v of values) if (Number.isFinite(v)) (acc.sum += v), acc.n++;
+      for (const v of values) {
+        if (!Number.isFinite(v)) continue;
+        acc.sum += v;
+        acc.n++;
+      }
     }
     tensors.reward = f32([B], Float32Array.from(s.total));
     tensors.advantages = f32([B], Float32Array.from(s.advantages));
@@ -141,13 +156,19 @@ export async function runScore(
       .join(', ');
     io.note(`score: ${basename(input)}: ${summary}`);
   }
-  const rewards = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, { mean: v.n ? v.sum / v.n : Number.NaN }]));
+  const rewards = Object.fromEntries(
+    Object.entries(sums).map(([k, v]) => [k, { mean: v.n ? v.sum / v.n : Number.NaN }]),
+  );
   return { shards, samples, rewards, warnings };
 }
 
 function mean(v: Float64Array): number {
   let s = 0;
   let n = 0;
-  for (const x of v) if (Number.isFinite(x)) (s += x), n++;
+  for (const x of v) {
+    if (!Number.isFinite(x)) continue;
+    s += x;
+    n++;
+  }
   return n ? s / n : Number.NaN;
 }

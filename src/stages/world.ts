@@ -36,7 +36,8 @@ export interface WorldResult {
 export function runWorld(o: WorldOptions, emit: (p: string) => void): WorldResult {
   if (o.groupSize < 2) throw new InputError('--group-size', 'a group needs at least 2 members');
   for (const f of o.families) {
-    if (!TRAJECTORY_FAMILIES.includes(f)) throw new InputError('--families', `unknown family '${f}' (${TRAJECTORY_FAMILIES.join(', ')})`);
+    if (!TRAJECTORY_FAMILIES.includes(f))
+      throw new InputError('--families', `unknown family '${f}' (${TRAJECTORY_FAMILIES.join(', ')})`);
   }
   const G = o.groupSize;
   const F = TOY.frames;
@@ -86,7 +87,10 @@ export function runWorld(o: WorldOptions, emit: (p: string) => void): WorldResul
       }
     });
     const tensors: Record<string, Tensor> = {
-      group_index: i64([B], ids.flatMap((g) => Array(G).fill(g))),
+      group_index: i64(
+        [B],
+        ids.flatMap((g) => Array(G).fill(g)),
+      ),
       prompt_index: i64([B], family),
       depth: f32([B, F, h, w], depth),
       points: f32([B, F, h, w, 3], points),

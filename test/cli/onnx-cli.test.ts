@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { saveModel } from '../../src/onnx/model.js';
-import { initLora, saveCheckpoint } from '../../src/rl/checkpoint.js';
 import { adamwInit } from '../../src/rl/adamw.js';
+import { initLora, saveCheckpoint } from '../../src/rl/checkpoint.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { f32 } from '../../src/shards/tensor.js';
 import { ROOT, runCli, tempDir } from '../helpers.js';
@@ -43,7 +43,9 @@ test('onnx grad writes the gradient contract and its VJP matches finite differen
   const f = (w1: number[]) => {
     let acc = 0;
     for (let b = 0; b < 2; b++) {
-      const h = [0, 1, 2, 3].map((j) => Math.tanh([0, 1, 2].reduce((a, k) => a + x[b * 3 + k]! * w1[k * 4 + j]!, 0)));
+      const h = [0, 1, 2, 3].map((j) =>
+        Math.tanh([0, 1, 2].reduce((a, k) => a + x[b * 3 + k]! * w1[k * 4 + j]!, 0)),
+      );
       for (let o = 0; o < 2; o++) acc += u[b * 2 + o]! * h.reduce((a, hj, j) => a + hj * W2[j * 2 + o]!, 0);
     }
     return acc;
@@ -75,13 +77,27 @@ test('onnx lora injects peft-mappable inputs; --merge folds a checkpoint into th
   const m = join(dir, 'lora-base.onnx');
   mlp(m);
   const out = join(dir, 'lora.onnx');
-  const r = await runCli(['onnx', 'lora', m, '--out', out, '--rank', '2', '--alpha', '4', '--target', 'fc*.weight']);
+  const r = await runCli([
+    'onnx',
+    'lora',
+    m,
+    '--out',
+    out,
+    '--rank',
+    '2',
+    '--alpha',
+    '4',
+    '--target',
+    'fc*.weight',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const s = await ModelSession.open(out);
-  assert.deepEqual(
-    [...s.inputNames].filter((n) => n.startsWith('lora:')).sort(),
-    ['lora:fc1.weight:A', 'lora:fc1.weight:B', 'lora:fc2.weight:A', 'lora:fc2.weight:B'],
-  );
+  assert.deepEqual([...s.inputNames].filter((n) => n.startsWith('lora:')).sort(), [
+    'lora:fc1.weight:A',
+    'lora:fc1.weight:B',
+    'lora:fc2.weight:A',
+    'lora:fc2.weight:B',
+  ]);
   // A trained-looking adapter (B ≠ 0), saved as a checkpoint and merged.
   const lora = initLora(
     [
@@ -92,9 +108,14 @@ test('onnx lora injects peft-mappable inputs; --merge folds a checkpoint into th
     5,
     4,
   );
-  for (const [k, v] of lora.params) if (k.endsWith(':B')) v.forEach((_, i) => (v[i] = Math.sin(i + k.length)));
+  for (const [k, v] of lora.params)
+    if (k.endsWith(':B')) for (let i = 0; i < v.length; i++) v[i] = Math.sin(i + k.length);
   const ck = join(dir, 'ckpt');
-  saveCheckpoint(ck, { lora, optimizer: adamwInit(lora.params), state: { step: 1, configHash: 'x', metrics: {} } });
+  saveCheckpoint(ck, {
+    lora,
+    optimizer: adamwInit(lora.params),
+    state: { step: 1, configHash: 'x', metrics: {} },
+  });
   const merged = join(dir, 'merged.onnx');
   const mr = await runCli(['onnx', 'lora', m, '--merge', ck, '--out', merged]);
   assert.equal(mr.code, 0, mr.stderr);
@@ -107,16 +128,35 @@ test('onnx lora injects peft-mappable inputs; --merge folds a checkpoint into th
   const yLora = (await s.run(feeds)).y!.data as Float32Array;
   const sm = await ModelSession.open(merged);
   const yMerged = (await sm.run({ x })).y!.data as Float32Array;
-  yLora.forEach((v, i) => assert.ok(Math.abs(v - yMerged[i]!) < 1e-5, `y[${i}] ${v} vs ${yMerged[i]}`));
+  for (const [i, v] of yLora.entries())
+    assert.ok(Math.abs(v - yMerged[i]!) < 1e-5, `y[${i}] ${v} vs ${yMerged[i]}`);
   await s.release();
   await sm.release();
 });
 
 test('onnx grad works on the fixture denoiser (LoRA inputs as parameters)', async () => {
   const lora = join(dir, 'den.lora.onnx');
-  const r1 = await runCli(['onnx', 'lora', join(ROOT, 'onnx/fixtures/denoiser.onnx'), '--out', lora, '--target', '*attn.q.weight']);
+  const r1 = await runCli([
+    'onnx',
+    'lora',
+    join(ROOT, 'onnx/fixtures/denoiser.onnx'),
+    '--out',
+    lora,
+    '--target',
+    '*attn.q.weight',
+  ]);
   assert.equal(r1.code, 0, r1.stderr);
-  const r2 = await runCli(['onnx', 'grad', lora, '--out', join(dir, 'den.grad.onnx'), '--wrt', 'lora:*', '--shape', 'B=1']);
+  const r2 = await runCli([
+    'onnx',
+    'grad',
+    lora,
+    '--out',
+    join(dir, 'den.grad.onnx'),
+    '--wrt',
+    'lora:*',
+    '--shape',
+    'B=1',
+  ]);
   assert.equal(r2.code, 0, r2.stderr);
   const s = await ModelSession.open(join(dir, 'den.grad.onnx'));
   assert.ok(s.inputNames.includes('grad:velocity'));

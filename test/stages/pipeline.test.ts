@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { readConfigFile, resolveConfig } from '../../src/config/load.js';
+import { resolveConfig } from '../../src/config/load.js';
 import { loadPolicy, velocity } from '../../src/rl/policy.js';
 import { sdeStep } from '../../src/rl/sde.js';
 import { readSafetensors, writeSafetensors } from '../../src/shards/safetensors.js';
@@ -22,14 +22,15 @@ const cfg = join(dir, 'small.yaml');
 const prompts = join(dir, 'prompts.txt');
 writeFileSync(
   cfg,
-  readFileSync(CONFIG, 'utf8').replace(/\.\.\/\.\.\/onnx\//g, `${join(ROOT, 'onnx')}/`) +
-    '\n',
+  readFileSync(CONFIG, 'utf8').replace(/\.\.\/\.\.\/onnx\//g, `${join(ROOT, 'onnx')}/`) + '\n',
 );
 writeFileSync(prompts, 'orbit around the red box\ndolly toward the blue sphere\npan across the room\n');
 const small = ['--config', cfg, '--group-size', '3', '--steps', '4', '--per-shard', '2', '--threads', '1'];
 
 function files(d: string): string[] {
-  return readdirSync(d).filter((f) => f.endsWith('.safetensors')).sort();
+  return readdirSync(d)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
 }
 
 test('sample → decode-geometry → score: files and a pipe give identical shards', async () => {
@@ -41,7 +42,11 @@ test('sample → decode-geometry → score: files and a pipe give identical shar
   const g = await runCli(['decode-geometry', ...trajPaths]);
   assert.equal(g.code, 0, g.stderr);
   const geomPaths = g.stdout.trim().split('\n');
-  assert.deepEqual(geomPaths, trajPaths.map((p) => p.replace('/trajectory/', '/geometry/')), 'default --out: geometry/ beside trajectory/');
+  assert.deepEqual(
+    geomPaths,
+    trajPaths.map((p) => p.replace('/trajectory/', '/geometry/')),
+    'default --out: geometry/ beside trajectory/',
+  );
   const r = await runCli(['score', ...geomPaths]);
   assert.equal(r.code, 0, r.stderr);
 
@@ -57,7 +62,8 @@ test('sample → decode-geometry → score: files and a pipe give identical shar
     for (const f of files(join(a, kind))) {
       const x = readSafetensors(join(a, kind, f));
       const y = readSafetensors(join(b, kind, f));
-      for (const [name, t] of x.tensors) assert.deepEqual(y.tensors.get(name)!.data, t.data, `${kind}/${f}: ${name}`);
+      for (const [name, t] of x.tensors)
+        assert.deepEqual(y.tensors.get(name)!.data, t.data, `${kind}/${f}: ${name}`);
     }
   }
   const rw = readShard(join(a, 'rewards', files(join(a, 'rewards'))[0]!), 'rewards');
@@ -66,7 +72,10 @@ test('sample → decode-geometry → score: files and a pipe give identical shar
     assert.ok(v.every(Number.isFinite), name);
   }
   const motion = rw.tensors.get('reward/motion')!.data as Float32Array;
-  assert.ok(motion.every((m) => m >= 0.5 && m <= 1), 'r_motion ∈ [½, 1]');
+  assert.ok(
+    motion.every((m) => m >= 0.5 && m <= 1),
+    'r_motion ∈ [½, 1]',
+  );
   // advantages are z-scores within each group: they sum to ~0 per group
   const adv = rw.tensors.get('advantages')!.data as Float32Array;
   const groups = toNumbers(rw.tensors.get('group_index')!);
@@ -106,9 +115,16 @@ test('sampling is deterministic and the recorded log-prob is reproduced exactly'
       x.set((lat.data as Float32Array).subarray((b * T1 + t) * M, (b * T1 + t + 1) * M), b * M);
       next.set((lat.data as Float32Array).subarray((b * T1 + t + 1) * M, (b * T1 + t + 2) * M), b * M);
     }
-    const v = await velocity(policy, x, G, sigmas[steps[t]!]!, f32([G, L, D], (ctx.data as Float32Array).slice(0, G * L * D)));
+    const v = await velocity(
+      policy,
+      x,
+      G,
+      sigmas[steps[t]!]!,
+      f32([G, L, D], (ctx.data as Float32Array).slice(0, G * L * D)),
+    );
     const r = sdeStep({ x, v, sigmas, i: steps[t]!, batch: G, noiseLevel: config.sampler.noise_level, next });
-    for (let b = 0; b < G; b++) assert.ok(Math.abs(r.logProb[b]! - logp[b * (T1 - 1) + t]!) <= 1e-6, `sample ${b}`);
+    for (let b = 0; b < G; b++)
+      assert.ok(Math.abs(r.logProb[b]! - logp[b * (T1 - 1) + t]!) <= 1e-6, `sample ${b}`);
   } finally {
     await policy.session.release();
   }
@@ -129,23 +145,48 @@ test('grpo-step: ratio 1 on the first inner step, a checkpoint the sampler accep
   assert.equal(res.checkpoint, join(run, 'policy'));
   assert.ok(Math.abs(res.metrics.ratio_min - 1) < 1e-5 && Math.abs(res.metrics.ratio_max - 1) < 1e-5);
   assert.ok(res.metrics.grad_norm > 0, 'a real gradient');
-  for (const f of ['adapter_model.safetensors', 'adapter_config.json', 'optimizer.safetensors', 'state.json']) {
+  for (const f of [
+    'adapter_model.safetensors',
+    'adapter_config.json',
+    'optimizer.safetensors',
+    'state.json',
+  ]) {
     assert.ok(readdirSync(join(run, 'policy')).includes(f), f);
   }
-  const again = await runCli(['sample', ...small, '--prompts', prompts, '--policy', join(run, 'policy'), '--out', join(run, 'next')]);
+  const again = await runCli([
+    'sample',
+    ...small,
+    '--prompts',
+    prompts,
+    '--policy',
+    join(run, 'policy'),
+    '--out',
+    join(run, 'next'),
+  ]);
   assert.equal(again.code, 0, again.stderr);
 
   // Map-reduce: gradients per shard, averaged and applied, equal the single update.
-  const grads = await Promise.all(rewards.map((r) => runCli(['grpo-step', r, '--grads-only', '--out', join(run, 'grads')])));
+  const grads = await Promise.all(
+    rewards.map((r) => runCli(['grpo-step', r, '--grads-only', '--out', join(run, 'grads')])),
+  );
   for (const gr of grads) assert.equal(gr.code, 0, gr.stderr);
-  const applied = await runCli(['grpo-step', '--apply', ...grads.map((g) => g.stdout.trim()), '--out', join(run, 'policy-mr'), '--config', cfg]);
+  const applied = await runCli([
+    'grpo-step',
+    '--apply',
+    ...grads.map((g) => g.stdout.trim()),
+    '--out',
+    join(run, 'policy-mr'),
+    '--config',
+    cfg,
+  ]);
   assert.equal(applied.code, 0, applied.stderr);
   const a = readSafetensors(join(run, 'policy', 'adapter_model.safetensors')).tensors;
   const b = readSafetensors(join(run, 'policy-mr', 'adapter_model.safetensors')).tensors;
   for (const [name, t] of a) {
     const x = t.data as Float32Array;
     const y = b.get(name)!.data as Float32Array;
-    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-6 + 1e-4 * Math.abs(x[i]!), `${name}[${i}]`);
+    for (let i = 0; i < x.length; i++)
+      assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-6 + 1e-4 * Math.abs(x[i]!), `${name}[${i}]`);
   }
 });
 
@@ -171,7 +212,15 @@ test('bad input to the stages exits 2 with one line naming the file', async () =
     join(dir, 'nomodel.yaml'),
     `models:\n  denoiser: /nonexistent/denoiser.onnx\n  text_encoder: ${join(ROOT, 'onnx/fixtures/text_encoder.onnx')}\n`,
   );
-  const nm = await runCli(['sample', '--config', join(dir, 'nomodel.yaml'), '--prompts', prompts, '--out', join(dir, 'm')]);
+  const nm = await runCli([
+    'sample',
+    '--config',
+    join(dir, 'nomodel.yaml'),
+    '--prompts',
+    prompts,
+    '--out',
+    join(dir, 'm'),
+  ]);
   assert.equal(nm.code, 2, nm.stderr);
   assert.match(nm.stderr, /\/nonexistent\/denoiser\.onnx: /);
   assert.equal(nm.stderr.trim().split('\n').length, 1);

@@ -16,7 +16,19 @@ test('two iterations of the toy loop through make, then eval', { timeout: 600_00
   const cfg = join(dir, 'tiny.yaml');
   writeFileSync(
     cfg,
-    ['sampler:', '  steps: 3', '  group_size: 2', '  per_shard: 2', 'lora:', '  rank: 2', '  alpha: 4', '  targets: ["*attn.q.weight"]', 'eval:', '  videos: 1', ''].join('\n'),
+    [
+      'sampler:',
+      '  steps: 3',
+      '  group_size: 2',
+      '  per_shard: 2',
+      'lora:',
+      '  rank: 2',
+      '  alpha: 4',
+      '  targets: ["*attn.q.weight"]',
+      'eval:',
+      '  videos: 1',
+      '',
+    ].join('\n'),
   );
   const prompts = join(dir, 'p.txt');
   writeFileSync(prompts, 'orbit around the red box\npan across the room\n');
@@ -24,15 +36,39 @@ test('two iterations of the toy loop through make, then eval', { timeout: 600_00
   writeFileSync(held, 'dolly toward the green box\n');
   const run = join(dir, 'run');
   const make = (target: string) =>
-    execFileSync('make', ['-s', '-C', join(ROOT, 'examples/toy'), target, 'K=2', `RUN=${run}`, `CONFIG=${cfg}`, `PROMPTS=${prompts}`, `HELDOUT=${held}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    execFileSync(
+      'make',
+      [
+        '-s',
+        '-C',
+        join(ROOT, 'examples/toy'),
+        target,
+        'K=2',
+        `RUN=${run}`,
+        `CONFIG=${cfg}`,
+        `PROMPTS=${prompts}`,
+        `HELDOUT=${held}`,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
   make('train');
   for (const it of ['iter-0000', 'iter-0001']) {
-    for (const f of ['adapter_model.safetensors', 'adapter_config.json', 'optimizer.safetensors', 'state.json']) {
+    for (const f of [
+      'adapter_model.safetensors',
+      'adapter_config.json',
+      'optimizer.safetensors',
+      'state.json',
+    ]) {
       assert.ok(existsSync(join(run, it, 'policy', f)), `${it}/policy/${f}`);
     }
-    const m = JSON.parse(readFileSync(join(run, it, 'metrics.jsonl'), 'utf8').trim().split('\n').at(-1)!);
+    const m = JSON.parse(
+      readFileSync(join(run, it, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .at(-1)!,
+    );
     assert.ok(Number.isFinite(m.loss), `${it}: loss ${m.loss}`);
     assert.ok(Math.abs(m.ratio_min - 1) <= 1e-5 && Math.abs(m.ratio_max - 1) <= 1e-5, `${it}: ratio`);
     const r = readShard(join(run, it, 'rewards', 'shard-0000.safetensors'), 'rewards');
@@ -51,7 +87,14 @@ test('two iterations of the toy loop through make, then eval', { timeout: 600_00
 
   make('eval');
   const report = JSON.parse(readFileSync(join(run, 'report', 'report.json'), 'utf8'));
-  for (const set of ['base-train', 'base-heldout', 'final-train', 'final-heldout', 'iter-0000', 'iter-0001']) {
+  for (const set of [
+    'base-train',
+    'base-heldout',
+    'final-train',
+    'final-heldout',
+    'iter-0000',
+    'iter-0001',
+  ]) {
     assert.ok(report.meta.metrics[set], `report has ${set}`);
   }
   assert.ok(existsSync(join(run, 'report', 'report.html')));

@@ -28,7 +28,11 @@ test('ground-truth groups: smooth cameras win both rewards and the advantage', (
     for (const g of new Set(groups)) {
       const idx = groups.flatMap((gg, i) => (gg === g ? [i] : []));
       const best = idx.reduce((a, i) => (v[i]! > v[a]! ? i : a), idx[0]!);
-      assert.equal(best, idx[0], `${name}, group ${g}: the smooth member should score highest (${idx.map((i) => v[i]!.toFixed(3))})`);
+      assert.equal(
+        best,
+        idx[0],
+        `${name}, group ${g}: the smooth member should score highest (${idx.map((i) => v[i]!.toFixed(3))})`,
+      );
     }
   }
   const reproj = r.tensors.get('reward/reprojection')!.data as Float32Array;

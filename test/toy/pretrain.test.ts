@@ -48,10 +48,13 @@ test('pretraining gradients match a directional finite difference of the flow-ma
     const g = at0[`grad:${n}`]!.data as Float32Array;
     for (let i = 0; i < d.length; i++) analytic += g[i]! * d[i]!;
   }
-  const h = Number(process.env.FDH ?? 5e-2);
   const lossAt = async (x: number) => ((await run(x)).loss!.data as Float32Array)[0]!;
-  const numeric = ((await lossAt(h)) - (await lossAt(-h))) / (2 * h);
+  const central = async (h: number) => ((await lossAt(h)) - (await lossAt(-h))) / (2 * h);
+  // Richardson extrapolation removes the h² error term of the central difference (the network's
+  // third-order terms are large along a direction that moves whole weight matrices).
+  const h = 1e-3;
+  const numeric = (9 * (await central(h)) - (await central(3 * h))) / 8;
   await s.release();
   assert.ok(Math.abs(analytic) > 1e-6, `degenerate direction (${analytic})`);
-  assert.ok(Math.abs(numeric - analytic) < 2e-2 * Math.abs(analytic), `numeric ${numeric} vs analytic ${analytic}`);
+  assert.ok(Math.abs(numeric - analytic) < 1e-2 * Math.abs(analytic), `numeric ${numeric} vs analytic ${analytic}`);
 });

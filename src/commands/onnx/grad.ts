@@ -1,11 +1,12 @@
 import { Args, Flags } from '@oclif/core';
 import { VggrpoCommand } from '../../cli/base.js';
 import { InputError } from '../../errors.js';
-import { gradCommand, type GradCommandResult, parseShapes } from '../../onnx/cli-ops.js';
+import { type GradCommandResult, gradCommand, parseShapes } from '../../onnx/cli-ops.js';
 import { loadModel } from '../../onnx/model.js';
 
 export default class OnnxGrad extends VggrpoCommand {
-  static override summary = 'Write a gradient model: the forward graph plus vector–Jacobian products, in standard ONNX ops.';
+  static override summary =
+    'Write a gradient model: the forward graph plus vector–Jacobian products, in standard ONNX ops.';
   static override description =
     'The new model has every input of MODEL plus grad:Y (the cotangent, shaped like Y) for each float output Y, and every output plus grad:P for each selected parameter P (Σ_Y (∂Y/∂P)ᵀ·grad:Y). --wrt defaults to every floating-point initializer; graph inputs may be named too (e.g. gradients w.r.t. latents for reward guidance). Dynamic dimensions need --shape.';
   static override examples = [
@@ -15,9 +16,17 @@ export default class OnnxGrad extends VggrpoCommand {
   static override args = { model: Args.string({ description: 'forward model (.onnx)', required: true }) };
   static override flags = {
     out: Flags.string({ description: 'gradient model to write', required: true }),
-    wrt: Flags.string({ description: 'parameter name or glob (repeatable; default: every float initializer)', multiple: true }),
-    shape: Flags.string({ description: 'INPUT=d0,d1,… or DIM=value for a dynamic input or dim (repeatable)', multiple: true }),
-    'external-data': Flags.integer({ description: 'move tensors of at least this many bytes to OUT.data (models > 2 GB)' }),
+    wrt: Flags.string({
+      description: 'parameter name or glob (repeatable; default: every float initializer)',
+      multiple: true,
+    }),
+    shape: Flags.string({
+      description: 'INPUT=d0,d1,… or DIM=value for a dynamic input or dim (repeatable)',
+      multiple: true,
+    }),
+    'external-data': Flags.integer({
+      description: 'move tensors of at least this many bytes to OUT.data (models > 2 GB)',
+    }),
   };
 
   async run(): Promise<GradCommandResult> {
@@ -26,8 +35,11 @@ export default class OnnxGrad extends VggrpoCommand {
     if (!wrt) {
       // Default: every floating-point initializer (F32, F16, F64, BF16).
       const model = loadModel(args.model);
-      wrt = (model.graph?.initializer ?? []).filter((t) => [1, 10, 11, 16].includes(t.dataType ?? 0)).map((t) => t.name ?? '');
-      if (wrt.length === 0) throw new InputError(args.model, 'has no floating-point initializer; name parameters with --wrt');
+      wrt = (model.graph?.initializer ?? [])
+        .filter((t) => [1, 10, 11, 16].includes(t.dataType ?? 0))
+        .map((t) => t.name ?? '');
+      if (wrt.length === 0)
+        throw new InputError(args.model, 'has no floating-point initializer; name parameters with --wrt');
     }
     const r = gradCommand({
       model: args.model,

@@ -8,7 +8,8 @@ import { loadModel, saveModel } from '../../onnx/model.js';
 import { loadCheckpoint } from '../../rl/checkpoint.js';
 
 export default class OnnxLora extends VggrpoCommand {
-  static override summary = 'Inject LoRA branches into MatMul/Gemm weights, or merge a trained adapter into them.';
+  static override summary =
+    'Inject LoRA branches into MatMul/Gemm weights, or merge a trained adapter into them.';
   static override description =
     'Each MatMul/Gemm whose weight initializer matches a --target glob becomes y = xW + (α/r)·(x·A)·B with A [in, r] and B [r, out] as new graph inputs lora:<weight>:A and lora:<weight>:B (Gemm transB honoured). With A = B = 0 the graph is the reference model. --merge CHECKPOINT_DIR instead folds a trained adapter into the weights (a plain model for deployment).';
   static override examples = [
@@ -22,7 +23,9 @@ export default class OnnxLora extends VggrpoCommand {
     alpha: Flags.string({ description: 'LoRA α (scale α/r)', default: '8' }),
     target: Flags.string({ description: 'weight-initializer glob (repeatable)', multiple: true }),
     merge: Flags.string({ description: 'policy checkpoint folder to fold into the weights' }),
-    'external-data': Flags.integer({ description: 'move tensors of at least this many bytes to OUT.data (models > 2 GB)' }),
+    'external-data': Flags.integer({
+      description: 'move tensors of at least this many bytes to OUT.data (models > 2 GB)',
+    }),
   };
 
   async run(): Promise<{ out: string; adapters: { weight: string; inDim: number; outDim: number }[] }> {
@@ -37,7 +40,10 @@ export default class OnnxLora extends VggrpoCommand {
       });
       const missing = ckpt.lora.adapters.filter((a) => !adapters.some((b) => b.weight === a.weight));
       if (missing.length) {
-        throw new InputError(join(flags.merge, 'adapter_model.safetensors'), `adapter for '${missing[0]!.weight}' matches no MatMul/Gemm weight of ${args.model}`);
+        throw new InputError(
+          join(flags.merge, 'adapter_model.safetensors'),
+          `adapter for '${missing[0]!.weight}' matches no MatMul/Gemm weight of ${args.model}`,
+        );
       }
       const merged = mergeLora(base, adapters, Object.fromEntries(ckpt.lora.params));
       saveModel(merged, flags.out, { externalDataThreshold: flags['external-data'] });
@@ -45,7 +51,8 @@ export default class OnnxLora extends VggrpoCommand {
       this.log(flags.out);
       return { out: flags.out, adapters };
     }
-    if (!flags.target?.length) throw new InputError('--target', 'give at least one weight glob (or --merge CHECKPOINT_DIR)');
+    if (!flags.target?.length)
+      throw new InputError('--target', 'give at least one weight glob (or --merge CHECKPOINT_DIR)');
     const r = loraCommand({
       model: args.model,
       out: flags.out,
