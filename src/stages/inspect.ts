@@ -2,7 +2,8 @@
  * `inspect`: what is in a shard (kind, metadata, every tensor with statistics) or an .onnx
  * model (inputs, outputs, operator counts).
  */
-import { extname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { extname, join } from 'node:path';
 import { readSafetensors } from '../shards/safetensors.js';
 import { type Tensor, toFloat32 } from '../shards/tensor.js';
 
@@ -80,6 +81,13 @@ export function inspectShard(path: string): ShardSummary {
 export type Summary = ShardSummary | OnnxSummary;
 
 export async function inspectFile(path: string): Promise<Summary> {
+  // A policy checkpoint folder: its adapter (with state.json's step and metrics as metadata).
+  if (existsSync(join(path, 'adapter_model.safetensors'))) {
+    const s = inspectShard(join(path, 'adapter_model.safetensors'));
+    const state = join(path, 'state.json');
+    if (existsSync(state)) s.metadata['state.json'] = JSON.stringify(JSON.parse(readFileSync(state, 'utf8')));
+    return { ...s, path, kind: 'policy' };
+  }
   if (extname(path) === '.onnx') {
     const { inspectOnnx } = await import('./inspect-onnx.js');
     return inspectOnnx(path);
