@@ -3,17 +3,28 @@
  * its gradient graph in onnxruntime-node (CPU, one thread), for full-weight gradients and for LoRA
  * gradients. Goal: gradient / forward ≤ 3.
  *
+ * Peer: when Debian's /usr/bin/python3 imports torch, bench/autodiff_torch.py defines the same
+ * DiT in PyTorch, exports it with torch.onnx.export, and times eager forward+backward; we build
+ * the gradient graph of that exported model and time it on the same inputs and thread count.
+ * Goal: ours / PyTorch < 1. Skipped (with the reason printed) without torch.
+ *
  * @example
  *   node --import tsx bench/autodiff.ts
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import ort from 'onnxruntime-node';
-import { buildGradientGraph } from '../src/onnx/autodiff.js';
+import { buildGradientGraph, trimOptionalInputs } from '../src/onnx/autodiff.js';
 import { injectLora } from '../src/onnx/lora.js';
-import { encodeModel } from '../src/onnx/model.js';
+import { encodeModel, loadModel } from '../src/onnx/model.js';
 import type { ModelProto } from '../src/onnx/proto.js';
 import { buildToyDit } from '../src/onnx/toy-dit.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
 
 const DIMS = {
   batch: 1,
@@ -119,7 +130,136 @@ export async function benchAutodiff(runs = 15): Promise<Record<string, number | 
     'autodiff.lora_ratio': +(loraGradMs / loraFwdMs).toFixed(2),
     'autodiff.peak_rss_mib': Math.round(process.resourceUsage().maxRSS / 1024),
   };
+  Object.assign(res, await benchTorchPeer(runs));
   return res;
+}
+
+/** What bench/autodiff_torch.py wrote: the exported model, its inputs and PyTorch's results. */
+export interface TorchPeer {
+  dir: string;
+  model: ModelProto;
+  /** Parameter names (state-dict names) with PyTorch's autograd gradients. */
+  grads: Map<string, { data: Float32Array; shape: number[] }>;
+  inputs: Record<string, { data: Float32Array; shape: number[] }>;
+  cotangent: { data: Float32Array; shape: number[] };
+  output: { data: Float32Array; shape: number[] };
+  torchForwardMs?: number;
+  torchFwdBwdMs?: number;
+  torchPeakRssMib: number;
+  torchVersion: string;
+  /** Remove the temporary folder. */
+  dispose(): void;
+}
+
+/** Why the PyTorch peer cannot run here, or undefined when /usr/bin/python3 imports torch and onnx. */
+export function torchMissing(): string | undefined {
+  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch, onnx'], { stdio: 'ignore', timeout: 60_000 });
+  return r.status === 0
+    ? undefined
+    : '/usr/bin/python3 cannot import torch and onnx (apt-get install -y python3-torch python3-onnx)';
+}
+
+/**
+ * Run bench/autodiff_torch.py: export the PyTorch toy DiT and collect its gradients and timings.
+ *
+ * @example
+ *   const peer = runTorchPeer({ dim: 16, heads: 2 }, 0); // no timing, small model
+ */
+export function runTorchPeer(dims: Record<string, number> = {}, runs = 15): TorchPeer {
+  const dir = mkdtempSync(join(tmpdir(), 'vggrpo-torch-'));
+  const r = spawnSync(
+    '/usr/bin/python3',
+    [join(here, 'autodiff_torch.py'), '--out', dir, '--runs', String(runs), '--dims', JSON.stringify(dims)],
+    { encoding: 'utf8', timeout: 600_000 },
+  );
+  if (r.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(
+      `autodiff_torch.py failed: ${(r.stderr || String(r.error ?? '')).trim().split('\n').pop()}`,
+    );
+  }
+  type Entry = { file: string; shape: number[] };
+  const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+    inputs: Record<string, Entry>;
+    cotangent: Entry;
+    output: Entry;
+    params: (Entry & { name: string })[];
+    torch_forward_ms: number | null;
+    torch_fwd_bwd_ms: number | null;
+    torch_peak_rss_mib: number;
+    torch_version: string;
+  };
+  const read = (e: Entry) => {
+    const b = readFileSync(join(dir, e.file));
+    return {
+      data: new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)),
+      shape: e.shape,
+    };
+  };
+  const inputs: TorchPeer['inputs'] = {};
+  for (const [k, e] of Object.entries(m.inputs)) inputs[k] = read(e);
+  const model = loadModel(join(dir, 'model.onnx'));
+  // PyTorch writes LayerNormalization(x, w, ''), which crashes onnxruntime's fusions
+  model.graph!.node = model.graph!.node!.map(trimOptionalInputs);
+  return {
+    dir,
+    model,
+    grads: new Map(m.params.map((p) => [p.name, read(p)])),
+    inputs,
+    cotangent: read(m.cotangent),
+    output: read(m.output),
+    torchForwardMs: m.torch_forward_ms ?? undefined,
+    torchFwdBwdMs: m.torch_fwd_bwd_ms ?? undefined,
+    torchPeakRssMib: m.torch_peak_rss_mib,
+    torchVersion: m.torch_version,
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Ours (gradient graph of the PyTorch-exported model in onnxruntime) against PyTorch eager. */
+async function benchTorchPeer(runs: number): Promise<Record<string, number | string>> {
+  const missing = torchMissing();
+  if (missing) return { 'torch.skipped': missing };
+  const peer = runTorchPeer({}, runs);
+  try {
+    const wrt = [...peer.grads.keys()];
+    const grad = buildGradientGraph(peer.model, { wrt });
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [k, v] of Object.entries(peer.inputs)) feeds[k] = new ort.Tensor('float32', v.data, v.shape);
+    feeds['grad:velocity'] = new ort.Tensor('float32', peer.cotangent.data, peer.cotangent.shape);
+    const [fwdMs, gradMs] = await timeInterleaved(
+      [await runner(peer.model, feeds), await runner(grad.model, feeds)],
+      runs,
+    );
+    // agreement with PyTorch's autograd, as a sanity check of what is timed
+    const s = await ort.InferenceSession.create(encodeModel(grad.model), { intraOpNumThreads: 1 });
+    const out = await s.run(feeds);
+    let worst = 0;
+    for (const [name, g] of peer.grads) {
+      const ours = out[`grad:${name}`]!.data as Float32Array;
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < g.data.length; i++) {
+        num = Math.max(num, Math.abs(ours[i]! - g.data[i]!));
+        den = Math.max(den, Math.abs(g.data[i]!));
+      }
+      worst = Math.max(worst, num / Math.max(den, 1e-12));
+    }
+    return {
+      'torch.version': peer.torchVersion,
+      'torch.grad_nodes': grad.model.graph!.node!.length,
+      'torch.ours_forward_ms': +fwdMs.toFixed(2),
+      'torch.ours_grad_ms': +gradMs.toFixed(2),
+      'torch.ours_ratio': +(gradMs / fwdMs).toFixed(2),
+      'torch.pytorch_forward_ms': +(peer.torchForwardMs ?? Number.NaN).toFixed(2),
+      'torch.pytorch_fwd_bwd_ms': +(peer.torchFwdBwdMs ?? Number.NaN).toFixed(2),
+      'torch.ours_grad/pytorch_fwd_bwd': +(gradMs / (peer.torchFwdBwdMs ?? Number.NaN)).toFixed(3),
+      'torch.pytorch_peak_rss_mib': Math.round(peer.torchPeakRssMib),
+      'torch.max_rel_grad_err': +worst.toExponential(2),
+    };
+  } finally {
+    peer.dispose();
+  }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -61,7 +61,7 @@ export interface PretrainOptions {
 }
 
 export const PRETRAIN_DEFAULTS: PretrainOptions = {
-  steps: 700,
+  steps: 800,
   batch: 8,
   lr: 2e-3,
   seed: 0,

@@ -84,7 +84,7 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   const src = model.graph ?? {};
   const graph: GraphProto = {
     ...src,
-    node: [...info.order],
+    node: info.order.map(trimOptionalInputs),
     initializer: [...(src.initializer ?? [])],
     input: (src.input ?? []).map((v) => {
       const t = info.types.get(v.name ?? '');
@@ -201,6 +201,21 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   pruneDeadNodes(graph);
   foldOutputIdentities(graph, new Set(forward));
   return { model: out, params, warnings };
+}
+
+/**
+ * The node without trailing empty (omitted optional) inputs, e.g. PyTorch's
+ * `LayerNormalization(x, w, '')`: same meaning, and onnxruntime 1.30's layer-norm fusions crash
+ * (segfault) on the empty bias name at optimisation level 'extended' and above.
+ *
+ * @example
+ *   model.graph.node = model.graph.node.map(trimOptionalInputs);
+ */
+export function trimOptionalInputs(n: NodeProto): NodeProto {
+  const ins = n.input ?? [];
+  let k = ins.length;
+  while (k > 0 && !ins[k - 1]) k--;
+  return k === ins.length ? n : { ...n, input: ins.slice(0, k) };
 }
 
 /**

@@ -69,10 +69,9 @@ export async function runSample(
     const logProbs = new Float32Array(B * T);
     const finals = new Float32Array(B * M);
     const context = new Float32Array(B * L * D);
-    const seeds: bigint[] = [];
+    const seeds: bigint[] = groupIds.flatMap((p) => Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b)));
     for (const [k, p] of groupIds.entries()) {
-      const groupSeeds = Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b));
-      seeds.push(...groupSeeds);
+      const groupSeeds = seeds.slice(k * G, (k + 1) * G);
       // The group is one batch; with CFG the batch is [uncond × G; cond × G].
       const ctxB = new Float32Array((cfg ? 2 : 1) * G * L * D);
       for (let b = 0; b < G; b++) {
@@ -85,27 +84,21 @@ export async function runSample(
       const ctxT = f32([(cfg ? 2 : 1) * G, L, D], ctxB);
       let x = batchNoise(groupSeeds, null, M);
       for (let i = 0; i < s.steps; i++) {
-        const v = cfg
-          ? cfgCombineHalves(await velocity(policy, concat(x, x), 2 * G, sigmas[i]!, ctxT), s.guidance)
-          : await velocity(policy, x, G, sigmas[i]!, ctxT);
         const t = window.indexOf(i);
+        // onnxruntime runs off the main thread: draw this step's noise while the denoiser runs.
+        const vPending = cfg
+          ? velocity(policy, concat(x, x), 2 * G, sigmas[i]!, ctxT)
+          : velocity(policy, x, G, sigmas[i]!, ctxT);
+        const noise = t >= 0 ? batchNoise(groupSeeds, i, M) : undefined;
+        const vRaw = await vPending;
+        const v = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
         if (t >= 0) {
-          for (let b = 0; b < G; b++)
-            latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
-          const r = sdeStep({
-            x,
-            v,
-            sigmas,
-            i,
-            batch: G,
-            noiseLevel: s.noise_level,
-            noise: batchNoise(groupSeeds, i, M),
-          });
+          for (let b = 0; b < G; b++) latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
+          const r = sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: s.noise_level, noise });
           for (let b = 0; b < G; b++) logProbs[(k * G + b) * T + t] = r.logProb[b]!;
           x = r.next;
           if (t === T - 1) {
-            for (let b = 0; b < G; b++)
-              latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
+            for (let b = 0; b < G; b++) latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
           }
         } else x = odeStep(x, v, sigmas, i);
       }

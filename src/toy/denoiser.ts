@@ -134,7 +134,11 @@ export function buildDenoiser(opts: DenoiserOptions = {}): BuiltDenoiser {
   // A learnt absolute frame code (Wan has none): rotary positions are only relative, and a toy
   // camera path depends on where in the clip a frame is.
   const frameEmb = net.param('frame_embedding.weight', [grid[0], 1, dim], { kind: 'normal', std: 0.3 });
-  x = net.reshape(net.op('Add', [net.reshape(x, [0, grid[0], grid[1] * grid[2], dim]), frameEmb]), [0, N, dim]);
+  x = net.reshape(net.op('Add', [net.reshape(x, [0, grid[0], grid[1] * grid[2], dim]), frameEmb]), [
+    0,
+    N,
+    dim,
+  ]);
 
   // Timestep: sinusoidal code (cos, sin) → MLP → e [B, dim]; 6-way modulation e0 [B, 6, dim].
   const half = S.freqDim / 2;

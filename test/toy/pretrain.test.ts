@@ -29,11 +29,21 @@ test('pretraining gradients match a directional finite difference of the flow-ma
   const w = wave(LATENT_SIZE, 2);
   const base: Record<string, Tensor> = {
     ...inputs,
-    target: f32([1, C, F, H, W], v0.map((v, i) => v + 0.01 * w[i]!)),
+    target: f32(
+      [1, C, F, H, W],
+      v0.map((v, i) => v + 0.01 * w[i]!),
+    ),
     'grad:loss': f32([], [1]),
   };
-  const chosen = ['blocks.0.self_attn.q.weight', 'blocks.1.ffn.0.weight', 'head.head.weight', 'frame_embedding.weight'];
-  const dirs = new Map(chosen.map((n, k) => [n, wave(params.find((p) => p.name === n)!.value.length, 3 + k)]));
+  const chosen = [
+    'blocks.0.self_attn.q.weight',
+    'blocks.1.ffn.0.weight',
+    'head.head.weight',
+    'frame_embedding.weight',
+  ];
+  const dirs = new Map(
+    chosen.map((n, k) => [n, wave(params.find((p) => p.name === n)!.value.length, 3 + k)]),
+  );
   const run = async (h: number) => {
     const feeds = { ...base };
     for (const p of params) {
@@ -56,5 +66,8 @@ test('pretraining gradients match a directional finite difference of the flow-ma
   const numeric = (9 * (await central(h)) - (await central(3 * h))) / 8;
   await s.release();
   assert.ok(Math.abs(analytic) > 1e-6, `degenerate direction (${analytic})`);
-  assert.ok(Math.abs(numeric - analytic) < 1e-2 * Math.abs(analytic), `numeric ${numeric} vs analytic ${analytic}`);
+  assert.ok(
+    Math.abs(numeric - analytic) < 1e-2 * Math.abs(analytic),
+    `numeric ${numeric} vs analytic ${analytic}`,
+  );
 });
