@@ -12,7 +12,8 @@
  *   node --import tsx bench/autodiff.ts
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -96,7 +97,41 @@ function feedsFor(model: ModelProto, seed: number): Record<string, ort.Tensor> {
   return feeds;
 }
 
-/** Times forward vs gradient graphs; returns the medians (ms), ratios and peak RSS (MiB). */
+/**
+ * Peak memory of running `model` once: a fresh Node process loads onnxruntime, creates the
+ * session (CPU, one thread) and runs it on zeros; returns the growth of its resident-set
+ * high-water mark over what it held before creating the session (MiB): the model's weights,
+ * onnxruntime's copies of them and the largest set of live intermediate values.
+ */
+function peakMib(model: ModelProto): number {
+  const dir = mkdtempSync(join(tmpdir(), 'vggrpo-peak-'));
+  try {
+    const file = join(dir, 'model.onnx');
+    writeFileSync(file, encodeModel(model));
+    const ortUrl = pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
+    const script = `
+      const ort = (await import(${JSON.stringify(ortUrl)})).default;
+      const base = process.resourceUsage().maxRSS;
+      const s = await ort.InferenceSession.create(${JSON.stringify(file)},
+        { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+      const feeds = {};
+      s.inputNames.forEach((name, i) => {
+        const shape = s.inputMetadata[i].shape;
+        feeds[name] = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+      });
+      await s.run(feeds);
+      console.log((process.resourceUsage().maxRSS - base) / 1024);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    return r.status === 0 ? Math.round(Number(r.stdout.trim())) : Number.NaN;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Times forward vs gradient graphs; returns the medians (ms), ratios and peak memory (MiB). */
 export async function benchAutodiff(runs = 15): Promise<Record<string, number | string>> {
   const fwd = buildToyDit(DIMS);
   const t0 = performance.now();
@@ -128,7 +163,9 @@ export async function benchAutodiff(runs = 15): Promise<Record<string, number | 
     'autodiff.lora_forward_ms': +loraFwdMs.toFixed(2),
     'autodiff.lora_grad_ms': +loraGradMs.toFixed(2),
     'autodiff.lora_ratio': +(loraGradMs / loraFwdMs).toFixed(2),
-    'autodiff.peak_rss_mib': Math.round(process.resourceUsage().maxRSS / 1024),
+    'autodiff.forward_peak_mib': peakMib(fwd),
+    'autodiff.grad_peak_mib': peakMib(full.model),
+    'autodiff.lora_grad_peak_mib': peakMib(loraGrad.model),
   };
   Object.assign(res, await benchTorchPeer(runs));
   return res;
@@ -146,6 +183,8 @@ export interface TorchPeer {
   torchForwardMs?: number;
   torchFwdBwdMs?: number;
   torchPeakRssMib: number;
+  /** Growth of PyTorch's resident-set high-water mark over its forward+backward passes. */
+  torchRssGrowthMib: number;
   torchVersion: string;
   /** Remove the temporary folder. */
   dispose(): void;
@@ -187,6 +226,7 @@ export function runTorchPeer(dims: Record<string, number> = {}, runs = 15): Torc
     torch_forward_ms: number | null;
     torch_fwd_bwd_ms: number | null;
     torch_peak_rss_mib: number;
+    torch_rss_growth_mib: number;
     torch_version: string;
   };
   const read = (e: Entry) => {
@@ -211,9 +251,33 @@ export function runTorchPeer(dims: Record<string, number> = {}, runs = 15): Torc
     torchForwardMs: m.torch_forward_ms ?? undefined,
     torchFwdBwdMs: m.torch_fwd_bwd_ms ?? undefined,
     torchPeakRssMib: m.torch_peak_rss_mib,
+    torchRssGrowthMib: m.torch_rss_growth_mib,
     torchVersion: m.torch_version,
     dispose: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * Largest |ours − PyTorch| over every parameter, relative to that parameter's largest |gradient|
+ * but never to less than 1e-3 of the largest over all: some gradients are exactly zero in exact
+ * arithmetic (a cross-attention key bias shifts every score of a query alike, which Softmax
+ * ignores), and both sides then hold rounding noise.
+ *
+ * @example
+ *   maxGradError(peer, (name) => outputs[`grad:${name}`].data); // ≈ 1e-6
+ */
+export function maxGradError(peer: TorchPeer, ours: (name: string) => Float32Array): number {
+  const absMax = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const global = Math.max(...[...peer.grads.values()].map((g) => absMax(g.data)));
+  let worst = 0;
+  for (const [name, g] of peer.grads) {
+    const a = ours(name);
+    if (a.length !== g.data.length) return Number.POSITIVE_INFINITY;
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i]! - g.data[i]!));
+    worst = Math.max(worst, diff / Math.max(absMax(g.data), 1e-3 * global));
+  }
+  return worst;
 }
 
 /** Ours (gradient graph of the PyTorch-exported model in onnxruntime) against PyTorch eager. */
@@ -234,17 +298,7 @@ async function benchTorchPeer(runs: number): Promise<Record<string, number | str
     // agreement with PyTorch's autograd, as a sanity check of what is timed
     const s = await ort.InferenceSession.create(encodeModel(grad.model), { intraOpNumThreads: 1 });
     const out = await s.run(feeds);
-    let worst = 0;
-    for (const [name, g] of peer.grads) {
-      const ours = out[`grad:${name}`]!.data as Float32Array;
-      let num = 0;
-      let den = 0;
-      for (let i = 0; i < g.data.length; i++) {
-        num = Math.max(num, Math.abs(ours[i]! - g.data[i]!));
-        den = Math.max(den, Math.abs(g.data[i]!));
-      }
-      worst = Math.max(worst, num / Math.max(den, 1e-12));
-    }
+    const worst = maxGradError(peer, (name) => out[`grad:${name}`]!.data as Float32Array);
     return {
       'torch.version': peer.torchVersion,
       'torch.grad_nodes': grad.model.graph!.node!.length,
@@ -254,6 +308,8 @@ async function benchTorchPeer(runs: number): Promise<Record<string, number | str
       'torch.pytorch_forward_ms': +(peer.torchForwardMs ?? Number.NaN).toFixed(2),
       'torch.pytorch_fwd_bwd_ms': +(peer.torchFwdBwdMs ?? Number.NaN).toFixed(2),
       'torch.ours_grad/pytorch_fwd_bwd': +(gradMs / (peer.torchFwdBwdMs ?? Number.NaN)).toFixed(3),
+      'torch.ours_grad_peak_mib': peakMib(grad.model),
+      'torch.pytorch_rss_growth_mib': Math.round(peer.torchRssGrowthMib),
       'torch.pytorch_peak_rss_mib': Math.round(peer.torchPeakRssMib),
       'torch.max_rel_grad_err': +worst.toExponential(2),
     };

@@ -136,10 +136,9 @@ def main():
     timestep = torch.full((B,), 0.5)
     context = torch.rand(B, o['contextLength'], o['contextDim']) - 0.5
     args = (latents, timestep, context)
-
-    torch.onnx.export(model, args, os.path.join(a.out, 'model.onnx'), opset_version=17,
-                      input_names=['latents', 'timestep', 'context'], output_names=['velocity'],
-                      do_constant_folding=False)
+    # resident-set high-water mark before any forward, so the growth is the passes' memory
+    import resource
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     out = model(*args)
     cot = torch.rand_like(out) - 0.5
@@ -162,14 +161,18 @@ def main():
             t2 = time.perf_counter()
             fw.append((t1 - t0) * 1e3)
             fb.append((t2 - t1) * 1e3)
-    import resource
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    torch.onnx.export(model, args, os.path.join(a.out, 'model.onnx'), opset_version=17,
+                      input_names=['latents', 'timestep', 'context'], output_names=['velocity'],
+                      do_constant_folding=False)
     manifest = dict(
         torch_version=torch.__version__, threads=torch.get_num_threads(), dims=o,
         inputs={k: save(a.out, k, v) for k, v in zip(['latents', 'timestep', 'context'], args)},
         cotangent=save(a.out, 'cotangent', cot), output=save(a.out, 'velocity', out), params=params,
         torch_forward_ms=statistics.median(fw) if fw else None,
         torch_fwd_bwd_ms=statistics.median(fb) if fb else None,
-        torch_peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        torch_peak_rss_mib=peak_rss, torch_rss_growth_mib=peak_rss - base_rss,
     )
     with open(os.path.join(a.out, 'manifest.json'), 'w') as f:
         json.dump(manifest, f)

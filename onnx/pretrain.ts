@@ -37,7 +37,7 @@ import { writeSafetensors } from '../src/shards/safetensors.js';
 import { f32, type Tensor } from '../src/shards/tensor.js';
 import { buildDenoiser } from '../src/toy/denoiser.js';
 import { encodeScene } from '../src/toy/encoder.js';
-import { LATENT_SIZE, TOY } from '../src/toy/latent.js';
+import { CH, LATENT_SIZE, TOY } from '../src/toy/latent.js';
 import { buildLgm } from '../src/toy/lgm.js';
 import { promptScenario, syntheticPrompts } from '../src/toy/prompts.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
@@ -58,6 +58,12 @@ export interface PretrainOptions {
   synthetic: number;
   /** Probability that a training video has a smooth camera. */
   smoothFraction: number;
+  /** Largest jitter of a jittery training video (position std, rotation std in radians); each
+   * jittery video draws its amplitude uniformly between 25% and 100% of these. */
+  jitterPos: number;
+  jitterRot: number;
+  /** Loss weight of the camera channels (what the motion reward reads) relative to the others. */
+  cameraWeight: number;
 }
 
 export const PRETRAIN_DEFAULTS: PretrainOptions = {
@@ -68,6 +74,9 @@ export const PRETRAIN_DEFAULTS: PretrainOptions = {
   threads: 2,
   synthetic: 56,
   smoothFraction: 0.5,
+  jitterPos: 0.12,
+  jitterRot: 0.05,
+  cameraWeight: 1,
 };
 
 function readPromptFile(name: string): string[] {
@@ -90,7 +99,7 @@ function trainingLatents(
   prompt: string,
   scenes: Map<string, Scene>,
   rng: Rng,
-  smoothFraction: number,
+  o: PretrainOptions,
 ): Float32Array {
   const sc = promptScenario(prompt);
   let scene = scenes.get(prompt);
@@ -98,18 +107,22 @@ function trainingLatents(
     scene = makeScene(sc.sceneSeed, { dynamic: sc.dynamic });
     scenes.set(prompt, scene);
   }
-  const smooth = rng.next() < smoothFraction;
+  const smooth = rng.next() < o.smoothFraction;
+  const amp = rng.uniform(0.25, 1);
   const traj = makeTrajectory(
     sc.family,
     smooth
       ? {}
-      : { jitterPos: rng.uniform(0.03, 0.12), jitterRot: rng.uniform(0.01, 0.05), seed: rng.int(0, 1 << 30) },
+      : { jitterPos: amp * o.jitterPos, jitterRot: amp * o.jitterRot, seed: rng.int(0, 1 << 30) },
   );
   return encodeScene(scene, traj).latents;
 }
 
 /** The denoiser with parameters as inputs, an MSE loss against `target`, and its gradient graph. */
-export function trainingGraph(batch: number): {
+export function trainingGraph(
+  batch: number,
+  cameraWeight = 1,
+): {
   bytes: Uint8Array;
   params: { name: string; shape: number[]; value: Float32Array }[];
 } {
@@ -117,7 +130,12 @@ export function trainingGraph(batch: number): {
   const g = GraphBuilder.extend(model);
   const target = g.input('target', 'float32', [batch, C, F, H, W]);
   const diff = g.op('Sub', ['velocity', target]);
-  const loss = g.op('ReduceMean', [g.op('Mul', [diff, diff])], { keepdims: 0 });
+  let sq = g.op('Mul', [diff, diff]);
+  if (cameraWeight !== 1) {
+    const w = Array.from({ length: C }, (_, c) => (c >= CH.translation && c < CH.flow ? cameraWeight : 1));
+    sq = g.op('Mul', [sq, g.const(w, 'float32', [C, 1, 1, 1])]);
+  }
+  const loss = g.op('ReduceMean', [sq], { keepdims: 0 });
   model.graph!.output = [];
   g.output(loss, 'loss', 'float32', []);
   const grad = buildGradientGraph(model, { wrt: params.map((p) => p.name) });
@@ -138,7 +156,7 @@ export async function pretrain(
   const heldOut = readPromptFile('prompts-heldout.txt');
   const prompts = [...readPromptFile('prompts.txt'), ...syntheticPrompts(o.synthetic, o.seed, heldOut)];
   const contexts = await encodePrompts(prompts, o.threads);
-  const { bytes, params } = trainingGraph(o.batch);
+  const { bytes, params } = trainingGraph(o.batch, o.cameraWeight);
   const session = await ModelSession.open(bytes, { threads: o.threads });
   const values: ParamMap = new Map(params.map((p) => [p.name, Float32Array.from(p.value)]));
   const state = adamwInit(values);
@@ -155,7 +173,7 @@ export async function pretrain(
     const sigma = new Float32Array(B);
     for (let b = 0; b < B; b++) {
       const p = rng.int(0, prompts.length - 1);
-      x0.set(trainingLatents(prompts[p]!, scenes, rng, o.smoothFraction), b * LATENT_SIZE);
+      x0.set(trainingLatents(prompts[p]!, scenes, rng, o), b * LATENT_SIZE);
       ctx.set(contexts.subarray(p * L * D, (p + 1) * L * D), b * L * D);
       // σ distributed like the shift-3 schedule's steps (more time at high noise).
       const u = rng.uniform(0.001, 0.999);
@@ -335,6 +353,10 @@ async function main(): Promise<void> {
       batch: { type: 'string' },
       lr: { type: 'string' },
       threads: { type: 'string' },
+      'smooth-fraction': { type: 'string' },
+      'jitter-pos': { type: 'string' },
+      'jitter-rot': { type: 'string' },
+      'camera-weight': { type: 'string' },
       out: { type: 'string' },
       'eval-only': { type: 'boolean', default: false },
       'no-eval': { type: 'boolean', default: false },
@@ -346,6 +368,10 @@ async function main(): Promise<void> {
     ...(values.batch ? { batch: Number(values.batch) } : {}),
     ...(values.lr ? { lr: Number(values.lr) } : {}),
     ...(values.threads ? { threads: Number(values.threads) } : {}),
+    ...(values['smooth-fraction'] ? { smoothFraction: Number(values['smooth-fraction']) } : {}),
+    ...(values['jitter-pos'] ? { jitterPos: Number(values['jitter-pos']) } : {}),
+    ...(values['jitter-rot'] ? { jitterRot: Number(values['jitter-rot']) } : {}),
+    ...(values['camera-weight'] ? { cameraWeight: Number(values['camera-weight']) } : {}),
   };
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const out = values.out ?? DENOISER_WEIGHTS;

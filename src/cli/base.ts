@@ -82,17 +82,19 @@ export abstract class VggrpoCommand extends Command {
   ): Promise<unknown> {
     if (process.env.DEBUG) process.stderr.write(`${err.stack}\n`);
     if (err instanceof VggrpoError) {
-      process.stderr.write(`vggrpo ${this.id}: ${err.message}\n`);
+      process.stderr.write(`vggrpo ${this.id?.replace(/:/g, ' ')}: ${err.message}\n`);
       return this.exit(err.exitCode);
     }
     // oclif's own usage errors (unknown flag, missing argument, bad option) are bad usage: exit 2.
     if (err.oclif?.exit !== undefined && err.oclif.exit !== 0) {
       if (err.name === 'ExitError' || err.message?.startsWith('EEXIT')) throw err;
-      process.stderr.write(`vggrpo ${this.id}: ${err.message.split('\n')[0]}\n`);
+      process.stderr.write(`vggrpo ${this.id?.replace(/:/g, ' ')}: ${err.message.split('\n')[0]}\n`);
       return this.exit(2);
     }
     if (err.name === 'ExitError' || err.message?.startsWith('EEXIT')) throw err;
-    process.stderr.write(`vggrpo ${this.id}: ${err.message?.split('\n')[0] ?? String(err)}\n`);
+    process.stderr.write(
+      `vggrpo ${this.id?.replace(/:/g, ' ')}: ${err.message?.split('\n')[0] ?? String(err)}\n`,
+    );
     return this.exit(1);
   }
 }

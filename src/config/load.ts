@@ -47,11 +47,15 @@ export function mergeLayers(layers: Layer[]): Layer {
   return out;
 }
 
-function merge(target: Layer, src: Layer): void {
+/** Maps that a higher layer replaces whole: a config that lists rewards means exactly those. */
+const REPLACED = new Set(['rewards']);
+
+function merge(target: Layer, src: Layer, depth = 0): void {
   for (const [k, v] of Object.entries(src)) {
     if (v === undefined) continue;
     const cur = target[k];
-    if (isPlain(v) && isPlain(cur)) merge(cur as Layer, v as Layer);
+    if (isPlain(v) && isPlain(cur) && !(depth === 0 && REPLACED.has(k)))
+      merge(cur as Layer, v as Layer, depth + 1);
     else target[k] = isPlain(v) ? structuredClone(v) : v;
   }
 }

@@ -54,7 +54,6 @@ export const GrpoConfig = z
     kl_form: z.enum(['true', 'sd3']).default('true'),
     timestep_fraction: z.number().gt(0).max(1).default(1),
     inner_steps: positiveInt.default(1),
-    micro_batch: positiveInt.default(8),
   })
   .strict();
 

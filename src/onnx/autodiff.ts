@@ -18,6 +18,7 @@ import { DataType, type GraphProto, type ModelProto, type NodeProto } from './pr
 import {
   type Const,
   convSpec,
+  inferNode,
   inferShapes,
   isFloatType,
   normAxis,
@@ -143,20 +144,21 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     const gn = gradName(name);
     if (existing.has(gn) || b.has(gn)) throw new InputError('model', `value '${gn}' already exists`);
     b.input(gn, t.elemType, t.shape);
+    info.types.set(gn, t);
     if (source.has(name)) add(name, gn);
   }
 
-  const ctx = new Ctx(b, info);
   const total = (v: string): string | undefined => {
     const l = contrib.get(v);
     if (!l || l.length === 0) return undefined;
     if (l.length === 1) return l[0];
-    const s = b.op('Sum', l);
+    const s = ctx.op('Sum', l);
     contrib.set(v, [s]);
     return s;
   };
 
   saveLayerNormStats(graph, info, b, source);
+  const ctx = new Ctx(b, info, graph, total);
 
   // Backward walk (rules append their nodes after the forward ones).
   const forward = [...graph.node!];
@@ -164,8 +166,10 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     const node = forward[k]!;
     const op = node.opType ?? '';
     const outs = node.output ?? [];
-    const dYs = outs.map((o) => (o && source.has(o) ? total(o) : undefined));
+    let dYs = outs.map((o) => (o && source.has(o) ? total(o) : undefined));
     if (dYs.every((d) => d === undefined)) continue;
+    // cotangents may still be broadcastable (a reduction's, kept small); most rules need them whole
+    if (!BROADCAST_OK.has(op)) dYs = dYs.map((d, i) => d && ctx.expandTo(d, ctx.shape(outs[i]!)));
     const ins = node.input ?? [];
     const wants = ins.map((i) => !!i && source.has(i));
     if (!wants.some((w) => w)) continue;
@@ -193,7 +197,7 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     if (!g) {
       warnings.push(`parameter '${p}' does not reach any float output: its gradient is zero`);
       g = ctx.zeros(t.shape, t.elemType);
-    }
+    } else g = ctx.expandTo(g, t.shape);
     b.op('Identity', [g], {}, { outputs: [gn] });
     graph.output!.push(valueInfo(gn, t.elemType, t.shape));
   }
@@ -295,10 +299,28 @@ export function pruneDeadNodes(graph: GraphProto): void {
 /** Emission helpers shared by the rules. */
 class Ctx {
   private readonly cache = new Map<string, string>();
+  /** Producer of every value (forward and emitted), for the peepholes. */
+  private readonly producer = new Map<string, NodeProto>();
+  /** Forward value → the forward nodes reading it. */
+  readonly consumers = new Map<string, NodeProto[]>();
+  private readonly outputs: Set<string>;
   constructor(
     readonly b: GraphBuilder,
     readonly info: ShapeInfo,
-  ) {}
+    graph: GraphProto,
+    /** The (summed) cotangent of a forward value whose consumers are all done. */
+    readonly cotangent: (v: string) => string | undefined,
+  ) {
+    for (const n of graph.node ?? []) {
+      for (const o of n.output ?? []) this.producer.set(o, n);
+      for (const i of n.input ?? []) {
+        const l = this.consumers.get(i);
+        if (l) l.push(n);
+        else this.consumers.set(i, [n]);
+      }
+    }
+    this.outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''));
+  }
 
   get opset(): number {
     return this.info.opset;
@@ -314,8 +336,42 @@ class Ctx {
   constOf(v: string): Const | undefined {
     return this.info.consts.get(v);
   }
+  isOutput(v: string): boolean {
+    return this.outputs.has(v);
+  }
+  /**
+   * Append a node, or reuse an identical one already emitted (same op, inputs and attributes);
+   * its output types are inferred so later rules and peepholes know every shape.
+   */
   op(type: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string {
-    return this.b.op(type, inputs, attrs);
+    return this.opN(type, inputs, attrs, 1)[0]!;
+  }
+  opN(type: string, inputs: string[], attrs: Record<string, AttrValue>, outputs: number): string[] {
+    const plain = Object.values(attrs).every((v) => typeof v !== 'object' || Array.isArray(v));
+    const key = plain ? `n:${type}|${inputs.join('|')}|${JSON.stringify(attrs)}|${outputs}` : undefined;
+    const hit = key && this.cache.get(key);
+    if (hit) return hit.split('\n');
+    const outs = this.b.opN(type, inputs, attrs, { outputs });
+    const node = this.b.graph.node![this.b.graph.node!.length - 1]!;
+    for (const o of outs) this.producer.set(o, node);
+    try {
+      const ts = inferNode(
+        node,
+        inputs.map((i) => (i ? this.info.types.get(i) : undefined)),
+        inputs.map((i) => (i ? this.info.consts.get(i) : undefined)),
+        this.opset,
+      );
+      outs.forEach((o, i) => {
+        if (ts[i]) this.info.types.set(o, ts[i]!);
+      });
+    } catch {
+      // a shape the inference cannot give only disables the peepholes that would read it
+    }
+    if (key) this.cache.set(key, outs.join('\n'));
+    return outs;
+  }
+  private shapeOr(v: string): number[] | undefined {
+    return this.info.types.get(v)?.shape;
   }
   /** A float scalar of element type `et`. */
   scalar(v: number, et: number): string {
@@ -331,6 +387,23 @@ class Ctx {
       }
       n = this.b.fresh('grad_const');
       this.b.graph.initializer!.push(makeTensor(n, [], data));
+      this.info.types.set(n, { elemType: et, shape: [] });
+      this.info.consts.set(n, { elemType: et, shape: [], data: [v] });
+      this.cache.set(key, n);
+    }
+    return n;
+  }
+  /** A tensor of ones, of element type `et`. */
+  ones(shape: number[], et: number): string {
+    const key = `o:${et}:${shape.join(',')}`;
+    let n = this.cache.get(key);
+    if (!n) {
+      const count = numElements(shape);
+      const data = et === DataType.DOUBLE ? new Float64Array(count) : new Float32Array(count);
+      data.fill(1);
+      n = this.b.fresh('grad_ones');
+      this.b.graph.initializer!.push(makeTensor(n, shape, data));
+      this.info.types.set(n, { elemType: et, shape });
       this.cache.set(key, n);
     }
     return n;
@@ -347,6 +420,8 @@ class Ctx {
           BigInt64Array.from(v, (x) => BigInt(x)),
         ),
       );
+      this.info.types.set(n, { elemType: DataType.INT64, shape: [v.length] });
+      this.info.consts.set(n, { elemType: DataType.INT64, shape: [v.length], data: [...v] });
       this.cache.set(key, n);
     }
     return n;
@@ -361,8 +436,57 @@ class Ctx {
       return this.op('Reshape', [this.op('ConstantOfShape', [this.ints([1])], { value }), this.ints([])]);
     return this.op('ConstantOfShape', [this.ints(shape)], { value });
   }
+  /** Reshape, skipping no-ops and collapsing Reshape chains. */
   reshape(x: string, shape: number[]): string {
+    const xs = this.shapeOr(x);
+    if (xs && !shape.includes(-1) && sameShape(xs, shape)) return x;
+    const p = this.producer.get(x);
+    if (p?.opType === 'Reshape' && !p.domain && !shape.includes(0) && attrInt(p, 'allowzero', 0) === 0) {
+      x = p.input![0]!;
+      if (this.shapeOr(x) && !shape.includes(-1) && sameShape(this.shapeOr(x)!, shape)) return x;
+    }
     return this.op('Reshape', [x, this.ints(shape)]);
+  }
+  /**
+   * Transpose, skipping identities, composing Transpose chains, and moving as few axes as it
+   * can: size-1 axes are dropped and axes that stay adjacent are merged (Reshapes are free,
+   * onnxruntime's transposes of many small axes are slow), a permutation that moves no data
+   * becomes a Reshape.
+   */
+  transpose(x: string, perm: number[]): string {
+    const p = this.producer.get(x);
+    if (p?.opType === 'Transpose' && !p.domain) {
+      const inner = attrInts(p, 'perm') ?? perm.map((_, i) => perm.length - 1 - i);
+      x = p.input![0]!;
+      perm = perm.map((i) => inner[i]!);
+    }
+    if (perm.every((a, i) => a === i)) return x;
+    const xs = this.shapeOr(x);
+    if (!xs) return this.op('Transpose', [x], { perm });
+    const outShape = perm.map((a) => xs[a]!);
+    const sig = xs.map((_, i) => i).filter((i) => xs[i]! > 1);
+    const rank = new Map(sig.map((a, i) => [a, i]));
+    // runs of input axes that stay consecutive, in output order
+    const runs: number[][] = [];
+    for (const a of perm.filter((i) => xs[i]! > 1)) {
+      const last = runs[runs.length - 1];
+      if (last && rank.get(a) === rank.get(last[last.length - 1]!)! + 1) last.push(a);
+      else runs.push([a]);
+    }
+    if (runs.length <= 1) return this.reshape(x, outShape);
+    if (runs.length === perm.length) return this.op('Transpose', [x], { perm });
+    const byInput = [...runs].sort((u, v) => u[0]! - v[0]!);
+    const size = (r: number[]) => r.reduce((q, a) => q * xs[a]!, 1);
+    const t = this.op('Transpose', [this.reshape(x, byInput.map(size))], {
+      perm: runs.map((r) => byInput.indexOf(r)),
+    });
+    return this.reshape(t, outShape);
+  }
+  /** `x` broadcast to `shape` (an Expand only where it is smaller). */
+  expandTo(x: string, shape: number[]): string {
+    const xs = this.shapeOr(x);
+    if (xs && sameShape(xs, shape)) return x;
+    return this.op('Expand', [x, this.ints(shape)]);
   }
   reduceSum(x: string, axes: number[], keepdims: boolean): string {
     return this.op('ReduceSum', [x, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
@@ -371,19 +495,39 @@ class Ctx {
     if (this.opset >= 18) return this.op('ReduceMean', [x, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
     return this.op('ReduceMean', [x], { axes, keepdims: keepdims ? 1 : 0 });
   }
-  /** Sum `g` (of shape `from`) down to the broadcast operand's shape `to`. */
+  /**
+   * Sum `g` down to the broadcast operand's shape `to`. `from` is g's shape when the inference
+   * does not know it. A g that is still broadcastable (size 1 where `to` is not) stays so.
+   */
   unbroadcast(g: string, from: number[], to: number[]): string {
+    from = this.shapeOr(g) ?? from;
     const off = from.length - to.length;
-    const lead: number[] = [];
-    const inner: number[] = [];
+    if (off < 0) return this.expandTo(g, to);
+    const axes: number[] = [];
     for (let i = 0; i < from.length; i++) {
-      if (i < off) lead.push(i);
-      else if (to[i - off] === 1 && from[i] !== 1) inner.push(i);
+      if (i < off || (to[i - off] === 1 && from[i] !== 1)) axes.push(i);
     }
-    // only leading axes: one ReduceSum without keepdims lands exactly on `to`
-    if (!inner.length) return lead.length ? this.reduceSum(g, lead, false) : g;
-    const r = this.reduceSum(g, [...lead, ...inner], true);
-    return off !== 0 ? this.reshape(r, to) : r;
+    const target = to.map((d, j) => (from[j + off] === 1 ? 1 : d));
+    if (!axes.length) return g;
+    // summing leading axes (the rows of a bias or modulation gradient) is a vector-matrix
+    // product, which onnxruntime runs several times faster than ReduceSum over those axes
+    const big = from.map((_, i) => i).filter((i) => from[i]! > 1);
+    const red = big.filter((i) => axes.includes(i));
+    const kept = big.filter((i) => !axes.includes(i));
+    const et = this.info.types.get(g)?.elemType;
+    if (
+      red.length &&
+      kept.length &&
+      red[red.length - 1]! < kept[0]! &&
+      (et === DataType.FLOAT || et === DataType.DOUBLE)
+    ) {
+      const rows = red.reduce((p, i) => p * from[i]!, 1);
+      const cols = kept.reduce((p, i) => p * from[i]!, 1);
+      const r = this.op('MatMul', [this.ones([1, rows], et), this.reshape(g, [rows, cols])]);
+      return this.reshape(r, target);
+    }
+    if (axes.every((i) => i < off)) return this.reduceSum(g, axes, false);
+    return this.reshape(this.reduceSum(g, axes, true), target);
   }
   mul(a: string, b: string): string {
     return this.op('Mul', [a, b]);
@@ -393,9 +537,32 @@ class Ctx {
     const perm = Array.from({ length: rank }, (_, i) => i);
     perm[rank - 1] = rank - 2;
     perm[rank - 2] = rank - 1;
-    return this.op('Transpose', [x], { perm });
+    return this.transpose(x, perm);
   }
 }
+
+const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** Ops whose rules take a cotangent that is still broadcastable (smaller than the output). */
+const BROADCAST_OK = new Set([
+  'Add',
+  'Sub',
+  'Mul',
+  'Div',
+  'Pow',
+  'Neg',
+  'Identity',
+  'Sqrt',
+  'Reciprocal',
+  'Exp',
+  'Log',
+  'Tanh',
+  'Sigmoid',
+  'Sum',
+  'Mean',
+  'Cast',
+]);
 
 type Rule = (
   ctx: Ctx,
@@ -438,10 +605,14 @@ const RULES: Record<string, Rule> = {
     (_c, d) => d,
     (_c, d) => d,
   ),
-  Sub: binary(
-    (_c, d) => d,
-    (c, d) => c.op('Neg', [d]),
-  ),
+  Sub: (c, n, [dY], w) => {
+    // negate after any broadcast reduction, on the smaller tensor
+    const y = c.shape(O(n));
+    return [
+      w[0] ? c.unbroadcast(dY!, y, c.shape(I(n, 0))) : undefined,
+      w[1] ? c.op('Neg', [c.unbroadcast(dY!, y, c.shape(I(n, 1)))]) : undefined,
+    ];
+  },
   Mul: binary(
     (c, d, n) => c.mul(d, I(n, 1)),
     (c, d, n) => c.mul(d, I(n, 0)),
@@ -451,7 +622,7 @@ const RULES: Record<string, Rule> = {
     const dA = c.op('Div', [dY!, I(n, 1)]);
     return [
       w[0] ? c.unbroadcast(dA, y, c.shape(I(n, 0))) : undefined,
-      w[1] ? c.unbroadcast(c.op('Neg', [c.mul(dA, O(n))]), y, c.shape(I(n, 1))) : undefined,
+      w[1] ? c.op('Neg', [c.unbroadcast(c.mul(dA, O(n)), y, c.shape(I(n, 1)))]) : undefined,
     ];
   },
   Sum: (c, n, [dY], w) =>
@@ -468,18 +639,17 @@ const RULES: Record<string, Rule> = {
     let dX: string | undefined;
     if (w[0]) {
       const ec = c.constOf(e);
-      let d: string;
+      let g: string;
       if (ec && ec.data.length === 1) {
+        // e·dY first: dY may still be a small broadcastable tensor (a reduction's cotangent)
         const ev = ec.data[0]!;
-        d =
-          ev === 2
-            ? c.mul(x, c.scalar(2, et))
-            : c.mul(c.op('Pow', [x, c.scalar(ev - 1, et)]), c.scalar(ev, et));
+        const xe = ev === 2 ? x : c.op('Pow', [x, c.scalar(ev - 1, et)]);
+        g = ev === 1 ? dY! : c.mul(c.mul(dY!, c.scalar(ev, et)), xe);
       } else {
         const ef = c.et(e) === et ? e : c.op('Cast', [e], { to: et });
-        d = c.mul(c.op('Pow', [x, c.op('Sub', [ef, c.scalar(1, et)])]), ef);
+        g = c.mul(dY!, c.mul(c.op('Pow', [x, c.op('Sub', [ef, c.scalar(1, et)])]), ef));
       }
-      dX = c.unbroadcast(c.mul(dY!, d), y, c.shape(x));
+      dX = c.unbroadcast(g, y, c.shape(x));
     }
     const dE = w[1] ? c.unbroadcast(c.mul(c.mul(dY!, O(n)), c.op('Log', [x])), y, c.shape(e)) : undefined;
     return [dX, dE];
@@ -513,14 +683,14 @@ const RULES: Record<string, Rule> = {
     const s = (v: number) => c.scalar(v, c.et(x));
     let d: string;
     if (attrString(n, 'approximate', 'none') === 'tanh') {
-      // y = 0.5x(1+t), t = tanh(u), u = √(2/π)(x + 0.044715x³)
+      // y = 0.5x(1 + tanh u) = x·σ(v), v = 2u = x(k0 + k1x²), u = √(2/π)(x + 0.044715x³), so
+      // y' = σ(v)·(1 + x(1 − σ(v))·v'), v' = k0 + 3k1x²: fewer passes than the tanh form
+      const k0 = 2 * SQRT_2_OVER_PI;
+      const k1 = k0 * 0.044715;
       const x2 = c.mul(x, x);
-      const u = c.mul(c.op('Add', [x, c.mul(c.mul(x2, x), s(0.044715))]), s(SQRT_2_OVER_PI));
-      const t = c.op('Tanh', [u]);
-      const du = c.mul(c.op('Add', [s(1), c.mul(x2, s(3 * 0.044715))]), s(SQRT_2_OVER_PI));
-      const a = c.mul(c.op('Add', [s(1), t]), s(0.5));
-      const bpart = c.mul(c.mul(c.mul(x, s(0.5)), c.op('Sub', [s(1), c.mul(t, t)])), du);
-      d = c.op('Add', [a, bpart]);
+      const sv = c.op('Sigmoid', [c.mul(x, c.op('Add', [c.mul(x2, s(k1)), s(k0)]))]);
+      const xv = c.mul(x, c.op('Add', [c.mul(x2, s(3 * k1)), s(k0)]));
+      d = c.mul(sv, c.op('Add', [c.mul(xv, c.op('Sub', [s(1), sv])), s(1)]));
     } else {
       // Φ(x) + x·φ(x)
       const cdf = c.mul(c.op('Add', [s(1), c.op('Erf', [c.mul(x, s(Math.SQRT1_2))])]), s(0.5));
@@ -531,8 +701,9 @@ const RULES: Record<string, Rule> = {
   },
   Softmax: (c, n, [dY]) => {
     const y = O(n);
-    const axis = normAxis(attrInt(n, 'axis', -1), c.shape(y).length);
-    const s = c.reduceSum(c.mul(dY!, y), [axis], true);
+    const ys = c.shape(y);
+    const axis = normAxis(attrInt(n, 'axis', -1), ys.length);
+    const s = attentionRowSum(c, y, axis) ?? c.reduceSum(c.mul(dY!, y), [axis], true);
     return [c.mul(y, c.op('Sub', [dY!, s]))];
   },
   LogSoftmax: (c, n, [dY]) => {
@@ -594,7 +765,7 @@ const RULES: Record<string, Rule> = {
     perm.forEach((p, i) => {
       inv[p] = i;
     });
-    return [c.op('Transpose', [dY!], { perm: inv })];
+    return [c.transpose(dY!, inv)];
   },
   Expand: (c, n, [dY]) => [c.unbroadcast(dY!, c.shape(O(n)), c.shape(I(n, 0)))],
   Tile: (c, n, [dY]) => {
@@ -783,7 +954,12 @@ const RULES: Record<string, Rule> = {
         const dRows = y2.length === 2 ? d2 : c.reshape(d2, [-1, nOut]);
         dB = c.op('Gemm', [rows, dRows], { transA: 1 });
       } else {
-        const full = c.op('MatMul', [c.swapLast(A2, a2.length), d2]);
+        // Aᵀ·dY, or (dYᵀ·A)ᵀ when dY is narrow (attention's dV = Pᵀ·dO): onnxruntime multiplies a
+        // transposed wide left operand slowly, a small transposed result is cheap
+        const full =
+          nOut < k
+            ? c.swapLast(c.op('MatMul', [c.swapLast(d2, y2.length), A2]), y2.length)
+            : c.op('MatMul', [c.swapLast(A2, a2.length), d2]);
         dB = c.unbroadcast(full, [...y2.slice(0, -2), k, nOut], b2);
       }
       if (bs.length === 1) dB = c.reshape(dB, bs);
@@ -844,7 +1020,23 @@ const RULES: Record<string, Rule> = {
         ...(outPad.some((p) => p) ? { output_padding: outPad } : {}),
       });
     }
-    if (w[1]) {
+    const k = spec.kernel;
+    const o = ys.slice(2);
+    const patchify =
+      g === 1 &&
+      k.every((ki, i) => spec.strides[i] === ki && spec.dilations[i] === 1 && xs[i + 2] === o[i]! * ki) &&
+      spec.pads.every((q) => q === 0);
+    if (w[1] && patchify) {
+      // kernel = stride, no padding (a patch embedding): dW is one product of the patches
+      // [N·o, C·k] with dY [N·o, M], far cheaper than a dilated Conv over the whole input
+      const [N, C, M] = [xs[0]!, xs[1]!, ws[0]!];
+      const split = [N, C, ...o.flatMap((oi, i) => [oi, k[i]!])];
+      const perm = [0, ...o.map((_, i) => 2 + 2 * i), 1, ...k.map((_, i) => 3 + 2 * i)];
+      const rows = N * numElements(o);
+      const patches = c.reshape(c.transpose(c.reshape(X, split), perm), [rows, C * numElements(k)]);
+      const dRows = c.reshape(c.transpose(dY!, [0, ...o.map((_, i) => 2 + i), 1]), [rows, M]);
+      dW = c.reshape(c.op('Gemm', [dRows, patches], { transA: 1 }), ws);
+    } else if (w[1]) {
       const [N, C] = [xs[0]!, xs[1]!];
       const sp = xs.slice(2);
       const axesRest = sp.map((_, i) => i + 3);
@@ -893,9 +1085,15 @@ const RULES: Record<string, Rule> = {
     const axes = xs.slice(axis).map((_, i) => axis + i);
     // x̂ = (X − μ)·r from the node's own Mean / InvStdDev outputs (added by saveLayerNormStats)
     const [mu, rs] = [n.output?.[1], n.output?.[2]];
+    // a constant scale of ones (exporters write one for weightless norms) is skipped, and without
+    // a bias the output is x̂ itself
+    const unit = !!c.constOf(I(n, 1))?.data.every((v) => v === 1);
     let xh: string;
     let rsT: string;
-    if (mu && rs) {
+    if (unit && !n.input?.[2] && rs) {
+      xh = O(n);
+      rsT = c.et(rs) === et ? rs : c.op('Cast', [rs], { to: et });
+    } else if (mu && rs) {
       const cast = (v: string) => (c.et(v) === et ? v : c.op('Cast', [v], { to: et }));
       rsT = cast(rs);
       xh = c.mul(c.op('Sub', [X, cast(mu)]), rsT);
@@ -909,7 +1107,7 @@ const RULES: Record<string, Rule> = {
     }
     let dX: string | undefined;
     if (w[0]) {
-      const g = c.mul(dY, I(n, 1));
+      const g = unit ? dY : c.mul(dY, I(n, 1));
       const mg = c.reduceMean(g, axes, true);
       const mgx = c.reduceMean(c.mul(g, xh), axes, true);
       dX = c.mul(rsT, c.op('Sub', [c.op('Sub', [g, mg]), c.mul(xh, mgx)]));
@@ -919,6 +1117,26 @@ const RULES: Record<string, Rule> = {
     return [dX, dS, dB];
   },
 };
+
+/**
+ * Σ_j dP_ij·P_ij for attention weights P = Softmax(S) read only by O = MatMul(P, V): since
+ * dP = dO·Vᵀ, it equals Σ_n dO_in·O_in (FlashAttention's identity), a sum over the head size
+ * instead of over the keys, which avoids a pass over the large tokens² matrix.
+ */
+function attentionRowSum(c: Ctx, y: string, axis: number): string | undefined {
+  const ys = c.shape(y);
+  const users = c.consumers.get(y) ?? [];
+  const mm = users[0];
+  if (users.length !== 1 || c.isOutput(y) || axis !== ys.length - 1 || ys.length < 2) return undefined;
+  if (mm?.opType !== 'MatMul' || (mm.domain && mm.domain !== 'ai.onnx')) return undefined;
+  if (mm.input?.[0] !== y || mm.input?.[1] === y || c.shape(I(mm, 1)).length < 2) return undefined;
+  const o = O(mm);
+  const os = c.shape(o);
+  const dO = c.cotangent(o);
+  if (!dO || !sameShape(c.shape(dO), os) || os.length !== ys.length) return undefined;
+  if (!os.slice(0, -1).every((d, i) => d === ys[i])) return undefined;
+  return c.reduceSum(c.mul(dO, o), [axis], true);
+}
 
 function minMax(cmp: 'GreaterOrEqual' | 'LessOrEqual'): Rule {
   return (c, n, [dY], w) => {
@@ -979,6 +1197,7 @@ function reduceRule(mean: boolean): Rule {
       d = c.mul(d, c.scalar(1 / count, c.et(x)));
     }
     if (attrInt(n, 'keepdims', 1) === 0) d = c.reshape(d, keep);
-    return [axes.length ? c.op('Expand', [d, c.ints(xs)]) : d, undefined];
+    // left in keepdims form: elementwise consumers broadcast it, others expand it (main loop)
+    return [d, undefined];
   };
 }

@@ -3,7 +3,7 @@
  * resolved config and the lineage (input paths relative to the shard's folder + content hashes).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { canonicalJson } from '../config/load.js';
 import { InputError } from '../errors.js';
@@ -26,6 +26,17 @@ export interface Shard {
   /** Lineage with absolute paths. */
   inputs: ShardInput[];
   dims: Record<string, number>;
+}
+
+/**
+ * Fingerprint of a model file for provenance: sha256 of its bytes up to 256 MB, else size and
+ * modification time (hashing a multi-GB denoiser on every stage would cost more than it tells).
+ */
+export function modelFingerprint(path: string): string {
+  const st = statSync(path);
+  return st.size <= 256 * 1024 * 1024
+    ? `sha256:${fileHash(path)}`
+    : `size:${st.size}:mtime:${Math.round(st.mtimeMs)}`;
 }
 
 /** Content hash of a file (hex sha256), for provenance. */

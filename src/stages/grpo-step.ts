@@ -7,7 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { canonicalJson } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { InputError, RuntimeFailure } from '../errors.js';
@@ -22,7 +22,7 @@ import { selectTrainSteps } from '../rl/schedule.js';
 import { ModelSession } from '../runtime/session.js';
 import { readSafetensors, writeSafetensors } from '../shards/safetensors.js';
 import { assertFinite } from '../shards/schema.js';
-import { fileHash, readShard, type Shard } from '../shards/shard.js';
+import { fileHash, modelFingerprint, readShard, type Shard } from '../shards/shard.js';
 import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
 import type { ConfigResolver, StageIo } from './types.js';
 
@@ -194,6 +194,16 @@ export async function runGrpoStep(
       io.note(`warning: ${r.trajectory.path} was sampled with ${used}, updating ${policyDir}`);
     }
   }
+  const denoiserPrint = config.models.denoiser ? modelFingerprint(config.models.denoiser) : '';
+  for (const r of rollouts) {
+    const used = r.trajectory.metadata['vggrpo.denoiser'];
+    if (used && denoiserPrint && used !== denoiserPrint) {
+      throw new InputError(
+        r.trajectory.path,
+        `was sampled with a different denoiser than ${config.models.denoiser} (fingerprint changed); its log-probs cannot be reproduced`,
+      );
+    }
+  }
   const policy = await loadPolicy(config, policyDir);
   const g = config.grpo;
   const T = rollouts[0]!.trajectory.tensors.get('log_probs')!.shape[1]!;
@@ -290,7 +300,9 @@ export async function runGrpoStep(
           'vggrpo.kind': 'gradients',
           'vggrpo.schema': '1',
           'vggrpo.config': canonicalJson(config),
-          'vggrpo.inputs': JSON.stringify(paths.map((p) => ({ path: resolve(p), sha256: fileHash(p) }))),
+          'vggrpo.inputs': JSON.stringify(
+            paths.map((p) => ({ path: relative(dirname(out), resolve(p)), sha256: fileHash(p) })),
+          ),
           'vggrpo.samples': String(samples),
           'vggrpo.micro_batches': String(acc.n),
           'vggrpo.policy': policyDir ? resolve(policyDir) : '',

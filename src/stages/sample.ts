@@ -8,7 +8,7 @@ import { loadPolicy, velocity } from '../rl/policy.js';
 import { batchNoise, sampleSeed } from '../rl/prng.js';
 import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
 import { cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
-import { writeShard } from '../shards/shard.js';
+import { modelFingerprint, writeShard } from '../shards/shard.js';
 import { f32, i64, type Tensor } from '../shards/tensor.js';
 import { conditioning } from './context.js';
 
@@ -69,7 +69,9 @@ export async function runSample(
     const logProbs = new Float32Array(B * T);
     const finals = new Float32Array(B * M);
     const context = new Float32Array(B * L * D);
-    const seeds: bigint[] = groupIds.flatMap((p) => Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b)));
+    const seeds: bigint[] = groupIds.flatMap((p) =>
+      Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b)),
+    );
     for (const [k, p] of groupIds.entries()) {
       const groupSeeds = seeds.slice(k * G, (k + 1) * G);
       // The group is one batch; with CFG the batch is [uncond × G; cond × G].
@@ -93,12 +95,14 @@ export async function runSample(
         const vRaw = await vPending;
         const v = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
         if (t >= 0) {
-          for (let b = 0; b < G; b++) latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
+          for (let b = 0; b < G; b++)
+            latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
           const r = sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: s.noise_level, noise });
           for (let b = 0; b < G; b++) logProbs[(k * G + b) * T + t] = r.logProb[b]!;
           x = r.next;
           if (t === T - 1) {
-            for (let b = 0; b < G; b++) latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
+            for (let b = 0; b < G; b++)
+              latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
           }
         } else x = odeStep(x, v, sigmas, i);
       }
@@ -138,6 +142,7 @@ export async function runSample(
       extra: {
         'vggrpo.prompts': JSON.stringify(cond.prompts),
         'vggrpo.policy': opts.policy ? resolve(opts.policy) : '',
+        'vggrpo.denoiser': modelFingerprint(policy.denoiserPath),
       },
     });
     shards.push(path);

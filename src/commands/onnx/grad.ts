@@ -41,13 +41,20 @@ export default class OnnxGrad extends VggrpoCommand {
       if (wrt.length === 0)
         throw new InputError(args.model, 'has no floating-point initializer; name parameters with --wrt');
     }
-    const r = gradCommand({
-      model: args.model,
-      out: flags.out,
-      wrt,
-      shapes: parseShapes(flags.shape),
-      externalDataThreshold: flags['external-data'],
-    });
+    let r: GradCommandResult;
+    try {
+      r = gradCommand({
+        model: args.model,
+        out: flags.out,
+        wrt,
+        shapes: parseShapes(flags.shape),
+        externalDataThreshold: flags['external-data'],
+      });
+    } catch (err) {
+      // The graph layer says 'model'; a user needs the file.
+      if (err instanceof InputError && err.where === 'model') throw new InputError(args.model, err.fault);
+      throw err;
+    }
     for (const w of r.warnings) this.note(`warning: ${w}`);
     this.note(`onnx grad: ${r.params.length} parameters, ${r.nodes} nodes → ${r.out}`);
     this.log(r.out);

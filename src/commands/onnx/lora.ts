@@ -33,7 +33,8 @@ export default class OnnxLora extends VggrpoCommand {
     if (flags.merge) {
       const ckpt = loadCheckpoint(flags.merge, { adapterOnly: true });
       const base = loadModel(args.model);
-      const { adapters } = injectLora(base, {
+      // injectLora rewrites the graph it is given: find the adapters on a copy.
+      const { adapters } = injectLora(loadModel(args.model), {
         rank: ckpt.lora.rank,
         alpha: ckpt.lora.alpha,
         targets: ckpt.lora.adapters.map((a) => a.weight.replace(/[*?[\]]/g, '?')),
