@@ -69,17 +69,26 @@ async function runner(model: ModelProto, feeds: Record<string, ort.Tensor>): Pro
   return () => s.run(f);
 }
 
-/** Median times (ms) of the runners, run interleaved so load changes hit them alike. */
-async function timeInterleaved(runners: Runner[], runs: number): Promise<number[]> {
+/**
+ * Median wall times (ms) of the runners, run interleaved so load changes hit them alike, and
+ * median CPU times (ms of this process's user+system time): with one onnxruntime thread the
+ * CPU time is the work done, which other processes on a shared machine disturb much less.
+ */
+async function timeInterleaved(runners: Runner[], runs: number): Promise<number[] & { cpu: number[] }> {
   const times: number[][] = runners.map(() => []);
+  const cpu: number[][] = runners.map(() => []);
   for (let i = 0; i < runs; i++) {
     for (let k = 0; k < runners.length; k++) {
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       await runners[k]!();
       times[k]!.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu[k]!.push((c.user + c.system) / 1000);
     }
   }
-  return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!);
+  const median = (t: number[]) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!;
+  return Object.assign(times.map(median), { cpu: cpu.map(median) });
 }
 
 function feedsFor(model: ModelProto, seed: number): Record<string, ort.Tensor> {
@@ -109,9 +118,19 @@ function peakMib(model: ModelProto): number {
     const file = join(dir, 'model.onnx');
     writeFileSync(file, encodeModel(model));
     const ortUrl = pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
+    // the high-water mark is read from /proc (reset first: a child inherits its parent's maxRSS)
     const script = `
       const ort = (await import(${JSON.stringify(ortUrl)})).default;
-      const base = process.resourceUsage().maxRSS;
+      const fs = await import('node:fs');
+      const hwm = () => {
+        try {
+          return Number(/VmHWM:\\s*(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+        } catch {
+          return process.resourceUsage().maxRSS;
+        }
+      };
+      try { fs.writeFileSync('/proc/self/clear_refs', '5'); } catch {}
+      const base = hwm();
       const s = await ort.InferenceSession.create(${JSON.stringify(file)},
         { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all', logSeverityLevel: 3 });
       const feeds = {};
@@ -120,7 +139,7 @@ function peakMib(model: ModelProto): number {
         feeds[name] = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
       });
       await s.run(feeds);
-      console.log((process.resourceUsage().maxRSS - base) / 1024);`;
+      console.log((hwm() - base) / 1024);`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
       encoding: 'utf8',
       timeout: 300_000,
@@ -132,7 +151,7 @@ function peakMib(model: ModelProto): number {
 }
 
 /** Times forward vs gradient graphs; returns the medians (ms), ratios and peak memory (MiB). */
-export async function benchAutodiff(runs = 15): Promise<Record<string, number | string>> {
+export async function benchAutodiff(runs = 40): Promise<Record<string, number | string>> {
   const fwd = buildToyDit(DIMS);
   const t0 = performance.now();
   const full = buildGradientGraph(fwd, { wrt: ['*.weight', '*.bias'] });
@@ -144,7 +163,7 @@ export async function benchAutodiff(runs = 15): Promise<Record<string, number | 
   });
   const loraGrad = buildGradientGraph(lora, { wrt: ['lora:*'] });
   const feeds = { ...feedsFor(fwd, 1), ...feedsFor(full.model, 1), ...feedsFor(loraGrad.model, 1) };
-  const [fwdMs, gradMs, loraFwdMs, loraGradMs] = await timeInterleaved(
+  const timed = await timeInterleaved(
     [
       await runner(fwd, feeds),
       await runner(full.model, feeds),
@@ -153,6 +172,8 @@ export async function benchAutodiff(runs = 15): Promise<Record<string, number | 
     ],
     runs,
   );
+  const [fwdMs, gradMs, loraFwdMs, loraGradMs] = timed;
+  const [fwdCpu, gradCpu, loraFwdCpu, loraGradCpu] = timed.cpu;
   const res: Record<string, number | string> = {
     model: `toy DiT tokens=256 width=64 blocks=2 (${fwd.graph!.node!.length} nodes)`,
     'autodiff.build_ms': Math.round(buildMs),
@@ -163,6 +184,8 @@ export async function benchAutodiff(runs = 15): Promise<Record<string, number | 
     'autodiff.lora_forward_ms': +loraFwdMs.toFixed(2),
     'autodiff.lora_grad_ms': +loraGradMs.toFixed(2),
     'autodiff.lora_ratio': +(loraGradMs / loraFwdMs).toFixed(2),
+    'autodiff.cpu_ratio': +(gradCpu! / fwdCpu!).toFixed(2),
+    'autodiff.lora_cpu_ratio': +(loraGradCpu! / loraFwdCpu!).toFixed(2),
     'autodiff.forward_peak_mib': peakMib(fwd),
     'autodiff.grad_peak_mib': peakMib(full.model),
     'autodiff.lora_grad_peak_mib': peakMib(loraGrad.model),
@@ -291,10 +314,11 @@ async function benchTorchPeer(runs: number): Promise<Record<string, number | str
     const feeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(peer.inputs)) feeds[k] = new ort.Tensor('float32', v.data, v.shape);
     feeds['grad:velocity'] = new ort.Tensor('float32', peer.cotangent.data, peer.cotangent.shape);
-    const [fwdMs, gradMs] = await timeInterleaved(
+    const timed = await timeInterleaved(
       [await runner(peer.model, feeds), await runner(grad.model, feeds)],
       runs,
     );
+    const [fwdMs, gradMs] = timed;
     // agreement with PyTorch's autograd, as a sanity check of what is timed
     const s = await ort.InferenceSession.create(encodeModel(grad.model), { intraOpNumThreads: 1 });
     const out = await s.run(feeds);
@@ -304,7 +328,8 @@ async function benchTorchPeer(runs: number): Promise<Record<string, number | str
       'torch.grad_nodes': grad.model.graph!.node!.length,
       'torch.ours_forward_ms': +fwdMs.toFixed(2),
       'torch.ours_grad_ms': +gradMs.toFixed(2),
-      'torch.ours_ratio': +(gradMs / fwdMs).toFixed(2),
+      'torch.ours_ratio': +(gradMs! / fwdMs!).toFixed(2),
+      'torch.ours_cpu_ratio': +(timed.cpu[1]! / timed.cpu[0]!).toFixed(2),
       'torch.pytorch_forward_ms': +(peer.torchForwardMs ?? Number.NaN).toFixed(2),
       'torch.pytorch_fwd_bwd_ms': +(peer.torchFwdBwdMs ?? Number.NaN).toFixed(2),
       'torch.ours_grad/pytorch_fwd_bwd': +(gradMs / (peer.torchFwdBwdMs ?? Number.NaN)).toFixed(3),

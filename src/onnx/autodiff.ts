@@ -152,7 +152,9 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     const l = contrib.get(v);
     if (!l || l.length === 0) return undefined;
     if (l.length === 1) return l[0];
-    const s = ctx.op('Sum', l);
+    // a chain of Adds rather than one Sum: onnxruntime folds an Add into the MatMul or Gemm that
+    // produced one of its operands (the dX of a linear layer), saving a pass
+    const s = l.slice(1).reduce((acc, g) => ctx.op('Add', [acc, g]), l[0]!);
     contrib.set(v, [s]);
     return s;
   };
@@ -370,7 +372,8 @@ class Ctx {
     if (key) this.cache.set(key, outs.join('\n'));
     return outs;
   }
-  private shapeOr(v: string): number[] | undefined {
+  /** The static shape of `v` where known (every forward value, most emitted ones). */
+  shapeOr(v: string): number[] | undefined {
     return this.info.types.get(v)?.shape;
   }
   /** A float scalar of element type `et`. */
@@ -941,8 +944,16 @@ const RULES: Record<string, Rule> = {
     let dA: string | undefined;
     let dB: string | undefined;
     if (w[0]) {
-      const full = c.op('MatMul', [d2, c.swapLast(B2, b2.length)]);
       const fullShape = [...y2.slice(0, -1), k];
+      // a 2-D B (a weight): Gemm with transB reads it in place, where MatMul(dY, Transpose(W))
+      // has onnxruntime fold a transposed copy of every weight into memory
+      const full =
+        b2.length === 2
+          ? c.reshape(
+              c.op('Gemm', [y2.length === 2 ? d2 : c.reshape(d2, [-1, b2[1]!]), B2], { transB: 1 }),
+              fullShape,
+            )
+          : c.op('MatMul', [d2, c.swapLast(B2, b2.length)]);
       dA = c.unbroadcast(full, fullShape, a2);
       if (a.length === 1) dA = c.reshape(dA, a);
     }
@@ -1133,7 +1144,8 @@ function attentionRowSum(c: Ctx, y: string, axis: number): string | undefined {
   const o = O(mm);
   const os = c.shape(o);
   const dO = c.cotangent(o);
-  if (!dO || !sameShape(c.shape(dO), os) || os.length !== ys.length) return undefined;
+  const dOs = dO && c.shapeOr(dO);
+  if (!dO || !dOs || !sameShape(dOs, os) || os.length !== ys.length) return undefined;
   if (!os.slice(0, -1).every((d, i) => d === ys[i])) return undefined;
   return c.reduceSum(c.mul(dO, o), [axis], true);
 }

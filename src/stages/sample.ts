@@ -4,8 +4,9 @@
  */
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
+import { NoisePool } from '../rl/noise-pool.js';
 import { loadPolicy, velocity } from '../rl/policy.js';
-import { batchNoise, sampleSeed } from '../rl/prng.js';
+import { sampleSeed } from '../rl/prng.js';
 import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
 import { cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
 import { modelFingerprint, writeShard } from '../shards/shard.js';
@@ -60,95 +61,102 @@ export async function runSample(
   const L = cond.L;
   const D = cond.D;
   const started = Date.now();
+  const noisePool = new NoisePool();
   let done = 0;
 
-  for (let first = 0, shardNo = 0; first < P; first += s.per_shard, shardNo++) {
-    const groupIds = Array.from({ length: Math.min(s.per_shard, P - first) }, (_, k) => first + k);
-    const B = groupIds.length * G;
-    const latents = new Float32Array(B * (T + 1) * M);
-    const logProbs = new Float32Array(B * T);
-    const finals = new Float32Array(B * M);
-    const context = new Float32Array(B * L * D);
-    const seeds: bigint[] = groupIds.flatMap((p) =>
-      Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b)),
-    );
-    for (const [k, p] of groupIds.entries()) {
-      const groupSeeds = seeds.slice(k * G, (k + 1) * G);
-      // The group is one batch; with CFG the batch is [uncond × G; cond × G].
-      const ctxB = new Float32Array((cfg ? 2 : 1) * G * L * D);
-      for (let b = 0; b < G; b++) {
-        if (cfg) {
-          ctxB.set(cond.uncond!, b * L * D);
-          ctxB.set(cond.contexts[p]!, (G + b) * L * D);
-        } else ctxB.set(cond.contexts[p]!, b * L * D);
-        context.set(cond.contexts[p]!, (k * G + b) * L * D);
-      }
-      const ctxT = f32([(cfg ? 2 : 1) * G, L, D], ctxB);
-      let x = batchNoise(groupSeeds, null, M);
-      for (let i = 0; i < s.steps; i++) {
-        const t = window.indexOf(i);
-        // onnxruntime runs off the main thread: draw this step's noise while the denoiser runs.
-        const vPending = cfg
-          ? velocity(policy, concat(x, x), 2 * G, sigmas[i]!, ctxT)
-          : velocity(policy, x, G, sigmas[i]!, ctxT);
-        const noise = t >= 0 ? batchNoise(groupSeeds, i, M) : undefined;
-        const vRaw = await vPending;
-        const v = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
-        if (t >= 0) {
-          for (let b = 0; b < G; b++)
-            latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
-          const r = sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: s.noise_level, noise });
-          for (let b = 0; b < G; b++) logProbs[(k * G + b) * T + t] = r.logProb[b]!;
-          x = r.next;
-          if (t === T - 1) {
-            for (let b = 0; b < G; b++)
-              latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
-          }
-        } else x = odeStep(x, v, sigmas, i);
-      }
-      finals.set(x, k * G * M);
-      for (let b = 0; b < G; b++) {
-        if (x.subarray(b * M, (b + 1) * M).some((val) => !Number.isFinite(val))) {
-          const w = `prompt ${p} sample ${b}: non-finite latents (model output); it will score the group minimum`;
-          warnings.push(w);
-          note(`warning: ${w}`);
+  try {
+    for (let first = 0, shardNo = 0; first < P; first += s.per_shard, shardNo++) {
+      const groupIds = Array.from({ length: Math.min(s.per_shard, P - first) }, (_, k) => first + k);
+      const B = groupIds.length * G;
+      const latents = new Float32Array(B * (T + 1) * M);
+      const logProbs = new Float32Array(B * T);
+      const finals = new Float32Array(B * M);
+      const context = new Float32Array(B * L * D);
+      const seeds: bigint[] = groupIds.flatMap((p) =>
+        Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b)),
+      );
+      for (const [k, p] of groupIds.entries()) {
+        const groupSeeds = seeds.slice(k * G, (k + 1) * G);
+        // The group is one batch; with CFG the batch is [uncond × G; cond × G].
+        const ctxB = new Float32Array((cfg ? 2 : 1) * G * L * D);
+        for (let b = 0; b < G; b++) {
+          if (cfg) {
+            ctxB.set(cond.uncond!, b * L * D);
+            ctxB.set(cond.contexts[p]!, (G + b) * L * D);
+          } else ctxB.set(cond.contexts[p]!, b * L * D);
+          context.set(cond.contexts[p]!, (k * G + b) * L * D);
         }
+        const ctxT = f32([(cfg ? 2 : 1) * G, L, D], ctxB);
+        let x = await noisePool.draw(groupSeeds, null, M);
+        // Each step's noise is drawn on a worker while the denoiser runs on the main thread.
+        let nextNoise = window.includes(0) ? noisePool.draw(groupSeeds, 0, M) : undefined;
+        for (let i = 0; i < s.steps; i++) {
+          const t = window.indexOf(i);
+          const noiseP = nextNoise;
+          nextNoise = window.includes(i + 1) ? noisePool.draw(groupSeeds, i + 1, M) : undefined;
+          const vRaw = cfg
+            ? await velocity(policy, concat(x, x), 2 * G, sigmas[i]!, ctxT)
+            : await velocity(policy, x, G, sigmas[i]!, ctxT);
+          const noise = t >= 0 ? await noiseP : undefined;
+          const v = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
+          if (t >= 0) {
+            for (let b = 0; b < G; b++)
+              latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
+            const r = sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: s.noise_level, noise });
+            for (let b = 0; b < G; b++) logProbs[(k * G + b) * T + t] = r.logProb[b]!;
+            x = r.next;
+            if (t === T - 1) {
+              for (let b = 0; b < G; b++)
+                latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + T) * M);
+            }
+          } else x = odeStep(x, v, sigmas, i);
+        }
+        finals.set(x, k * G * M);
+        for (let b = 0; b < G; b++) {
+          if (x.subarray(b * M, (b + 1) * M).some((val) => !Number.isFinite(val))) {
+            const w = `prompt ${p} sample ${b}: non-finite latents (model output); it will score the group minimum`;
+            warnings.push(w);
+            note(`warning: ${w}`);
+          }
+        }
+        done++;
+        note(`sample: group ${done}/${P} (prompt ${p}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       }
-      done++;
-      note(`sample: group ${done}/${P} (prompt ${p}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      const tensors: Record<string, Tensor> = {
+        latents: f32([B, T + 1, C, F, H, W], latents),
+        step_index: i64([T], window),
+        sigmas: f32([s.steps + 1], sigmas),
+        log_probs: f32([B, T], logProbs),
+        final_latents: f32([B, C, F, H, W], finals),
+        context: f32([B, L, D], context),
+        seed: i64([B], seeds),
+        group_index: i64(
+          [B],
+          groupIds.flatMap((p) => Array(G).fill(p)),
+        ),
+        prompt_index: i64(
+          [B],
+          groupIds.flatMap((p) => Array(G).fill(p)),
+        ),
+      };
+      if (cfg) tensors.uncond_context = f32([1, L, D], cond.uncond!);
+      const path = join(outDir, `shard-${String(shardNo).padStart(4, '0')}.safetensors`);
+      writeShard(path, 'trajectory', tensors, {
+        config,
+        inputs: [...cond.sources, ...(opts.policy ? [join(opts.policy, 'adapter_model.safetensors')] : [])],
+        extra: {
+          'vggrpo.prompts': JSON.stringify(cond.prompts),
+          'vggrpo.policy': opts.policy ? resolve(opts.policy) : '',
+          'vggrpo.denoiser': modelFingerprint(policy.denoiserPath),
+        },
+      });
+      shards.push(path);
+      emit(path);
     }
-    const tensors: Record<string, Tensor> = {
-      latents: f32([B, T + 1, C, F, H, W], latents),
-      step_index: i64([T], window),
-      sigmas: f32([s.steps + 1], sigmas),
-      log_probs: f32([B, T], logProbs),
-      final_latents: f32([B, C, F, H, W], finals),
-      context: f32([B, L, D], context),
-      seed: i64([B], seeds),
-      group_index: i64(
-        [B],
-        groupIds.flatMap((p) => Array(G).fill(p)),
-      ),
-      prompt_index: i64(
-        [B],
-        groupIds.flatMap((p) => Array(G).fill(p)),
-      ),
-    };
-    if (cfg) tensors.uncond_context = f32([1, L, D], cond.uncond!);
-    const path = join(outDir, `shard-${String(shardNo).padStart(4, '0')}.safetensors`);
-    writeShard(path, 'trajectory', tensors, {
-      config,
-      inputs: [...cond.sources, ...(opts.policy ? [join(opts.policy, 'adapter_model.safetensors')] : [])],
-      extra: {
-        'vggrpo.prompts': JSON.stringify(cond.prompts),
-        'vggrpo.policy': opts.policy ? resolve(opts.policy) : '',
-        'vggrpo.denoiser': modelFingerprint(policy.denoiserPath),
-      },
-    });
-    shards.push(path);
-    emit(path);
+  } finally {
+    await policy.session.release();
+    await noisePool.close();
   }
-  await policy.session.release();
   return { shards, samples: P * G, warnings };
 }
 

@@ -3,7 +3,8 @@
  * (1×2×2) → F·(H/2)·(W/2) = 512 tokens of width 48 (plus a learnt per-frame code); sinusoidal timestep embedding → MLP → 6-way
  * modulation (shift/scale/gate of attention and feed-forward); per block self-attention with
  * RMS-normalised q/k and 3-D rotary positions, cross-attention to the projected text context,
- * tanh-GELU feed-forward; a modulated head; unpatchify to [B, C, F, H, W]. Parameter names follow
+ * tanh-GELU feed-forward; a modulated head; unpatchify to [B, C, F, H, W] as a clean-latent
+ * prediction x̂0, returned as the velocity (x_σ − x̂0)/σ̃. Parameter names follow
  * Wan's PyTorch modules (`blocks.0.self_attn.q.weight`, stored [in, out]).
  *
  * Flow-matching convention: x_σ = (1−σ)·x0 + σ·ε, `timestep` = 1000σ, output `velocity` ≈ ε − x0.
@@ -38,6 +39,20 @@ export const DENOISER_SHAPE: DenoiserShape = {
 };
 
 export const DENOISER_SEED = 1;
+
+/** Floor of the σ the clean-latent prediction is divided by (see the output of `buildDenoiser`). */
+export const SIGMA_MIN = 0.05;
+
+/**
+ * σ̃ = sqrt(σ² + σ_min²): the velocity error is the clean-latent error over σ̃, so pretraining
+ * weights the velocity MSE by σ̃² to train the clean-latent prediction evenly over σ.
+ *
+ * @example
+ *   effectiveSigma(0.5); // ≈ 0.5025
+ */
+export function effectiveSigma(sigma: number): number {
+  return Math.sqrt(sigma * sigma + SIGMA_MIN * SIGMA_MIN);
+}
 
 export interface DenoiserOptions {
   /** Trained weights by parameter name; missing ones get the seeded initial values. */
@@ -232,7 +247,14 @@ export function buildDenoiser(opts: DenoiserOptions = {}): BuiltDenoiser {
     std: 0.1 / Math.sqrt(dim),
   });
   const blocks = net.reshape(out, [0, grid[0], grid[1], grid[2], pf, ph, pw, C]);
-  const velocity = net.reshape(net.transpose(blocks, [0, 7, 1, 4, 2, 5, 3, 6]), [0, C, F, H, W]);
+  const x0 = net.reshape(net.transpose(blocks, [0, 7, 1, 4, 2, 5, 3, 6]), [0, C, F, H, W]);
+  // The transformer predicts the clean latent; v = (x_σ − x̂0)/σ̃ turns it into the velocity. A
+  // 48-wide token cannot carry the 56 independent noise values of its patch, so an ε- or
+  // v-predicting head leaves the noise in the sample; this skip passes it through exactly.
+  // σ̃ = sqrt(σ² + σ_min²) keeps the division finite at σ = 0.
+  const sigma = net.scale(timestep, 1 / 1000);
+  const sigmaT = net.op('Sqrt', [net.op('Add', [net.op('Mul', [sigma, sigma]), net.c([SIGMA_MIN * SIGMA_MIN])])]);
+  const velocity = net.op('Div', [net.op('Sub', [latents, x0]), net.reshape(sigmaT, [-1, 1, 1, 1, 1])]);
   g.output(velocity, 'velocity', 'float32', [B, C, F, H, W]);
   return { model: g.toModel('vggrpo toy fixtures'), params: net.params };
 }

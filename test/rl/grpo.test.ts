@@ -201,7 +201,7 @@ test('velocity cotangent = finite differences of the float64 objective in v (los
     return refLoss(logps(v), old, adv, clipRange) + (beta * kl) / (B * M);
   };
   // Evaluate at a policy that moved a little, so ratios ≠ 1 and some samples are clipped.
-  const v0 = Array.from(vOld, (t, j) => t + 2 * Math.sin(j));
+  const v0 = Array.from(vOld, (t, j) => t + Math.sin(j));
   const c = sdeCoefficients(sig, i, a);
   const mean32 = Float32Array.from(meanOf(v0));
   const next32 = Float32Array.from(next);

@@ -33,6 +33,7 @@ test('pretraining gradients match a directional finite difference of the flow-ma
       [1, C, F, H, W],
       v0.map((v, i) => v + 0.01 * w[i]!),
     ),
+    weight: f32([1, 1, 1, 1, 1], [0.3]),
     'grad:loss': f32([], [1]),
   };
   const chosen = [
