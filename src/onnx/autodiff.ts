@@ -1,6 +1,9 @@
 /**
  * Reverse-mode automatic differentiation of ONNX graphs, written with standard ai.onnx ops only
  * (so stock onnxruntime builds run the result). See /work/shared/AUTODIFF.md for the rules.
+ * Every emitted value gets a static shape, so the rules can keep the graph lean: small
+ * broadcastable cotangents, no materialised Expand or weight Transpose, attention's row-sum
+ * identity, merged Transposes, identical nodes emitted once (onnx/README.md, "What fits today").
  *
  * Contract of the returned model: every input of the original (with static shapes) plus
  * `grad:Y` for each float output Y (the cotangent; feed zeros for outputs you don't use), and
@@ -152,9 +155,9 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     const l = contrib.get(v);
     if (!l || l.length === 0) return undefined;
     if (l.length === 1) return l[0];
-    // a chain of Adds rather than one Sum: onnxruntime folds an Add into the MatMul or Gemm that
-    // produced one of its operands (the dX of a linear layer), saving a pass
-    const s = l.slice(1).reduce((acc, g) => ctx.op('Add', [acc, g]), l[0]!);
+    // other terms first, so that each linear layer's product can take the running sum as its C
+    const order = [...l.filter((g) => !ctx.gemmOf(g)), ...l.filter((g) => ctx.gemmOf(g))];
+    const s = order.slice(1).reduce((acc, g) => ctx.accumulate(acc, g), order[0]!);
     contrib.set(v, [s]);
     return s;
   };
@@ -303,6 +306,8 @@ class Ctx {
   private readonly cache = new Map<string, string>();
   /** Producer of every value (forward and emitted), for the peepholes. */
   private readonly producer = new Map<string, NodeProto>();
+  /** The nodes this context emitted (never rewritten forward nodes). */
+  private readonly emitted = new Set<NodeProto>();
   /** Forward value → the forward nodes reading it. */
   readonly consumers = new Map<string, NodeProto[]>();
   private readonly outputs: Set<string>;
@@ -355,6 +360,7 @@ class Ctx {
     if (hit) return hit.split('\n');
     const outs = this.b.opN(type, inputs, attrs, { outputs });
     const node = this.b.graph.node![this.b.graph.node!.length - 1]!;
+    this.emitted.add(node);
     for (const o of outs) this.producer.set(o, node);
     try {
       const ts = inferNode(
@@ -534,6 +540,44 @@ class Ctx {
   }
   mul(a: string, b: string): string {
     return this.op('Mul', [a, b]);
+  }
+  /** The emitted two-input Gemm that computes `x` (possibly through a Reshape), if any. */
+  gemmOf(x: string): [NodeProto, boolean] | undefined {
+    let p = this.producer.get(x);
+    const reshaped = p?.opType === 'Reshape' && this.emitted.has(p);
+    if (reshaped) p = this.producer.get(p!.input![0]!);
+    if (p?.opType !== 'Gemm' || !this.emitted.has(p) || (p.input ?? []).length !== 2) return undefined;
+    return [p, reshaped];
+  }
+  /**
+   * a + b for two cotangent contributions. Where one is an emitted Gemm's product (the dX of a
+   * linear layer, maybe reshaped), the other becomes that Gemm's C, accumulated in place instead
+   * of by a separate pass; otherwise an Add (which onnxruntime may still fold into a MatMul).
+   */
+  accumulate(a: string, b: string): string {
+    for (const [x, y] of [
+      [b, a],
+      [a, b],
+    ] as const) {
+      const xs = this.shapeOr(x);
+      const ys = this.shapeOr(y);
+      if (!xs || !ys || !sameShape(xs, ys)) continue;
+      const gemm = this.gemmOf(x);
+      if (!gemm) continue;
+      const [p, reshaped] = gemm;
+      const gs = this.shapeOr(p.output![0]!);
+      if (!gs || (this.info.types.get(x)?.elemType ?? 0) !== (this.info.types.get(y)?.elemType ?? -1))
+        continue;
+      const attrs: Record<string, AttrValue> = {
+        transA: attrInt(p, 'transA', 0),
+        transB: attrInt(p, 'transB', 0),
+      };
+      const alpha = attrFloat(p, 'alpha', 1);
+      if (alpha !== 1) attrs.alpha = alpha;
+      const out = this.op('Gemm', [p.input![0]!, p.input![1]!, this.reshape(y, gs)], attrs);
+      return reshaped ? this.reshape(out, xs) : out;
+    }
+    return this.op('Add', [a, b]);
   }
   /** Transpose swapping the last two axes of a value of rank `rank`. */
   swapLast(x: string, rank: number): string {

@@ -169,3 +169,24 @@ test('Transposes: chains composed, size-1 axes dropped, adjacent axes merged', a
   assert.equal(t.length, 2);
   assert.equal(t[1]!.attribute!.find((a) => a.name === 'perm')!.ints!.length, 5);
 });
+
+test('contributions from linear layers accumulate in the Gemm that computes dX', async () => {
+  const build: Build = (g, [x, w1, w2, w3]) => [
+    g.op('MatMul', [x!, w1!]),
+    g.op('Tanh', [g.op('MatMul', [x!, w2!])]),
+    g.op('Sin', [x!]),
+    g.op('MatMul', [x!, w3!]),
+  ];
+  const shapes = [
+    [2, 5, 4],
+    [4, 3],
+    [4, 6],
+    [4, 2],
+  ];
+  await check('linears', shapes, build);
+  const { model } = graph('linears', shapes, build, 'float64', 1);
+  const grad = buildGradientGraph(model, { wrt: ['x0'] }).model;
+  // dX = Σ of three products and an elementwise term: no separate Add or Sum pass
+  assert.equal(ops(grad, 'Add') + ops(grad, 'Sum'), 0);
+  assert.ok(grad.graph!.node!.some((n) => n.opType === 'Gemm' && n.input!.length === 3));
+});
