@@ -3,11 +3,17 @@
  * fixtures, in-process.
  */
 import { resolve } from 'node:path';
+
 // The shipped build (dist/), as the CLI runs it: its noise worker is compiled JavaScript.
 const dist = (m: string) => new URL(`../dist/${m}`, import.meta.url).href;
-const { readConfigFile, resolveConfig } = (await import(dist('config/load.js'))) as typeof import('../src/config/load.js');
-const { runtimeStats } = (await import(dist('runtime/session.js'))) as typeof import('../src/runtime/session.js');
+const { readConfigFile, resolveConfig } = (await import(
+  dist('config/load.js')
+)) as typeof import('../src/config/load.js');
+const { runtimeStats } = (await import(
+  dist('runtime/session.js')
+)) as typeof import('../src/runtime/session.js');
 const { runSample } = (await import(dist('stages/sample.js'))) as typeof import('../src/stages/sample.js');
+
 import { tempDir } from '../test/helpers.js';
 
 export async function benchSample(): Promise<Record<string, number | string>> {

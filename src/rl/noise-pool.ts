@@ -11,7 +11,10 @@ export class NoisePool {
   private worker?: Worker;
   private nextId = 0;
   private readonly pending = new Map<number, (out: Float32Array) => void>();
-  private readonly jobs = new Map<number, { seeds: readonly Seed[]; step: number | null; perSample: number }>();
+  private readonly jobs = new Map<
+    number,
+    { seeds: readonly Seed[]; step: number | null; perSample: number }
+  >();
 
   constructor(enabled = true) {
     if (!enabled) return;
