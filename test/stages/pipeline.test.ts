@@ -153,6 +153,10 @@ test('grpo-step: ratio 1 on the first inner step, a checkpoint the sampler accep
   ]) {
     assert.ok(readdirSync(join(run, 'policy')).includes(f), f);
   }
+  // The update climbs the GRPO objective: Σ_b A_b·logp_b over the recorded steps rises.
+  const before = await advantageWeightedLogProb(rewards, undefined);
+  const after = await advantageWeightedLogProb(rewards, join(run, 'policy'));
+  assert.ok(after > before, `Σ A·logp should rise after one step: ${before} → ${after}`);
   const again = await runCli([
     'sample',
     ...small,
@@ -189,6 +193,55 @@ test('grpo-step: ratio 1 on the first inner step, a checkpoint the sampler accep
       assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-6 + 1e-4 * Math.abs(x[i]!), `${name}[${i}]`);
   }
 });
+
+/** Σ_b A_b·logp_b over every recorded step, recomputed with a policy (group = one batch). */
+async function advantageWeightedLogProb(rewardShards: string[], policyDir?: string): Promise<number> {
+  let total = 0;
+  for (const p of rewardShards) {
+    const rw = readShard(p, 'rewards');
+    const traj = readShard(readShard(rw.inputs[0]!.path, 'geometry').inputs[0]!.path, 'trajectory');
+    const config = resolveConfig([traj.config]);
+    const policy = await loadPolicy(config, policyDir);
+    try {
+      const adv = rw.tensors.get('advantages')!.data as Float32Array;
+      const lat = traj.tensors.get('latents')!;
+      const data = lat.data as Float32Array;
+      const [B, T1] = lat.shape as [number, number];
+      const M = data.length / (B * T1);
+      const ctx = traj.tensors.get('context')!;
+      const [, L, D] = ctx.shape as [number, number, number];
+      const sigmas = traj.tensors.get('sigmas')!.data as Float32Array;
+      const steps = toNumbers(traj.tensors.get('step_index')!);
+      const G = config.sampler.group_size;
+      for (let g = 0; g < B / G; g++) {
+        for (let t = 0; t < T1 - 1; t++) {
+          const x = new Float32Array(G * M);
+          const next = new Float32Array(G * M);
+          for (let k = 0; k < G; k++) {
+            const b = g * G + k;
+            x.set(data.subarray((b * T1 + t) * M, (b * T1 + t + 1) * M), k * M);
+            next.set(data.subarray((b * T1 + t + 1) * M, (b * T1 + t + 2) * M), k * M);
+          }
+          const c = f32([G, L, D], (ctx.data as Float32Array).slice(g * G * L * D, (g + 1) * G * L * D));
+          const v = await velocity(policy, x, G, sigmas[steps[t]!]!, c);
+          const r = sdeStep({
+            x,
+            v,
+            sigmas,
+            i: steps[t]!,
+            batch: G,
+            noiseLevel: config.sampler.noise_level,
+            next,
+          });
+          for (let k = 0; k < G; k++) total += adv[g * G + k]! * r.logProb[k]!;
+        }
+      }
+    } finally {
+      await policy.session.release();
+    }
+  }
+  return total;
+}
 
 test('bad input to the stages exits 2 with one line naming the file', async () => {
   const run = join(dir, 'a');
