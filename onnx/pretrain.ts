@@ -113,7 +113,9 @@ function trainingLatents(
     sc.family,
     smooth ? {} : { jitterPos: amp * o.jitterPos, jitterRot: amp * o.jitterRot, seed: rng.int(0, 1 << 30) },
   );
-  return encodeScene(scene, traj).latents;
+  const latents = encodeScene(scene, traj).latents;
+  // Strong jitter can push a camera through a wall (non-positive or infinite depth): draw again.
+  return latents.every(Number.isFinite) ? latents : trainingLatents(prompt, scenes, rng, o);
 }
 
 /**
@@ -200,7 +202,10 @@ export async function pretrain(
       ),
       context: f32([B, L, D], ctx),
       target: f32([B, C, F, H, W], target),
-      weight: f32([B, 1, 1, 1, 1], Float32Array.from(sigma, (s) => effectiveSigma(s) ** 2)),
+      weight: f32(
+        [B, 1, 1, 1, 1],
+        Float32Array.from(sigma, (s) => effectiveSigma(s) ** 2),
+      ),
       'grad:loss': f32([], [1]),
     };
     for (const p of params) feeds[p.name] = f32(p.shape, values.get(p.name)!);

@@ -253,7 +253,9 @@ export function buildDenoiser(opts: DenoiserOptions = {}): BuiltDenoiser {
   // v-predicting head leaves the noise in the sample; this skip passes it through exactly.
   // σ̃ = sqrt(σ² + σ_min²) keeps the division finite at σ = 0.
   const sigma = net.scale(timestep, 1 / 1000);
-  const sigmaT = net.op('Sqrt', [net.op('Add', [net.op('Mul', [sigma, sigma]), net.c([SIGMA_MIN * SIGMA_MIN])])]);
+  const sigmaT = net.op('Sqrt', [
+    net.op('Add', [net.op('Mul', [sigma, sigma]), net.c([SIGMA_MIN * SIGMA_MIN])]),
+  ]);
   const velocity = net.op('Div', [net.op('Sub', [latents, x0]), net.reshape(sigmaT, [-1, 1, 1, 1, 1])]);
   g.output(velocity, 'velocity', 'float32', [B, C, F, H, W]);
   return { model: g.toModel('vggrpo toy fixtures'), params: net.params };
