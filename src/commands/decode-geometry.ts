@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { VggrpoCommand } from '../cli/base.js';
-import { type DecodeGeometryResult, runDecodeGeometry } from '../stages/decode-geometry.js';
+import type { DecodeGeometryResult } from '../stages/decode-geometry.js';
 
 export default class DecodeGeometry extends VggrpoCommand {
   static override summary =
@@ -22,6 +22,8 @@ export default class DecodeGeometry extends VggrpoCommand {
   };
 
   async run(): Promise<DecodeGeometryResult> {
+    // Stages load on use, so oclif's command discovery stays cheap.
+    const { runDecodeGeometry } = await import('../stages/decode-geometry.js');
     const { argv, flags } = await this.parse(DecodeGeometry);
     this.setBaseFlags(flags);
     const models = flags.lgm ? { lgm: flags.lgm } : undefined;

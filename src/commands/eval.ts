@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { VggrpoCommand } from '../cli/base.js';
-import { type EvalResult, runEval } from '../stages/eval.js';
+import type { EvalResult } from '../stages/eval.js';
 
 export default class Eval extends VggrpoCommand {
   static override summary =
@@ -20,6 +20,8 @@ export default class Eval extends VggrpoCommand {
   };
 
   async run(): Promise<EvalResult> {
+    // Stages load on use, so oclif's command discovery stays cheap.
+    const { runEval } = await import('../stages/eval.js');
     const { argv, flags } = await this.parse(Eval);
     this.setBaseFlags(flags);
     return runEval(

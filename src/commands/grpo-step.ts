@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { defined, numberFlag, VggrpoCommand } from '../cli/base.js';
-import { type GrpoStepResult, runGrpoStep } from '../stages/grpo-step.js';
+import type { GrpoStepResult } from '../stages/grpo-step.js';
 
 export default class GrpoStep extends VggrpoCommand {
   static override summary = 'Clipped GRPO update of the LoRA policy from scored rollouts.';
@@ -34,6 +34,8 @@ export default class GrpoStep extends VggrpoCommand {
   };
 
   async run(): Promise<GrpoStepResult> {
+    // Stages load on use, so oclif's command discovery stays cheap.
+    const { runGrpoStep } = await import('../stages/grpo-step.js');
     const { argv, flags } = await this.parse(GrpoStep);
     this.setBaseFlags(flags);
     const grpo = defined({

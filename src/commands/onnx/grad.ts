@@ -1,8 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { VggrpoCommand } from '../../cli/base.js';
 import { InputError } from '../../errors.js';
-import { type GradCommandResult, gradCommand, parseShapes } from '../../onnx/cli-ops.js';
-import { loadModel } from '../../onnx/model.js';
+import type { GradCommandResult } from '../../onnx/cli-ops.js';
 
 export default class OnnxGrad extends VggrpoCommand {
   static override summary =
@@ -30,6 +29,9 @@ export default class OnnxGrad extends VggrpoCommand {
   };
 
   async run(): Promise<GradCommandResult> {
+    // Modules load on use, so oclif's command discovery stays cheap.
+    const { gradCommand, parseShapes } = await import('../../onnx/cli-ops.js');
+    const { loadModel } = await import('../../onnx/model.js');
     const { args, flags } = await this.parse(OnnxGrad);
     let wrt = flags.wrt;
     if (!wrt) {

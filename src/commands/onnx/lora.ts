@@ -2,10 +2,6 @@ import { join } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { numberFlag, VggrpoCommand } from '../../cli/base.js';
 import { InputError } from '../../errors.js';
-import { loraCommand } from '../../onnx/cli-ops.js';
-import { injectLora, mergeLora } from '../../onnx/lora.js';
-import { loadModel, saveModel } from '../../onnx/model.js';
-import { loadCheckpoint } from '../../rl/checkpoint.js';
 
 export default class OnnxLora extends VggrpoCommand {
   static override summary =
@@ -29,6 +25,11 @@ export default class OnnxLora extends VggrpoCommand {
   };
 
   async run(): Promise<{ out: string; adapters: { weight: string; inDim: number; outDim: number }[] }> {
+    // Modules load on use, so oclif's command discovery stays cheap.
+    const { loraCommand } = await import('../../onnx/cli-ops.js');
+    const { injectLora, mergeLora } = await import('../../onnx/lora.js');
+    const { loadModel, saveModel } = await import('../../onnx/model.js');
+    const { loadCheckpoint } = await import('../../rl/checkpoint.js');
     const { args, flags } = await this.parse(OnnxLora);
     if (flags.merge) {
       const ckpt = loadCheckpoint(flags.merge, { adapterOnly: true });
