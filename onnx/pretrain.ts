@@ -7,7 +7,7 @@
  *
  * Data: each pretraining prompt (examples/toy/prompts.txt plus a pool of synthetic prompts from
  * the toy grammar, never the held-out ones) names a scenario (`src/toy/prompts.ts`); each sample
- * renders that scenario's scene along its camera-path family, smooth with probability 0.4 and
+ * renders that scenario's scene along its camera-path family, smooth with probability 0.6 and
  * otherwise with jitter of a random amplitude, so the base policy's samples of one prompt differ in camera
  * smoothness (what GRPO's motion reward needs). x_σ = (1−σ)·x0 + σ·ε, target v = ε − x0, σ drawn
  * like the shift-3 sampling schedule, the squared error weighted by σ̃² (an even clean-latent loss).
@@ -16,7 +16,7 @@
  * of 8 for the training and held-out prompts and reports the std of r_motion within each group.
  *
  * @example
- *   node --import tsx onnx/pretrain.ts                     # train (≈6 min, one thread), write, evaluate
+ *   node --import tsx onnx/pretrain.ts                     # train (≈7–9 min, one thread), write, evaluate
  *   node --import tsx onnx/pretrain.ts --eval-only         # evaluate the committed weights
  *   node --import tsx onnx/pretrain.ts --steps 20 --out /tmp/w.safetensors
  */
@@ -67,15 +67,15 @@ export interface PretrainOptions {
 }
 
 export const PRETRAIN_DEFAULTS: PretrainOptions = {
-  steps: 1000,
+  steps: 1500,
   batch: 8,
   lr: 2e-3,
   seed: 0,
   threads: 1,
   synthetic: 56,
-  smoothFraction: 0.4,
-  jitterPos: 0.2,
-  jitterRot: 0.08,
+  smoothFraction: 0.6,
+  jitterPos: 0.35,
+  jitterRot: 0.14,
   cameraWeight: 1,
 };
 
