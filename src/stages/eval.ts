@@ -350,17 +350,17 @@ export async function runEval(
       title: 'Training curves',
       text: 'Means over each iteration’s rollouts (stochastic SDE samples of the policy being trained).',
       plots: [
-        {
-          title: 'rewards',
-          svg: await renderSvg(
-            lineSpec({
-              yTitle: 'mean reward',
-              series: rewardNames
-                .filter((n) => n !== 'motion_gap')
-                .map((n) => curve(n, (r) => r.rewardMeans[n])),
-            }),
-          ),
-        },
+        // One plot per reward: their scales differ too much to share an axis.
+        ...(await Promise.all(
+          rewardNames
+            .filter((n) => n !== 'motion_gap')
+            .map(async (n) => ({
+              title: `reward: ${n}`,
+              svg: await renderSvg(
+                lineSpec({ yTitle: `mean r_${n}`, series: [curve(n, (r) => r.rewardMeans[n])] }),
+              ),
+            })),
+        )),
         {
           title: 'camera jitter',
           svg: await renderSvg(
