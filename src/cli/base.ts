@@ -88,7 +88,7 @@ export abstract class VggrpoCommand extends Command {
     // oclif's own usage errors (unknown flag, missing argument, bad option) are bad usage: exit 2.
     if (err.oclif?.exit !== undefined && err.oclif.exit !== 0) {
       if (err.name === 'ExitError' || err.message?.startsWith('EEXIT')) throw err;
-      process.stderr.write(`vggrpo ${this.id?.replace(/:/g, ' ')}: ${err.message.split('\n')[0]}\n`);
+      process.stderr.write(`vggrpo ${this.id?.replace(/:/g, ' ')}: ${oneLine(err.message)}\n`);
       return this.exit(2);
     }
     if (err.name === 'ExitError' || err.message?.startsWith('EEXIT')) throw err;
@@ -97,6 +97,15 @@ export abstract class VggrpoCommand extends Command {
     );
     return this.exit(1);
   }
+}
+
+/** oclif's multi-line usage errors as one line ("Missing required flag out; …"). */
+function oneLine(message: string): string {
+  const lines = message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^The following errors? occurred:?$/.test(l) && !/^See more help with/.test(l));
+  return lines.join('; ') || message.trim();
 }
 
 /** A stage that is not built yet says so and exits 1 (it must not pretend to work). */
