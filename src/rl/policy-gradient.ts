@@ -12,7 +12,7 @@ import { f32 } from '../shards/tensor.js';
 import { loraTensors } from './checkpoint.js';
 import { grpoLoss, type KlForm, klPenalty } from './grpo.js';
 import type { Policy } from './policy.js';
-import { cfgCombineHalves, logProbVjp, sdeStep } from './sde.js';
+import { cfgBatch, cfgCombineHalves, logProbVjp, sdeStep } from './sde.js';
 
 export interface MicroBatch {
   /** x before the step and the recorded x after it, [G·M] each. */
@@ -68,7 +68,7 @@ export async function microBatchGradient(
   const { C, F, H, W } = policy.shape;
   const cfg = s.guidance !== 1;
   const nb = cfg ? 2 * mb.batch : mb.batch;
-  const xIn = cfg ? doubled(mb.x) : mb.x;
+  const xIn = cfg ? cfgBatch(mb.x) : mb.x;
   const sigma = mb.sigmas[mb.stepIndex]!;
   const feeds: Record<string, Tensor> = {
     latents: f32([nb, C, F, H, W], xIn),
@@ -150,11 +150,4 @@ export async function microBatchGradient(
     approxKl: g.approxKl,
     grads,
   };
-}
-
-function doubled(x: Float32Array): Float32Array {
-  const out = new Float32Array(2 * x.length);
-  out.set(x);
-  out.set(x, x.length);
-  return out;
 }

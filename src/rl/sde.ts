@@ -223,6 +223,19 @@ export function cfgCombine(vUncond: Float32Array, vCond: Float32Array, guidance:
 }
 
 /**
+ * The [2B, …] batch classifier-free guidance runs: the latents twice (uncond half, cond half).
+ *
+ * @example
+ *   const v2B = await velocity(policy, cfgBatch(x), 2 * B, sigma, ctx2B);
+ */
+export function cfgBatch(x: Float32Array): Float32Array {
+  const out = new Float32Array(2 * x.length);
+  out.set(x);
+  out.set(x, x.length);
+  return out;
+}
+
+/**
  * CFG when cond and uncond ran as the two halves of one [2B, …] batch (uncond first by default).
  *
  * @example

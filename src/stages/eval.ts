@@ -19,7 +19,7 @@ import { sliceGeometry } from '../rewards/types.js';
 import { runtimeOptions } from '../rl/policy.js';
 import { ModelSession } from '../runtime/session.js';
 import { readShard, type Shard } from '../shards/shard.js';
-import { f32 } from '../shards/tensor.js';
+import { f32, type Tensor } from '../shards/tensor.js';
 import { depthStrip } from './render-geometry.js';
 import type { ConfigResolver, StageIo } from './types.js';
 
@@ -201,11 +201,19 @@ function evaluateSet(set: EvalSet, config: Config): SetResult {
   };
 }
 
+/** The final latents behind a geometry shard (through its lineage), read once per shard. */
+function finalLatentsOf(shard: Shard): Tensor | undefined {
+  const trajIn = shard.inputs[0];
+  if (!trajIn || !existsSync(trajIn.path)) return undefined;
+  return readShard(trajIn.path, ['trajectory', 'geometry']).tensors.get('final_latents');
+}
+
 /** RGB frames [F, H, W, 3] of sample b: the shard's own `rgb`, or the VAE decoder on its final latents. */
 async function framesOf(
   shard: Shard,
   b: number,
   decoder: ModelSession | undefined,
+  lat: Tensor | undefined,
 ): Promise<{ rgb: Uint8Array; frames: number; height: number; width: number } | undefined> {
   const rgbT = shard.tensors.get('rgb');
   if (rgbT) {
@@ -213,12 +221,7 @@ async function framesOf(
     const n = F * H * W * 3;
     return { rgb: (rgbT.data as Uint8Array).slice(b * n, (b + 1) * n), frames: F, height: H, width: W };
   }
-  if (!decoder) return undefined;
-  const trajIn = shard.inputs[0];
-  if (!trajIn || !existsSync(trajIn.path)) return undefined;
-  const traj = readShard(trajIn.path, ['trajectory', 'geometry']);
-  const lat = traj.tensors.get('final_latents');
-  if (!lat) return undefined;
+  if (!decoder || !lat) return undefined;
   const per = lat.data.length / lat.shape[0]!;
   const out = await decoder.run({
     latents: f32([1, ...lat.shape.slice(1)], (lat.data as Float32Array).slice(b * per, (b + 1) * per)),
@@ -283,8 +286,9 @@ export async function runEval(
       for (const p of set.geometry) {
         const shard = readShard(p, 'geometry');
         const B = shard.tensors.get('depth')!.shape[0]!;
+        const lat = shard.tensors.has('rgb') || !decoder ? undefined : finalLatentsOf(shard);
         for (let b = 0; b < B && k < Math.max(config.eval.videos, 8); b++, k++) {
-          const fr = await framesOf(shard, b, decoder);
+          const fr = await framesOf(shard, b, decoder, lat);
           if (!fr) break;
           const e = await epipolarError(fr.rgb, fr, { detector: detector as 'ORB' | 'AKAZE' });
           detector = e.detector;

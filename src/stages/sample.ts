@@ -8,7 +8,7 @@ import { NoisePool } from '../rl/noise-pool.js';
 import { loadPolicy, velocity } from '../rl/policy.js';
 import { sampleSeed } from '../rl/prng.js';
 import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
-import { cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
+import { cfgBatch, cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
 import { modelFingerprint, writeShard } from '../shards/shard.js';
 import { f32, i64, type Tensor } from '../shards/tensor.js';
 import { conditioning } from './context.js';
@@ -95,7 +95,7 @@ export async function runSample(
           const noiseP = nextNoise;
           nextNoise = window.includes(i + 1) ? noisePool.draw(groupSeeds, i + 1, M) : undefined;
           const vRaw = cfg
-            ? await velocity(policy, concat(x, x), 2 * G, sigmas[i]!, ctxT)
+            ? await velocity(policy, cfgBatch(x), 2 * G, sigmas[i]!, ctxT)
             : await velocity(policy, x, G, sigmas[i]!, ctxT);
           const noise = t >= 0 ? await noiseP : undefined;
           const v = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
@@ -158,11 +158,4 @@ export async function runSample(
     await noisePool.close();
   }
   return { shards, samples: P * G, warnings };
-}
-
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
