@@ -24,6 +24,11 @@ export default class Sample extends VggrpoCommand {
       description: 'START:END window of stochastic, recorded steps (sampler.sde_window)',
     }),
     ode: Flags.boolean({ description: 'deterministic ODE sampling (evaluation)' }),
+    'initial-noise': Flags.string({
+      description:
+        "'group': a group's videos share their initial noise; 'sample': each its own (sampler.initial_noise)",
+      options: ['sample', 'group'],
+    }),
     'per-shard': Flags.integer({ description: 'groups per shard (sampler.per_shard)', min: 1 }),
     policy: Flags.directory({ description: 'LoRA policy checkpoint folder (default: the base model)' }),
   };
@@ -39,6 +44,7 @@ export default class Sample extends VggrpoCommand {
       guidance: numberFlag(flags.guidance, 'guidance'),
       sde_window: flags['sde-window'],
       ode: flags.ode || undefined,
+      initial_noise: flags['initial-noise'],
       per_shard: flags['per-shard'],
       seed: flags.seed,
     });

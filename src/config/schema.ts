@@ -24,6 +24,12 @@ export const SamplerConfig = z
       .default(':'),
     ode: z.boolean().default(false),
     group_size: positiveInt.default(8),
+    /**
+     * 'group': the G videos of a group start from the same initial noise (DanceGRPO), so their
+     * rewards differ only through the recorded SDE steps, the part the update can credit.
+     * 'sample': each video draws its own.
+     */
+    initial_noise: z.enum(['sample', 'group']).default('sample'),
     per_shard: positiveInt.default(4),
     seed: z.number().int().nonnegative().default(0),
     /** Latent shape [C, F, H, W] when the denoiser's input dims are not static. */

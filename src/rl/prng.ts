@@ -63,6 +63,11 @@ export function sampleSeed(base: Seed, index: number): bigint {
   return splitSeed(base, BigInt(index) + 0x5eedn) & MASK63;
 }
 
+/** The seed of group (prompt) `index` under a base seed: its shared initial noise. Independent of every sampleSeed. */
+export function groupSeed(base: Seed, index: number): bigint {
+  return splitSeed(splitSeed(base, 0x67_72_6f_75_70n), BigInt(index)) & MASK63;
+}
+
 /** FNV-1a 64 of a string: turns a tensor name into a stream id. */
 export function hashString(s: string): bigint {
   let h = 0xcbf29ce484222325n;

@@ -64,7 +64,7 @@ function checkHash(from: string, input: { path: string; sha256: string }): void 
 }
 
 /** Micro-batches: one group at one recorded step, in the batch layout `sample` used. */
-function* microBatches(r: Rollouts, config: Config, trainSteps: number[], skipped: string[]) {
+export function* microBatches(r: Rollouts, config: Config, trainSteps: number[], skipped: string[]) {
   const traj = r.trajectory;
   const lat = traj.tensors.get('latents')!;
   const [B, T1] = lat.shape as [number, number];
@@ -129,7 +129,7 @@ function* microBatches(r: Rollouts, config: Config, trainSteps: number[], skippe
   }
 }
 
-async function gradientSession(
+export async function gradientSession(
   policy: Policy,
   config: Config,
   batch: number,

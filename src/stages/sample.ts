@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { NoisePool } from '../rl/noise-pool.js';
 import { loadPolicy, velocity } from '../rl/policy.js';
-import { sampleSeed } from '../rl/prng.js';
+import { groupSeed, sampleSeed } from '../rl/prng.js';
 import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
 import { cfgBatch, cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
 import { modelFingerprint, writeShard } from '../shards/shard.js';
@@ -87,7 +87,11 @@ export async function runSample(
           context.set(cond.contexts[p]!, (k * G + b) * L * D);
         }
         const ctxT = f32([(cfg ? 2 : 1) * G, L, D], ctxB);
-        let x = await noisePool.draw(groupSeeds, null, M);
+        let x = await noisePool.draw(
+          s.initial_noise === 'group' ? Array(G).fill(groupSeed(s.seed, p)) : groupSeeds,
+          null,
+          M,
+        );
         // Each step's noise is drawn on a worker while the denoiser runs on the main thread.
         let nextNoise = window.includes(0) ? noisePool.draw(groupSeeds, 0, M) : undefined;
         for (let i = 0; i < s.steps; i++) {

@@ -130,6 +130,31 @@ test('sampling is deterministic and the recorded log-prob is reproduced exactly'
   }
 });
 
+test('initial noise: a group shares it with --initial-noise group, each sample draws its own otherwise', async () => {
+  const starts = async (mode: string) => {
+    const o = join(dir, `noise-${mode}`);
+    const r = await runCli(['sample', ...small, '--prompts', prompts, '--initial-noise', mode, '--out', o]);
+    assert.equal(r.code, 0, r.stderr);
+    const traj = readShard(join(o, files(o)[0]!), 'trajectory');
+    const lat = traj.tensors.get('latents')!;
+    const [B, T1] = lat.shape as [number, number];
+    const M = lat.data.length / (B * T1);
+    const x0 = (b: number) => (lat.data as Float32Array).subarray(b * T1 * M, b * T1 * M + M);
+    const same = (a: number, b: number) => x0(a).every((v, j) => v === x0(b)[j]);
+    return { same, group: toNumbers(traj.tensors.get('group_index')!), logp: traj.tensors.get('log_probs')! };
+  };
+  const g = await starts('group');
+  assert.deepEqual(g.group, [0, 0, 0, 1, 1, 1]);
+  assert.ok(g.same(0, 1) && g.same(1, 2) && g.same(3, 5), 'members of a group start alike');
+  assert.ok(!g.same(0, 3), 'groups start apart');
+  const s = await starts('sample');
+  assert.ok(!s.same(0, 1) && !s.same(3, 4), 'each sample its own start');
+  // The recorded steps still draw each sample's own noise: the rollouts diverge.
+  const lp = g.logp.data as Float32Array;
+  const T = g.logp.shape[1]!;
+  assert.notEqual(lp[0 * T + T - 1], lp[1 * T + T - 1]);
+});
+
 test('grpo-step: ratio 1 on the first inner step, a checkpoint the sampler accepts, grads-only + apply', async () => {
   const run = join(dir, 'run');
   execFileSync('bash', [
