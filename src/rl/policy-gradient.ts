@@ -10,9 +10,9 @@ import type { ModelSession } from '../runtime/session.js';
 import type { Tensor } from '../shards/tensor.js';
 import { f32 } from '../shards/tensor.js';
 import { loraTensors } from './checkpoint.js';
-import { grpoLoss, type KlForm, klPenalty } from './grpo.js';
+import { grpoLoss, type KlForm, klPenalty, velocityCotangent } from './grpo.js';
 import type { Policy } from './policy.js';
-import { cfgBatch, cfgCombineHalves, logProbVjp, sdeStep } from './sde.js';
+import { cfgBatch, cfgCombineHalves, sdeStep } from './sde.js';
 
 export interface MicroBatch {
   /** x before the step and the recorded x after it, [G·M] each. */
@@ -94,8 +94,8 @@ export async function microBatchGradient(
     advantages: mb.advantages,
     clipRange: s.clipRange,
   });
-  const gMean = logProbVjp(mb.next, step.mean, step.std, mb.batch, g.gradLogpNew);
   let kl = Number.NaN;
+  let meanRef: Float32Array | undefined;
   if (s.klBeta > 0 || s.measureKl) {
     // μ_ref: the same graph with the LoRA branch off (B = 0).
     const refFeeds = { ...feeds };
@@ -103,7 +103,7 @@ export async function microBatchGradient(
       if (name.endsWith(':B')) refFeeds[name] = f32(t.shape, new Float32Array(t.data.length));
     const vRefRaw = await runVelocity(policy.session, refFeeds);
     const vRef = cfg ? cfgCombineHalves(vRefRaw, s.guidance) : vRefRaw;
-    const meanRef = sdeStep({
+    meanRef = sdeStep({
       x: mb.x,
       v: vRef,
       sigmas: mb.sigmas,
@@ -112,27 +112,32 @@ export async function microBatchGradient(
       noiseLevel: s.noiseLevel,
       next: mb.next,
     }).mean;
-    const k = klPenalty({
+    kl = klPenalty({
       meanTheta: step.mean,
       meanRef,
       batch: mb.batch,
       std: step.std,
       stdT: step.stdT,
       form: s.klForm,
-    });
-    kl = k.kl;
-    if (s.klBeta > 0) for (let j = 0; j < gMean.length; j++) gMean[j]! += s.klBeta * k.gradMeanTheta[j]!;
+    }).kl;
   }
-  // ∂L/∂v = cv·∂L/∂μ; with CFG v = v_u + g(v_c − v_u): the uncond half gets (1−g), the cond half g.
+  const gCombined = velocityCotangent({
+    next: mb.next,
+    mean: step.mean,
+    coeffs: step,
+    batch: mb.batch,
+    gradLogpNew: g.gradLogpNew,
+    kl: meanRef && s.klBeta > 0 ? { meanRef, beta: s.klBeta, form: s.klForm } : undefined,
+  });
+  // With CFG v = v_u + g(v_c − v_u): the uncond half gets (1−g)·∂L/∂v, the cond half g·∂L/∂v.
   const gV = new Float32Array(nb * (mb.x.length / mb.batch));
-  const scale = s.weight * step.cv;
   if (cfg) {
     const half = mb.x.length;
     for (let j = 0; j < half; j++) {
-      gV[j] = (1 - s.guidance) * scale * gMean[j]!;
-      gV[half + j] = s.guidance * scale * gMean[j]!;
+      gV[j] = (1 - s.guidance) * s.weight * gCombined[j]!;
+      gV[half + j] = s.guidance * s.weight * gCombined[j]!;
     }
-  } else for (let j = 0; j < gV.length; j++) gV[j] = scale * gMean[j]!;
+  } else for (let j = 0; j < gV.length; j++) gV[j] = s.weight * gCombined[j]!;
   const out = await gradSession.run({ ...feeds, 'grad:velocity': f32([nb, C, F, H, W], gV) });
   const grads = new Map<string, Float32Array>();
   for (const name of lora.keys()) {

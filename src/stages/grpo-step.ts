@@ -208,16 +208,14 @@ export async function runGrpoStep(
   const g = config.grpo;
   const T = rollouts[0]!.trajectory.tensors.get('log_probs')!.shape[1]!;
   const trainSteps = selectTrainSteps(T, g.timestep_fraction, opts.seed);
-  const nMicro =
-    rollouts.reduce((a, r) => a + new Set(toNumbers(r.trajectory.tensors.get('group_index')!)).size, 0) *
-    trainSteps.length;
   const settings = {
     clipRange: g.clip_range,
     klBeta: g.kl_beta,
     klForm: g.kl_form,
     noiseLevel: config.sampler.noise_level,
     guidance: config.sampler.guidance,
-    weight: 1 / nMicro,
+    // Summed here, divided by the number of micro-batches actually trained (skipped groups excluded).
+    weight: 1,
   };
   const sessions = new Map<number, ModelSession>();
   const skipped: string[] = [];
@@ -276,6 +274,7 @@ export async function runGrpoStep(
       if (inner === 0) for (const w of skipped) io.note(`warning: ${w}`);
       if (acc.n === 0)
         throw new RuntimeFailure('no trainable group: every group had non-finite samples; no update made');
+      for (const a of grads.values()) for (let j = 0; j < a.length; j++) a[j]! /= acc.n;
       const klMean = acc.nKl ? acc.kl / acc.nKl : 0;
       const loss = acc.loss / acc.n + g.kl_beta * klMean;
       const bad = nonFiniteGrads(grads);
