@@ -17,6 +17,7 @@ const only = process.argv.slice(2);
 await load('autodiff', './autodiff.js', 'benchAutodiff');
 await load('score', './score.js', 'benchScore');
 await load('sample', './sample.js', 'benchSample');
+await load('grpo-step', './grpo-step.js', 'benchGrpoStep');
 
 let failed = false;
 for (const [name, fn] of benches) {

@@ -43,7 +43,7 @@ async function stepGradients(run: string): Promise<Float64Array[]> {
       return { rewards, trajectory: findTrajectory(rewards) };
     });
   const policy = await loadPolicy(config, policyDir);
-  const sessions = new Map<number, ModelSession>();
+  const sessions = new Map<string, ModelSession>();
   const stepIndex = toNumbers(rollouts[0]!.trajectory.tensors.get('step_index')!);
   const T = stepIndex.length;
   const out: Float64Array[] = [];

@@ -4,15 +4,22 @@
  * the KL are computed here with exactly the float32 code `sample` used (so r = 1 bit for bit on
  * the first inner step); their gradient w.r.t. v_θ, ∂L/∂v = cv·∂L/∂μ, is then pulled back to
  * the LoRA weights by the gradient graph the project's autodiff wrote.
+ *
+ * The first inner step has a one-run form (`onePassGradient`): there r = 1, so ∂L/∂log p is
+ * known before the forward pass, and ∂L/∂v = a_b·(next − cx·x) − a_b·cv·v is affine in v. The
+ * gradient graph computes that cotangent itself from its own forward output (`withAffineCotangent`),
+ * saving the separate forward run; the log-prob is then checked from the velocity it returns.
  */
 
+import { valueInfo } from '../onnx/builder.js';
+import type { ModelProto, NodeProto } from '../onnx/proto.js';
 import type { ModelSession } from '../runtime/session.js';
 import type { Tensor } from '../shards/tensor.js';
 import { f32 } from '../shards/tensor.js';
 import { loraTensors } from './checkpoint.js';
 import { grpoLoss, type KlForm, klPenalty, velocityCotangent } from './grpo.js';
 import type { Policy } from './policy.js';
-import { cfgBatch, cfgCombineHalves, sdeStep } from './sde.js';
+import { cfgBatch, cfgCombineHalves, sdeCoefficients, sdeStep } from './sde.js';
 
 export interface MicroBatch {
   /** x before the step and the recorded x after it, [G·M] each. */
@@ -144,6 +151,159 @@ export async function microBatchGradient(
     const t = out[`grad:${name}`];
     if (!t) throw new Error(`gradient graph has no output grad:${name}`);
     grads.set(name, t.data as Float32Array);
+  }
+  return {
+    loss: g.loss,
+    kl,
+    logpNew: step.logProb,
+    ratioMin: g.ratio.min,
+    ratioMax: g.ratio.max,
+    clipFraction: g.clipFraction,
+    approxKl: g.approxKl,
+    grads,
+  };
+}
+
+/** Input names of the one-run gradient graph: ∂L/∂v = offset + scale·v. */
+export const COTANGENT_OFFSET = 'cotangent:offset';
+export const COTANGENT_SCALE = 'cotangent:scale';
+
+/**
+ * The gradient graph with its `grad:<output>` input replaced by offset + scale·output, computed
+ * in the graph right after the output is produced: `offset` has the output's shape, `scale` is
+ * [B, 1, …, 1] (one factor per batch item). The output stays a graph output.
+ *
+ * @example
+ *   const fused = withAffineCotangent(buildGradientGraph(m, opts).model, 'velocity', [G, C, F, H, W]);
+ */
+export function withAffineCotangent(model: ModelProto, output: string, shape: number[]): ModelProto {
+  const graph = model.graph!;
+  const seed = `grad:${output}`;
+  const nodes = [...(graph.node ?? [])];
+  const at = nodes.findIndex((n) => (n.output ?? []).includes(output));
+  if (at < 0 || !(graph.input ?? []).some((v) => v.name === seed))
+    throw new Error(`gradient graph has no '${output}' producer or no '${seed}' input`);
+  const scaled = `${seed}:scaled`;
+  const added: NodeProto[] = [
+    { opType: 'Mul', input: [COTANGENT_SCALE, output], output: [scaled], name: `${seed}:mul` },
+    { opType: 'Add', input: [COTANGENT_OFFSET, scaled], output: [seed], name: `${seed}:add` },
+  ];
+  nodes.splice(at + 1, 0, ...added);
+  const FLOAT = 1;
+  return {
+    ...model,
+    graph: {
+      ...graph,
+      node: nodes,
+      input: [
+        ...(graph.input ?? []).filter((v) => v.name !== seed),
+        valueInfo(COTANGENT_OFFSET, FLOAT, shape),
+        valueInfo(COTANGENT_SCALE, FLOAT, [shape[0]!, ...shape.slice(1).map(() => 1)]),
+      ],
+      output: (graph.output ?? []).some((v) => v.name === output)
+        ? graph.output
+        : [...(graph.output ?? []), valueInfo(output, FLOAT, shape)],
+    },
+  };
+}
+
+/**
+ * The first inner step's gradient in one run of the graph `withAffineCotangent` built (no
+ * guidance, β = 0). It assumes r = 1, which the caller checks on the returned `logpNew`
+ * (assertRatioOne) before using the gradient.
+ *
+ * @example
+ *   const r = await onePassGradient(policy, fusedSession, mb, settings);
+ *   assertRatioOne(r.logpNew, mb.logpOld);
+ */
+export async function onePassGradient(
+  policy: Policy,
+  fusedSession: ModelSession,
+  mb: MicroBatch,
+  s: GrpoSettings,
+): Promise<MicroBatchResult> {
+  if (s.guidance !== 1 || s.klBeta !== 0)
+    throw new Error('onePassGradient: guidance and a KL term need the two-run form');
+  const { C, F, H, W } = policy.shape;
+  const G = mb.batch;
+  const M = mb.x.length / G;
+  const c = sdeCoefficients(mb.sigmas, mb.stepIndex, s.noiseLevel);
+  // ∂L/∂log p at r = 1: the loss's gradient with the old log-probs as the new ones.
+  const atOne = grpoLoss({
+    logpNew: mb.logpOld,
+    logpOld: mb.logpOld,
+    advantages: mb.advantages,
+    clipRange: s.clipRange,
+  });
+  const offset = new Float32Array(G * M);
+  const scale = new Float32Array(G);
+  const sd = Math.fround(c.std);
+  for (let b = 0; b < G; b++) {
+    // ∂L/∂v = weight·cv·gLogp/(std²·M)·(next − cx·x − cv·v), as logProbVjp and velocityCotangent write it.
+    const a = (s.weight * c.cv * atOne.gradLogpNew[b]!) / (sd * sd * M);
+    scale[b] = -a * c.cv;
+    for (let j = b * M; j < (b + 1) * M; j++) offset[j] = a * (mb.next[j]! - Math.fround(mb.x[j]! * c.cx));
+  }
+  const feeds: Record<string, Tensor> = {
+    latents: f32([G, C, F, H, W], mb.x),
+    timestep: f32([G], new Float32Array(G).fill(Math.fround(1000 * mb.sigmas[mb.stepIndex]!))),
+    context: mb.context,
+    [COTANGENT_OFFSET]: f32([G, C, F, H, W], offset),
+    [COTANGENT_SCALE]: f32([G, 1, 1, 1, 1], scale),
+  };
+  const lora = loraTensors(policy.lora);
+  for (const [name, t] of lora) feeds[name] = t;
+  const out = await fusedSession.run(feeds);
+  const v = out.velocity?.data as Float32Array | undefined;
+  if (!v) throw new Error('one-run gradient graph has no output velocity');
+  const step = sdeStep({
+    x: mb.x,
+    v,
+    sigmas: mb.sigmas,
+    i: mb.stepIndex,
+    batch: G,
+    noiseLevel: s.noiseLevel,
+    next: mb.next,
+  });
+  const g = grpoLoss({
+    logpNew: step.logProb,
+    logpOld: mb.logpOld,
+    advantages: mb.advantages,
+    clipRange: s.clipRange,
+  });
+  const grads = new Map<string, Float32Array>();
+  for (const name of lora.keys()) {
+    const t = out[`grad:${name}`];
+    if (!t) throw new Error(`gradient graph has no output grad:${name}`);
+    grads.set(name, t.data as Float32Array);
+  }
+  let kl = Number.NaN;
+  if (s.measureKl) {
+    const refFeeds: Record<string, Tensor> = {
+      latents: feeds.latents!,
+      timestep: feeds.timestep!,
+      context: mb.context,
+    };
+    for (const [name, t] of lora)
+      refFeeds[name] = name.endsWith(':B') ? f32(t.shape, new Float32Array(t.data.length)) : t;
+    const vRef = await runVelocity(policy.session, refFeeds);
+    const meanRef = sdeStep({
+      x: mb.x,
+      v: vRef,
+      sigmas: mb.sigmas,
+      i: mb.stepIndex,
+      batch: G,
+      noiseLevel: s.noiseLevel,
+      next: mb.next,
+    }).mean;
+    kl = klPenalty({
+      meanTheta: step.mean,
+      meanRef,
+      batch: G,
+      std: step.std,
+      stdT: step.stdT,
+      form: s.klForm,
+    }).kl;
   }
   return {
     loss: g.loss,

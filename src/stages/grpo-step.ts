@@ -17,7 +17,7 @@ import { adamwInit, adamwStep, clipGradNorm, nonFiniteGrads, type ParamMap } fro
 import { saveCheckpoint } from '../rl/checkpoint.js';
 import { assertRatioOne } from '../rl/grpo.js';
 import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
-import { microBatchGradient } from '../rl/policy-gradient.js';
+import { microBatchGradient, onePassGradient, withAffineCotangent } from '../rl/policy-gradient.js';
 import { selectTrainSteps } from '../rl/schedule.js';
 import { ModelSession } from '../runtime/session.js';
 import { readSafetensors, writeSafetensors } from '../shards/safetensors.js';
@@ -129,13 +129,19 @@ export function* microBatches(r: Rollouts, config: Config, trainSteps: number[],
   }
 }
 
+/**
+ * The gradient graph of the LoRA-injected denoiser for one batch size (cached); `onePass`: the
+ * variant that computes its own velocity cotangent (the first inner step, see policy-gradient).
+ */
 export async function gradientSession(
   policy: Policy,
   config: Config,
   batch: number,
-  cache: Map<number, ModelSession>,
+  cache: Map<string, ModelSession>,
+  onePass = false,
 ) {
-  const hit = cache.get(batch);
+  const key = `${batch}:${onePass}`;
+  const hit = cache.get(key);
   if (hit) return hit;
   const { C, F, H, W, L, D } = policy.shape;
   const wrt = [...policy.lora.params.keys()];
@@ -149,11 +155,11 @@ export async function gradientSession(
     },
   });
   const s = await ModelSession.open(
-    encodeModel(model),
+    encodeModel(onePass ? withAffineCotangent(model, 'velocity', [batch, C, F, H, W]) : model),
     runtimeOptions(config),
     `${policy.denoiserPath} (gradient graph)`,
   );
-  cache.set(batch, s);
+  cache.set(key, s);
   return s;
 }
 
@@ -217,7 +223,7 @@ export async function runGrpoStep(
     // Summed here, divided by the number of micro-batches actually trained (skipped groups excluded).
     weight: 1,
   };
-  const sessions = new Map<number, ModelSession>();
+  const sessions = new Map<string, ModelSession>();
   const skipped: string[] = [];
   const firstTrainStep = toNumbers(rollouts[0]!.trajectory.tensors.get('step_index')!)[trainSteps[0]!];
   const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
@@ -245,15 +251,21 @@ export async function runGrpoStep(
       };
       for (const r of rollouts) {
         for (const mb of microBatches(r, config, trainSteps, skipped)) {
+          // At r = 1 (the first inner step) one run gives v and the gradient; otherwise forward, then VJP.
+          const onePass = inner === 0 && config.sampler.guidance === 1 && g.kl_beta === 0;
           const session = await gradientSession(
             policy,
             config,
             config.sampler.guidance !== 1 ? 2 * mb.batch : mb.batch,
             sessions,
+            onePass,
           );
           // KL to the base model is always reported; with β = 0 it is measured on the first train step only.
           const measureKl = mb.stepIndex === firstTrainStep;
-          const res = await microBatchGradient(policy, session, mb, { ...settings, measureKl });
+          const res = await (onePass ? onePassGradient : microBatchGradient)(policy, session, mb, {
+            ...settings,
+            measureKl,
+          });
           if (inner === 0) assertRatioOne(res.logpNew, mb.logpOld);
           for (const [k, gr] of res.grads) {
             const a = grads.get(k)!;

@@ -10,10 +10,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/config/load.js';
 import { loadPolicy, velocity } from '../../src/rl/policy.js';
+import { microBatchGradient, onePassGradient } from '../../src/rl/policy-gradient.js';
 import { sdeStep } from '../../src/rl/sde.js';
+import type { ModelSession } from '../../src/runtime/session.js';
 import { readSafetensors, writeSafetensors } from '../../src/shards/safetensors.js';
 import { readShard } from '../../src/shards/shard.js';
 import { f32, toNumbers } from '../../src/shards/tensor.js';
+import { findTrajectory, gradientSession, microBatches } from '../../src/stages/grpo-step.js';
 import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
 
 const CONFIG = join(ROOT, 'examples/toy/config.yaml');
@@ -216,6 +219,65 @@ test('grpo-step: ratio 1 on the first inner step, a checkpoint the sampler accep
     const y = b.get(name)!.data as Float32Array;
     for (let i = 0; i < x.length; i++)
       assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-6 + 1e-4 * Math.abs(x[i]!), `${name}[${i}]`);
+  }
+});
+
+test('the one-run gradient of the first inner step equals forward-then-VJP', async () => {
+  // Rollouts of a trained (non-zero) LoRA policy, so both A and B have gradients.
+  const run = join(dir, 'run');
+  const next = readdirSync(join(run, 'next')).map((f) => join(run, 'next', f));
+  const geo = await runCli(['decode-geometry', ...next, '--out', join(run, 'next-geometry')]);
+  assert.equal(geo.code, 0, geo.stderr);
+  const sc = await runCli(['score', ...geo.stdout.trim().split('\n'), '--out', join(run, 'next-rewards')]);
+  assert.equal(sc.code, 0, sc.stderr);
+  const rewards = readShard(sc.stdout.trim().split('\n')[0]!, 'rewards');
+  const rollouts = { rewards, trajectory: findTrajectory(rewards) };
+  const config = resolveConfig([rollouts.trajectory.config]);
+  const policy = await loadPolicy(config, join(run, 'policy'));
+  const sessions = new Map<string, ModelSession>();
+  try {
+    const T = rollouts.trajectory.tensors.get('log_probs')!.shape[1]!;
+    const settings = {
+      clipRange: 1e-3,
+      klBeta: 0,
+      klForm: 'true' as const,
+      noiseLevel: config.sampler.noise_level,
+      guidance: 1,
+      weight: 0.5,
+      measureKl: true,
+    };
+    let compared = 0;
+    for (const mb of microBatches(rollouts, config, [...Array(T).keys()], [])) {
+      const two = await microBatchGradient(
+        policy,
+        await gradientSession(policy, config, mb.batch, sessions),
+        mb,
+        settings,
+      );
+      const one = await onePassGradient(
+        policy,
+        await gradientSession(policy, config, mb.batch, sessions, true),
+        mb,
+        settings,
+      );
+      for (let b = 0; b < mb.batch; b++)
+        assert.ok(Math.abs(one.logpNew[b]! - mb.logpOld[b]!) < 1e-6, 'r = 1');
+      assert.ok(Math.abs(one.loss - two.loss) <= 1e-9 + 1e-6 * Math.abs(two.loss));
+      assert.ok(Math.abs(one.kl - two.kl) <= 1e-6 * Math.abs(two.kl) + 1e-12, `kl ${one.kl} vs ${two.kl}`);
+      for (const [name, g2] of two.grads) {
+        const g1 = one.grads.get(name)!;
+        let scale = 0;
+        for (const v of g2) scale = Math.max(scale, Math.abs(v));
+        assert.ok(scale > 0, `${name}: a real gradient`);
+        for (let i = 0; i < g2.length; i++)
+          assert.ok(Math.abs(g1[i]! - g2[i]!) <= 1e-4 * scale, `${name}[${i}]: ${g1[i]} vs ${g2[i]}`);
+      }
+      compared++;
+    }
+    assert.ok(compared >= 2);
+  } finally {
+    for (const s of sessions.values()) await s.release();
+    await policy.session.release();
   }
 });
 
