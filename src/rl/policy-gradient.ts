@@ -62,6 +62,59 @@ async function runVelocity(session: ModelSession, feeds: Record<string, Tensor>)
   return (await session.run(feeds, ['velocity'])).velocity!.data as Float32Array;
 }
 
+/** The LoRA gradients a gradient-graph run returned, by LoRA input name. */
+function loraGrads(out: Record<string, Tensor>, names: Iterable<string>): Map<string, Float32Array> {
+  const grads = new Map<string, Float32Array>();
+  for (const name of names) {
+    const t = out[`grad:${name}`];
+    if (!t) throw new Error(`gradient graph has no output grad:${name}`);
+    grads.set(name, t.data as Float32Array);
+  }
+  return grads;
+}
+
+/** μ_ref: the SDE mean of the same graph with the LoRA branch off (B = 0). */
+async function referenceMean(
+  policy: Policy,
+  feeds: Record<string, Tensor>,
+  lora: Map<string, Tensor>,
+  mb: MicroBatch,
+  s: GrpoSettings,
+): Promise<Float32Array> {
+  const refFeeds = { ...feeds };
+  for (const [name, t] of lora)
+    if (name.endsWith(':B')) refFeeds[name] = f32(t.shape, new Float32Array(t.data.length));
+  const vRefRaw = await runVelocity(policy.session, refFeeds);
+  const vRef = s.guidance !== 1 ? cfgCombineHalves(vRefRaw, s.guidance) : vRefRaw;
+  return sdeStep({
+    x: mb.x,
+    v: vRef,
+    sigmas: mb.sigmas,
+    i: mb.stepIndex,
+    batch: mb.batch,
+    noiseLevel: s.noiseLevel,
+    next: mb.next,
+  }).mean;
+}
+
+function result(
+  g: ReturnType<typeof grpoLoss>,
+  kl: number,
+  logpNew: Float32Array,
+  grads: Map<string, Float32Array>,
+): MicroBatchResult {
+  return {
+    loss: g.loss,
+    kl,
+    logpNew,
+    ratioMin: g.ratio.min,
+    ratioMax: g.ratio.max,
+    clipFraction: g.clipFraction,
+    approxKl: g.approxKl,
+    grads,
+  };
+}
+
 /**
  * @example
  *   const r = await microBatchGradient(policy, gradSession, mb, settings);
@@ -104,21 +157,7 @@ export async function microBatchGradient(
   let kl = Number.NaN;
   let meanRef: Float32Array | undefined;
   if (s.klBeta > 0 || s.measureKl) {
-    // μ_ref: the same graph with the LoRA branch off (B = 0).
-    const refFeeds = { ...feeds };
-    for (const [name, t] of lora)
-      if (name.endsWith(':B')) refFeeds[name] = f32(t.shape, new Float32Array(t.data.length));
-    const vRefRaw = await runVelocity(policy.session, refFeeds);
-    const vRef = cfg ? cfgCombineHalves(vRefRaw, s.guidance) : vRefRaw;
-    meanRef = sdeStep({
-      x: mb.x,
-      v: vRef,
-      sigmas: mb.sigmas,
-      i: mb.stepIndex,
-      batch: mb.batch,
-      noiseLevel: s.noiseLevel,
-      next: mb.next,
-    }).mean;
+    meanRef = await referenceMean(policy, feeds, lora, mb, s);
     kl = klPenalty({
       meanTheta: step.mean,
       meanRef,
@@ -146,22 +185,7 @@ export async function microBatchGradient(
     }
   } else for (let j = 0; j < gV.length; j++) gV[j] = s.weight * gCombined[j]!;
   const out = await gradSession.run({ ...feeds, 'grad:velocity': f32([nb, C, F, H, W], gV) });
-  const grads = new Map<string, Float32Array>();
-  for (const name of lora.keys()) {
-    const t = out[`grad:${name}`];
-    if (!t) throw new Error(`gradient graph has no output grad:${name}`);
-    grads.set(name, t.data as Float32Array);
-  }
-  return {
-    loss: g.loss,
-    kl,
-    logpNew: step.logProb,
-    ratioMin: g.ratio.min,
-    ratioMax: g.ratio.max,
-    clipFraction: g.clipFraction,
-    approxKl: g.approxKl,
-    grads,
-  };
+  return result(g, kl, step.logProb, loraGrads(out, lora.keys()));
 }
 
 /** Input names of the one-run gradient graph: ∂L/∂v = offset + scale·v. */
@@ -271,31 +295,11 @@ export async function onePassGradient(
     advantages: mb.advantages,
     clipRange: s.clipRange,
   });
-  const grads = new Map<string, Float32Array>();
-  for (const name of lora.keys()) {
-    const t = out[`grad:${name}`];
-    if (!t) throw new Error(`gradient graph has no output grad:${name}`);
-    grads.set(name, t.data as Float32Array);
-  }
   let kl = Number.NaN;
   if (s.measureKl) {
-    const refFeeds: Record<string, Tensor> = {
-      latents: feeds.latents!,
-      timestep: feeds.timestep!,
-      context: mb.context,
-    };
-    for (const [name, t] of lora)
-      refFeeds[name] = name.endsWith(':B') ? f32(t.shape, new Float32Array(t.data.length)) : t;
-    const vRef = await runVelocity(policy.session, refFeeds);
-    const meanRef = sdeStep({
-      x: mb.x,
-      v: vRef,
-      sigmas: mb.sigmas,
-      i: mb.stepIndex,
-      batch: G,
-      noiseLevel: s.noiseLevel,
-      next: mb.next,
-    }).mean;
+    // The forward graph's inputs: the one-run graph's cotangent inputs are not among them.
+    const { [COTANGENT_OFFSET]: _o, [COTANGENT_SCALE]: _s, ...plain } = feeds;
+    const meanRef = await referenceMean(policy, plain, lora, mb, s);
     kl = klPenalty({
       meanTheta: step.mean,
       meanRef,
@@ -305,14 +309,5 @@ export async function onePassGradient(
       form: s.klForm,
     }).kl;
   }
-  return {
-    loss: g.loss,
-    kl,
-    logpNew: step.logProb,
-    ratioMin: g.ratio.min,
-    ratioMax: g.ratio.max,
-    clipFraction: g.clipFraction,
-    approxKl: g.approxKl,
-    grads,
-  };
+  return result(g, kl, step.logProb, loraGrads(out, lora.keys()));
 }
