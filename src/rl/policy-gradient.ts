@@ -11,7 +11,7 @@
  * saving the separate forward run; the log-prob is then checked from the velocity it returns.
  */
 
-import { valueInfo } from '../onnx/builder.js';
+import { ELEM_TYPE, valueInfo } from '../onnx/builder.js';
 import type { ModelProto, NodeProto } from '../onnx/proto.js';
 import type { ModelSession } from '../runtime/session.js';
 import type { Tensor } from '../shards/tensor.js';
@@ -213,7 +213,7 @@ export function withAffineCotangent(model: ModelProto, output: string, shape: nu
     { opType: 'Add', input: [COTANGENT_OFFSET, scaled], output: [seed], name: `${seed}:add` },
   ];
   nodes.splice(at + 1, 0, ...added);
-  const FLOAT = 1;
+  const FLOAT = ELEM_TYPE.float32;
   return {
     ...model,
     graph: {
