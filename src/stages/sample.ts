@@ -62,6 +62,11 @@ export async function runSample(
   const D = cond.D;
   const started = Date.now();
   const noisePool = new NoisePool();
+  const seedsOf = (p: number) => Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b));
+  // A group's initial latents; the next group's are drawn on the worker while this group runs.
+  const startOf = (p: number) =>
+    noisePool.draw(s.initial_noise === 'group' ? Array(G).fill(groupSeed(s.seed, p)) : seedsOf(p), null, M);
+  let nextStart: Promise<Float32Array> | undefined;
   let done = 0;
 
   try {
@@ -72,9 +77,7 @@ export async function runSample(
       const logProbs = new Float32Array(B * T);
       const finals = new Float32Array(B * M);
       const context = new Float32Array(B * L * D);
-      const seeds: bigint[] = groupIds.flatMap((p) =>
-        Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b)),
-      );
+      const seeds: bigint[] = groupIds.flatMap(seedsOf);
       for (const [k, p] of groupIds.entries()) {
         const groupSeeds = seeds.slice(k * G, (k + 1) * G);
         // The group is one batch; with CFG the batch is [uncond × G; cond × G].
@@ -87,13 +90,10 @@ export async function runSample(
           context.set(cond.contexts[p]!, (k * G + b) * L * D);
         }
         const ctxT = f32([(cfg ? 2 : 1) * G, L, D], ctxB);
-        let x = await noisePool.draw(
-          s.initial_noise === 'group' ? Array(G).fill(groupSeed(s.seed, p)) : groupSeeds,
-          null,
-          M,
-        );
+        let x = await (nextStart ?? startOf(p));
         // Each step's noise is drawn on a worker while the denoiser runs on the main thread.
         let nextNoise = window.includes(0) ? noisePool.draw(groupSeeds, 0, M) : undefined;
+        nextStart = p + 1 < P ? startOf(p + 1) : undefined;
         for (let i = 0; i < s.steps; i++) {
           const t = window.indexOf(i);
           const noiseP = nextNoise;
