@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import {
   batchNoise,
   gaussian,
+  groupSeed,
   hashString,
   initialNoise,
   sampleSeed,
@@ -91,6 +92,15 @@ test('streams of one seed are unrelated; sample seeds fit I64', () => {
     assert.ok(ss >= 0n && ss < 1n << 63n);
   }
   assert.notEqual(hashString('a.weight'), hashString('b.weight'));
+});
+
+test('group seeds: deterministic, one per group and base seed, apart from every sample seed', () => {
+  const samples = new Set(Array.from({ length: 4096 }, (_, i) => sampleSeed(0, i)));
+  const groups = Array.from({ length: 256 }, (_, p) => groupSeed(0, p));
+  assert.equal(new Set(groups).size, 256);
+  assert.ok(groups.every((g) => !samples.has(g) && g >= 0n && g < 1n << 63n));
+  assert.equal(groupSeed(0, 5), groups[5]);
+  assert.notEqual(groupSeed(1, 5), groups[5]);
 });
 
 test("a sample's noise does not depend on its batch position or the batch size", () => {
