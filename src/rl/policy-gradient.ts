@@ -62,6 +62,54 @@ async function runVelocity(session: ModelSession, feeds: Record<string, Tensor>)
   return (await session.run(feeds, ['velocity'])).velocity!.data as Float32Array;
 }
 
+/** The denoiser's inputs for a micro-batch (latents `[nb, …]`, as sampled) and the LoRA tensors among them. */
+function denoiserFeeds(
+  policy: Policy,
+  mb: MicroBatch,
+  latents: Float32Array,
+  nb: number,
+): { feeds: Record<string, Tensor>; lora: Map<string, Tensor> } {
+  const { C, F, H, W } = policy.shape;
+  const feeds: Record<string, Tensor> = {
+    latents: f32([nb, C, F, H, W], latents),
+    timestep: f32([nb], new Float32Array(nb).fill(Math.fround(1000 * mb.sigmas[mb.stepIndex]!))),
+    context: mb.context,
+  };
+  const lora = loraTensors(policy.lora);
+  for (const [name, t] of lora) feeds[name] = t;
+  return { feeds, lora };
+}
+
+/** The recorded SDE step recomputed with velocity v: its mean, std and log-prob of `next`. */
+function recordedStep(mb: MicroBatch, v: Float32Array, s: GrpoSettings) {
+  return sdeStep({
+    x: mb.x,
+    v,
+    sigmas: mb.sigmas,
+    i: mb.stepIndex,
+    batch: mb.batch,
+    noiseLevel: s.noiseLevel,
+    next: mb.next,
+  });
+}
+
+/** The clipped GRPO loss of a micro-batch at the given new log-probs. */
+function lossAt(mb: MicroBatch, logpNew: Float32Array, s: GrpoSettings) {
+  return grpoLoss({ logpNew, logpOld: mb.logpOld, advantages: mb.advantages, clipRange: s.clipRange });
+}
+
+/** KL of the policy's step to the reference step (its value; the gradient is velocityCotangent's). */
+function klValue(step: ReturnType<typeof sdeStep>, meanRef: Float32Array, mb: MicroBatch, s: GrpoSettings) {
+  return klPenalty({
+    meanTheta: step.mean,
+    meanRef,
+    batch: mb.batch,
+    std: step.std,
+    stdT: step.stdT,
+    form: s.klForm,
+  }).kl;
+}
+
 /** The LoRA gradients a gradient-graph run returned, by LoRA input name. */
 function loraGrads(out: Record<string, Tensor>, names: Iterable<string>): Map<string, Float32Array> {
   const grads = new Map<string, Float32Array>();
@@ -86,15 +134,7 @@ async function referenceMean(
     if (name.endsWith(':B')) refFeeds[name] = f32(t.shape, new Float32Array(t.data.length));
   const vRefRaw = await runVelocity(policy.session, refFeeds);
   const vRef = s.guidance !== 1 ? cfgCombineHalves(vRefRaw, s.guidance) : vRefRaw;
-  return sdeStep({
-    x: mb.x,
-    v: vRef,
-    sigmas: mb.sigmas,
-    i: mb.stepIndex,
-    batch: mb.batch,
-    noiseLevel: s.noiseLevel,
-    next: mb.next,
-  }).mean;
+  return recordedStep(mb, vRef, s).mean;
 }
 
 function result(
@@ -128,44 +168,15 @@ export async function microBatchGradient(
   const { C, F, H, W } = policy.shape;
   const cfg = s.guidance !== 1;
   const nb = cfg ? 2 * mb.batch : mb.batch;
-  const xIn = cfg ? cfgBatch(mb.x) : mb.x;
-  const sigma = mb.sigmas[mb.stepIndex]!;
-  const feeds: Record<string, Tensor> = {
-    latents: f32([nb, C, F, H, W], xIn),
-    timestep: f32([nb], new Float32Array(nb).fill(Math.fround(1000 * sigma))),
-    context: mb.context,
-  };
-  const lora = loraTensors(policy.lora);
-  for (const [name, t] of lora) feeds[name] = t;
+  const { feeds, lora } = denoiserFeeds(policy, mb, cfg ? cfgBatch(mb.x) : mb.x, nb);
   const vRaw = await runVelocity(policy.session, feeds);
-  const v = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
-  const step = sdeStep({
-    x: mb.x,
-    v,
-    sigmas: mb.sigmas,
-    i: mb.stepIndex,
-    batch: mb.batch,
-    noiseLevel: s.noiseLevel,
-    next: mb.next,
-  });
-  const g = grpoLoss({
-    logpNew: step.logProb,
-    logpOld: mb.logpOld,
-    advantages: mb.advantages,
-    clipRange: s.clipRange,
-  });
+  const step = recordedStep(mb, cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw, s);
+  const g = lossAt(mb, step.logProb, s);
   let kl = Number.NaN;
   let meanRef: Float32Array | undefined;
   if (s.klBeta > 0 || s.measureKl) {
     meanRef = await referenceMean(policy, feeds, lora, mb, s);
-    kl = klPenalty({
-      meanTheta: step.mean,
-      meanRef,
-      batch: mb.batch,
-      std: step.std,
-      stdT: step.stdT,
-      form: s.klForm,
-    }).kl;
+    kl = klValue(step, meanRef, mb, s);
   }
   const gCombined = velocityCotangent({
     next: mb.next,
@@ -253,12 +264,7 @@ export async function onePassGradient(
   const M = mb.x.length / G;
   const c = sdeCoefficients(mb.sigmas, mb.stepIndex, s.noiseLevel);
   // ∂L/∂log p at r = 1: the loss's gradient with the old log-probs as the new ones.
-  const atOne = grpoLoss({
-    logpNew: mb.logpOld,
-    logpOld: mb.logpOld,
-    advantages: mb.advantages,
-    clipRange: s.clipRange,
-  });
+  const atOne = lossAt(mb, mb.logpOld, s);
   const offset = new Float32Array(G * M);
   const scale = new Float32Array(G);
   const sd = Math.fround(c.std);
@@ -268,46 +274,16 @@ export async function onePassGradient(
     scale[b] = -a * c.cv;
     for (let j = b * M; j < (b + 1) * M; j++) offset[j] = a * (mb.next[j]! - Math.fround(mb.x[j]! * c.cx));
   }
-  const feeds: Record<string, Tensor> = {
-    latents: f32([G, C, F, H, W], mb.x),
-    timestep: f32([G], new Float32Array(G).fill(Math.fround(1000 * mb.sigmas[mb.stepIndex]!))),
-    context: mb.context,
+  const { feeds, lora } = denoiserFeeds(policy, mb, mb.x, G);
+  const out = await fusedSession.run({
+    ...feeds,
     [COTANGENT_OFFSET]: f32([G, C, F, H, W], offset),
     [COTANGENT_SCALE]: f32([G, 1, 1, 1, 1], scale),
-  };
-  const lora = loraTensors(policy.lora);
-  for (const [name, t] of lora) feeds[name] = t;
-  const out = await fusedSession.run(feeds);
+  });
   const v = out.velocity?.data as Float32Array | undefined;
   if (!v) throw new Error('one-run gradient graph has no output velocity');
-  const step = sdeStep({
-    x: mb.x,
-    v,
-    sigmas: mb.sigmas,
-    i: mb.stepIndex,
-    batch: G,
-    noiseLevel: s.noiseLevel,
-    next: mb.next,
-  });
-  const g = grpoLoss({
-    logpNew: step.logProb,
-    logpOld: mb.logpOld,
-    advantages: mb.advantages,
-    clipRange: s.clipRange,
-  });
-  let kl = Number.NaN;
-  if (s.measureKl) {
-    // The forward graph's inputs: the one-run graph's cotangent inputs are not among them.
-    const { [COTANGENT_OFFSET]: _o, [COTANGENT_SCALE]: _s, ...plain } = feeds;
-    const meanRef = await referenceMean(policy, plain, lora, mb, s);
-    kl = klPenalty({
-      meanTheta: step.mean,
-      meanRef,
-      batch: G,
-      std: step.std,
-      stdT: step.stdT,
-      form: s.klForm,
-    }).kl;
-  }
+  const step = recordedStep(mb, v, s);
+  const g = lossAt(mb, step.logProb, s);
+  const kl = s.measureKl ? klValue(step, await referenceMean(policy, feeds, lora, mb, s), mb, s) : Number.NaN;
   return result(g, kl, step.logProb, loraGrads(out, lora.keys()));
 }

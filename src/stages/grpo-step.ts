@@ -249,10 +249,10 @@ export async function runGrpoStep(
         rmax: Number.NEGATIVE_INFINITY,
         n: 0,
       };
+      // At r = 1 (the first inner step) one run gives v and the gradient; otherwise forward, then VJP.
+      const onePass = inner === 0 && config.sampler.guidance === 1 && g.kl_beta === 0;
       for (const r of rollouts) {
         for (const mb of microBatches(r, config, trainSteps, skipped)) {
-          // At r = 1 (the first inner step) one run gives v and the gradient; otherwise forward, then VJP.
-          const onePass = inner === 0 && config.sampler.guidance === 1 && g.kl_beta === 0;
           const session = await gradientSession(
             policy,
             config,
