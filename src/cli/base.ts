@@ -81,20 +81,20 @@ export abstract class VggrpoCommand extends Command {
     err: Error & { exitCode?: number; oclif?: { exit?: number } },
   ): Promise<unknown> {
     if (process.env.DEBUG) process.stderr.write(`${err.stack}\n`);
+    // The command as the user typed it: oclif's id for `onnx grad` is `onnx:grad`.
+    const cmd = this.id?.replace(/:/g, ' ');
     if (err instanceof VggrpoError) {
-      process.stderr.write(`vggrpo ${this.id?.replace(/:/g, ' ')}: ${err.message}\n`);
+      process.stderr.write(`vggrpo ${cmd}: ${err.message}\n`);
       return this.exit(err.exitCode);
     }
     // oclif's own usage errors (unknown flag, missing argument, bad option) are bad usage: exit 2.
     if (err.oclif?.exit !== undefined && err.oclif.exit !== 0) {
       if (err.name === 'ExitError' || err.message?.startsWith('EEXIT')) throw err;
-      process.stderr.write(`vggrpo ${this.id?.replace(/:/g, ' ')}: ${oneLine(err.message)}\n`);
+      process.stderr.write(`vggrpo ${cmd}: ${oneLine(err.message)}\n`);
       return this.exit(2);
     }
     if (err.name === 'ExitError' || err.message?.startsWith('EEXIT')) throw err;
-    process.stderr.write(
-      `vggrpo ${this.id?.replace(/:/g, ' ')}: ${err.message?.split('\n')[0] ?? String(err)}\n`,
-    );
+    process.stderr.write(`vggrpo ${cmd}: ${err.message?.split('\n')[0] ?? String(err)}\n`);
     return this.exit(1);
   }
 }
