@@ -3,11 +3,12 @@
  * resolution, and the error convention (one line on stderr; exit 2 for bad input, 1 for
  * runtime failures; a stack trace only with DEBUG set).
  */
-import { createInterface } from 'node:readline';
-import { Command, Flags, type Interfaces } from '@oclif/core';
+import { statSync } from 'node:fs';
+import { Args, Command, Flags, type Interfaces } from '@oclif/core';
 import { type Layer, readConfigFile, resolveConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { InputError, VggrpoError } from '../errors.js';
+import { type ShardInputOptions, ShardInputs } from './inputs.js';
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof VggrpoCommand)['baseFlags'] & T['flags']
@@ -26,21 +27,32 @@ export abstract class VggrpoCommand extends Command {
     seed: Flags.integer({ description: 'random seed', min: 0 }),
   };
 
+  /** Whether `--out` names a folder (so an existing file there is refused before any work). */
+  static outIsFolder = true;
+
+  /** Every command passes here, so the base flags and the `--out` check reach them all. */
+  override async init(): Promise<void> {
+    await super.init();
+    exitCleanlyOnSignals(this.commandName());
+    const ctor = this.constructor as typeof VggrpoCommand;
+    const { flags } = await this.parse({
+      flags: ctor.flags,
+      baseFlags: ctor.baseFlags,
+      args: ctor.args,
+      strict: ctor.strict,
+      enableJsonFlag: ctor.enableJsonFlag,
+    });
+    const f = flags as { device?: 'cpu' | 'cuda'; threads?: number; out?: string };
+    this.parsedBase = { device: f.device, threads: f.threads };
+    if (ctor.outIsFolder && f.out !== undefined) checkOutFolder(f.out);
+  }
+
   /**
-   * Input paths: the arguments, or with none and a non-TTY stdin, one path per line as they
-   * arrive (so a stage in a pipe starts on each shard while the previous stage still runs).
+   * The input shards: the arguments, or with none, one path per line from stdin as they
+   * arrive; checked for existence and, at the end, for completeness (src/cli/inputs.ts).
    */
-  protected async *inputPaths(args: string[]): AsyncGenerator<string> {
-    if (args.length > 0) {
-      yield* args;
-      return;
-    }
-    if (process.stdin.isTTY) return;
-    const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-    for await (const line of rl) {
-      const p = line.trim();
-      if (p) yield p;
-    }
+  protected shardInputs(args: string[], opts: ShardInputOptions): ShardInputs {
+    return new ShardInputs(args, { warn: (m) => this.note(m), ...opts });
   }
 
   /** Resolve the config: flags > --config file > recorded in the input shard > defaults. */
@@ -62,14 +74,15 @@ export abstract class VggrpoCommand extends Command {
     return resolveConfig(layers, opts.file ?? 'flags');
   }
 
+  private parsedBase: { device?: 'cpu' | 'cuda'; threads?: number } = {};
+
   private baseFlagValues(): { device?: 'cpu' | 'cuda'; threads?: number } {
-    return (
-      (this as unknown as { parsedBase?: { device?: 'cpu' | 'cuda'; threads?: number } }).parsedBase ?? {}
-    );
+    return this.parsedBase;
   }
 
-  protected setBaseFlags(flags: { device?: 'cpu' | 'cuda'; threads?: number }): void {
-    (this as unknown as { parsedBase: unknown }).parsedBase = flags;
+  /** The command as the user typed it: oclif's id for `onnx grad` is `onnx:grad`. */
+  private commandName(): string {
+    return this.id?.replace(/:/g, ' ') ?? '';
   }
 
   /** Progress/log line on stderr (stdout carries only shard paths or the JSON summary). */
@@ -81,8 +94,7 @@ export abstract class VggrpoCommand extends Command {
     err: Error & { exitCode?: number; oclif?: { exit?: number } },
   ): Promise<unknown> {
     if (process.env.DEBUG) process.stderr.write(`${err.stack}\n`);
-    // The command as the user typed it: oclif's id for `onnx grad` is `onnx:grad`.
-    const cmd = this.id?.replace(/:/g, ' ');
+    const cmd = this.commandName();
     if (err instanceof VggrpoError) {
       process.stderr.write(`vggrpo ${cmd}: ${err.message}\n`);
       return this.exit(err.exitCode);
@@ -127,4 +139,52 @@ export function numberFlag(value: string | undefined, flag: string): number | un
 /** Drop undefined entries so absent flags do not override lower config layers. */
 export function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** The positional argument of a stage that reads shards: oclif must never read stdin for it. */
+export function shardArgs(description: string) {
+  return { shards: Args.string({ description, ignoreStdin: true }) };
+}
+
+/** Flags of a stage that checks its runs are complete. */
+export const pipeFlags = {
+  'allow-partial': Flags.boolean({
+    description: 'go on when shards of a run are missing (a warning instead of exit 2)',
+  }),
+  'allow-root': Flags.directory({
+    description: 'also allow lineage (vggrpo.inputs, vggrpo.policy) to name files under this folder',
+    multiple: true,
+  }),
+};
+
+function checkOutFolder(out: string): void {
+  let isFolder = true;
+  try {
+    isFolder = statSync(out).isDirectory();
+  } catch {
+    return; // created when the stage writes its first output
+  }
+  if (!isFolder) throw new InputError('--out', `${out} is an existing file, not a folder`);
+}
+
+let signalsInstalled = false;
+
+/**
+ * SIGTERM, SIGINT and a closed stdout (EPIPE: the next stage of a pipe ended) end the process
+ * with one line and the code a shell expects (128 + signal), never a stack trace. Outputs are
+ * written atomically, so nothing half-written is left.
+ */
+function exitCleanlyOnSignals(cmd: string): void {
+  if (signalsInstalled) return;
+  signalsInstalled = true;
+  const stop = (why: string, code: number) => {
+    process.stderr.write(`vggrpo ${cmd}: ${why}; stopped\n`);
+    process.exit(code);
+  };
+  process.once('SIGTERM', () => stop('terminated (SIGTERM)', 143));
+  process.once('SIGINT', () => stop('interrupted (SIGINT)', 130));
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') stop('stdout closed (the next stage of the pipe ended)', 141);
+    else throw err;
+  });
 }

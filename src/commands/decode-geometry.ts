@@ -1,5 +1,5 @@
-import { Args, Flags } from '@oclif/core';
-import { VggrpoCommand } from '../cli/base.js';
+import { Flags } from '@oclif/core';
+import { pipeFlags, shardArgs, VggrpoCommand } from '../cli/base.js';
 import type { DecodeGeometryResult } from '../stages/decode-geometry.js';
 
 export default class DecodeGeometry extends VggrpoCommand {
@@ -12,8 +12,9 @@ export default class DecodeGeometry extends VggrpoCommand {
     '<%= config.bin %> sample --prompts p.txt | <%= config.bin %> decode-geometry --render runs/x/render',
   ];
   static override strict = false;
-  static override args = { shards: Args.string({ description: 'trajectory shards (or paths on stdin)' }) };
+  static override args = shardArgs('trajectory shards (or paths on stdin)');
   static override flags = {
+    ...pipeFlags,
     out: Flags.directory({ description: 'output folder (default: geometry/ beside the input shard folder)' }),
     render: Flags.directory({
       description: 'also write colour-mapped depth PNGs and a camera-path plot per sample here',
@@ -25,10 +26,14 @@ export default class DecodeGeometry extends VggrpoCommand {
     // Stages load on use, so oclif's command discovery stays cheap.
     const { runDecodeGeometry } = await import('../stages/decode-geometry.js');
     const { argv, flags } = await this.parse(DecodeGeometry);
-    this.setBaseFlags(flags);
     const models = flags.lgm ? { lgm: flags.lgm } : undefined;
     return runDecodeGeometry(
-      this.inputPaths(argv as string[]),
+      this.shardInputs(argv as string[], {
+        expected: 'trajectory shards',
+        completeness: 'stdin',
+        allowPartial: flags['allow-partial'],
+        allowRoots: flags['allow-root'],
+      }),
       { out: flags.out, render: flags.render },
       (recorded, source) =>
         this.resolveConfig({ file: flags.config, recorded, source, flags: models ? { models } : {} }),

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { VggrpoCommand } from '../cli/base.js';
+import { pipeFlags, VggrpoCommand } from '../cli/base.js';
 import type { EvalResult } from '../stages/eval.js';
 
 export default class Eval extends VggrpoCommand {
@@ -13,9 +13,13 @@ export default class Eval extends VggrpoCommand {
   ];
   static override strict = false;
   static override args = {
-    inputs: Args.string({ description: 'geometry shards or run folders (or paths on stdin)' }),
+    inputs: Args.string({
+      description: 'geometry shards or run folders (or paths on stdin)',
+      ignoreStdin: true,
+    }),
   };
   static override flags = {
+    ...pipeFlags,
     out: Flags.directory({ description: 'report folder', required: true }),
   };
 
@@ -23,9 +27,14 @@ export default class Eval extends VggrpoCommand {
     // Stages load on use, so oclif's command discovery stays cheap.
     const { runEval } = await import('../stages/eval.js');
     const { argv, flags } = await this.parse(Eval);
-    this.setBaseFlags(flags);
     return runEval(
-      this.inputPaths(argv as string[]),
+      this.shardInputs(argv as string[], {
+        expected: 'geometry shards or run folders',
+        completeness: 'stdin',
+        folders: true,
+        allowPartial: flags['allow-partial'],
+        allowRoots: flags['allow-root'],
+      }),
       { out: flags.out },
       (recorded, source) => this.resolveConfig({ file: flags.config, recorded, source }),
       { emit: (p) => this.log(p), note: (m) => this.note(m) },

@@ -1,5 +1,5 @@
-import { Args, Flags } from '@oclif/core';
-import { defined, numberFlag, VggrpoCommand } from '../cli/base.js';
+import { Flags } from '@oclif/core';
+import { defined, numberFlag, pipeFlags, shardArgs, VggrpoCommand } from '../cli/base.js';
 import type { GrpoStepResult } from '../stages/grpo-step.js';
 
 export default class GrpoStep extends VggrpoCommand {
@@ -12,10 +12,9 @@ export default class GrpoStep extends VggrpoCommand {
     '<%= config.bin %> grpo-step --apply grads/*.safetensors --policy p0 --out p1',
   ];
   static override strict = false;
-  static override args = {
-    shards: Args.string({ description: 'reward shards (or paths on stdin); gradient shards with --apply' }),
-  };
+  static override args = shardArgs('reward shards (or paths on stdin); gradient shards with --apply');
   static override flags = {
+    ...pipeFlags,
     policy: Flags.directory({ description: 'current policy checkpoint (default: a fresh LoRA, B = 0)' }),
     out: Flags.directory({
       description: 'new checkpoint folder (or gradient shard folder with --grads-only)',
@@ -37,7 +36,6 @@ export default class GrpoStep extends VggrpoCommand {
     // Stages load on use, so oclif's command discovery stays cheap.
     const { runGrpoStep } = await import('../stages/grpo-step.js');
     const { argv, flags } = await this.parse(GrpoStep);
-    this.setBaseFlags(flags);
     const grpo = defined({
       lr: numberFlag(flags.lr, 'lr'),
       clip_range: numberFlag(flags['clip-range'], 'clip-range'),
@@ -45,7 +43,13 @@ export default class GrpoStep extends VggrpoCommand {
       timestep_fraction: numberFlag(flags['timestep-fraction'], 'timestep-fraction'),
     });
     return runGrpoStep(
-      this.inputPaths(argv as string[]),
+      this.shardInputs(argv as string[], {
+        expected: flags.apply ? 'gradient shards' : 'reward shards',
+        // An update trains on the whole set; a --grads-only map task may take one shard of it.
+        completeness: flags['grads-only'] ? 'stdin' : 'always',
+        allowPartial: flags['allow-partial'],
+        allowRoots: flags['allow-root'],
+      }),
       {
         policy: flags.policy,
         out: flags.out,

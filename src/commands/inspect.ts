@@ -11,12 +11,17 @@ export default class Inspect extends VggrpoCommand {
     '<%= config.bin %> inspect onnx/fixtures/denoiser.onnx --json',
   ];
   static override strict = false;
-  static override args = { files: Args.string({ description: 'shards or .onnx files (or paths on stdin)' }) };
+  static override args = {
+    files: Args.string({ description: 'shards or .onnx files (or paths on stdin)', ignoreStdin: true }),
+  };
 
   async run(): Promise<{ files: Summary[] }> {
     const { argv } = await this.parse(Inspect);
     const files: Summary[] = [];
-    for await (const path of this.inputPaths(argv as string[])) {
+    for await (const path of this.shardInputs(argv as string[], {
+      expected: 'shards or .onnx models',
+      completeness: 'never',
+    })) {
       const s = await inspectFile(path);
       files.push(s);
       this.log(formatSummary(s));

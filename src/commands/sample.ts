@@ -35,7 +35,6 @@ export default class Sample extends VggrpoCommand {
 
   async run(): Promise<SampleResult> {
     const { flags } = await this.parse(Sample);
-    this.setBaseFlags(flags);
     const sampler = defined({
       group_size: flags['group-size'],
       steps: flags.steps,

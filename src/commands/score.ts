@@ -1,5 +1,5 @@
-import { Args, Flags } from '@oclif/core';
-import { VggrpoCommand } from '../cli/base.js';
+import { Flags } from '@oclif/core';
+import { pipeFlags, shardArgs, VggrpoCommand } from '../cli/base.js';
 import { runScore, type ScoreResult } from '../stages/score.js';
 
 export default class Score extends VggrpoCommand {
@@ -12,16 +12,21 @@ export default class Score extends VggrpoCommand {
     '<%= config.bin %> decode-geometry runs/x/trajectory/*.safetensors | <%= config.bin %> score --json',
   ];
   static override strict = false;
-  static override args = { shards: Args.string({ description: 'geometry shards (or paths on stdin)' }) };
+  static override args = shardArgs('geometry shards (or paths on stdin)');
   static override flags = {
+    ...pipeFlags,
     out: Flags.directory({ description: 'output folder (default: rewards/ beside the input shard folder)' }),
   };
 
   async run(): Promise<ScoreResult> {
     const { argv, flags } = await this.parse(Score);
-    this.setBaseFlags(flags);
     return runScore(
-      this.inputPaths(argv as string[]),
+      this.shardInputs(argv as string[], {
+        expected: 'geometry shards',
+        completeness: 'stdin',
+        allowPartial: flags['allow-partial'],
+        allowRoots: flags['allow-root'],
+      }),
       { out: flags.out },
       (recorded, source) => this.resolveConfig({ file: flags.config, recorded, source }),
       { emit: (p) => this.log(p), note: (m) => this.note(m) },

@@ -263,3 +263,50 @@ export function writeSafetensors(
 ): void {
   atomicWrite(path, encodeSafetensors(tensors, metadata));
 }
+
+/**
+ * Only the `__metadata__` of a safetensors file, read from its header (a few KB), e.g. to learn
+ * a shard's place in its run before the stage reads the whole file.
+ */
+export function readSafetensorsMetadata(path: string): Record<string, string> {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new InputError(path, `cannot open (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < 8)
+      throw new InputError(path, size === 0 ? 'empty file' : `truncated: ${size} bytes, no header`);
+    const lenBuf = new Uint8Array(8);
+    readSync(fd, lenBuf, 0, 8, 0);
+    const headerLen = Number(new DataView(lenBuf.buffer).getBigUint64(0, true));
+    if (headerLen > MAX_HEADER_BYTES) throw new InputError(path, `header length ${headerLen} exceeds 100 MB`);
+    if (8 + headerLen > size)
+      throw new InputError(
+        path,
+        `truncated: header length ${headerLen} larger than the file (${size} bytes)`,
+      );
+    const head = new Uint8Array(headerLen);
+    readSync(fd, head, 0, headerLen, 8);
+    let header: unknown;
+    try {
+      header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head));
+    } catch {
+      throw new InputError(path, 'header is not valid UTF-8 JSON');
+    }
+    const meta = (header as { __metadata__?: unknown } | null)?.__metadata__;
+    if (meta === undefined) return {};
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta))
+      throw new InputError(path, '__metadata__ is not a string map');
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(meta)) {
+      if (typeof v !== 'string') throw new InputError(path, `__metadata__.${k} is not a string`);
+      out[k] = v;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -19,6 +19,8 @@ interface TensorSpec {
 const common: Record<string, TensorSpec> = {
   group_index: { dtype: 'I64', shape: ['B'] },
   prompt_index: { dtype: 'I64', shape: ['B'] },
+  /** 1 for a sample whose model output the writing stage found non-finite (src/shards/finite.ts). */
+  nonfinite: { dtype: 'U8', shape: ['B'], optional: true },
 };
 
 export const SCHEMAS: Record<ShardKind, Record<string, TensorSpec>> = {
@@ -100,6 +102,7 @@ export function validateShard(
       }
     });
   }
+  if (dims.B === 0) throw new InputError(file, 'holds no samples (B = 0); a shard has at least one');
   if (kind === 'rewards') {
     for (const [name, t] of tensors) {
       if (
@@ -114,15 +117,4 @@ export function validateShard(
     }
   }
   return dims;
-}
-
-/** NaN / ±Inf in a float input tensor is bad input (exit 2), except where a stage tolerates it. */
-export function assertFinite(file: string, name: string, t: Tensor): void {
-  if (!(t.data instanceof Float32Array || t.data instanceof Float64Array)) return;
-  const d = t.data;
-  for (let i = 0; i < d.length; i++) {
-    if (!Number.isFinite(d[i]!)) {
-      throw new InputError(file, `tensor '${name}': non-finite value ${d[i]} at flat index ${i}`);
-    }
-  }
 }

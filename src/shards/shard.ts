@@ -5,8 +5,11 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
+import { z } from 'zod';
 import { canonicalJson } from '../config/load.js';
 import { InputError } from '../errors.js';
+import { placeMetadata, type ShardPlace, shardPlace } from './completeness.js';
+import { assertShardFinite } from './finite.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
 import { SCHEMA_VERSION, type ShardKind, validateShard } from './schema.js';
 import type { Tensor } from './tensor.js';
@@ -23,9 +26,13 @@ export interface Shard {
   metadata: Record<string, string>;
   /** The resolved config recorded by the stage that wrote the shard. */
   config: Record<string, unknown>;
-  /** Lineage with absolute paths. */
+  /** Lineage with absolute paths (resolved against the shard's folder; not yet checked). */
   inputs: ShardInput[];
+  /** Lineage as recorded: paths relative to the shard's folder. Follow with lineage.followInput. */
+  recordedInputs: ShardInput[];
   dims: Record<string, number>;
+  /** Its place in the run it came from (metadata vggrpo.shard), when recorded. */
+  place?: ShardPlace;
 }
 
 /**
@@ -50,7 +57,11 @@ export function fileHash(path: string): string {
  * @example
  *   const traj = readShard('runs/x/trajectory/a.safetensors', 'trajectory');
  */
-export function readShard(path: string, kind: ShardKind | ShardKind[]): Shard {
+export function readShard(
+  path: string,
+  kind: ShardKind | ShardKind[],
+  opts: { finite?: boolean } = {},
+): Shard {
   const { tensors, metadata } = readSafetensors(path);
   const kinds = Array.isArray(kind) ? kind : [kind];
   const got = metadata['vggrpo.kind'];
@@ -65,16 +76,17 @@ export function readShard(path: string, kind: ShardKind | ShardKind[]): Shard {
   if (schema !== SCHEMA_VERSION)
     throw new InputError(path, `schema version ${schema}; this vggrpo reads ${SCHEMA_VERSION}`);
   const dims = validateShard(path, got as ShardKind, tensors);
+  if (opts.finite !== false) assertShardFinite(path, tensors, dims.B);
   let config: Record<string, unknown> = {};
-  let inputs: ShardInput[] = [];
   try {
     config = metadata['vggrpo.config'] ? JSON.parse(metadata['vggrpo.config']) : {};
-    const raw = metadata['vggrpo.inputs'] ? (JSON.parse(metadata['vggrpo.inputs']) as ShardInput[]) : [];
-    inputs = raw.map((i) => ({ path: resolve(dirname(path), i.path), sha256: i.sha256 }));
   } catch {
-    throw new InputError(path, 'metadata vggrpo.config or vggrpo.inputs is not valid JSON');
+    throw new InputError(path, 'metadata vggrpo.config is not valid JSON');
   }
-  return { path, kind: got as ShardKind, tensors, metadata, config, inputs, dims };
+  const recordedInputs = parseInputs(metadata['vggrpo.inputs'], path);
+  const inputs = recordedInputs.map((i) => ({ path: resolve(dirname(path), i.path), sha256: i.sha256 }));
+  const place = shardPlace(metadata, path);
+  return { path, kind: got as ShardKind, tensors, metadata, config, inputs, recordedInputs, dims, place };
 }
 
 /**
@@ -87,7 +99,15 @@ export function writeShard(
   path: string,
   kind: ShardKind,
   tensors: Record<string, Tensor> | Map<string, Tensor>,
-  opts: { config: unknown; inputs?: string[]; extra?: Record<string, string> },
+  opts: {
+    config: unknown;
+    inputs?: string[];
+    extra?: Record<string, string>;
+    /** The shard's place in its run; a stage copies its input's. */
+    place?: ShardPlace;
+    /** Every input place, when a shard is made from several (a gradient shard). */
+    covers?: ShardPlace[];
+  },
 ): void {
   const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
   validateShard(path, kind, map); // a stage must never write a shard it would refuse to read
@@ -100,6 +120,7 @@ export function writeShard(
     'vggrpo.schema': SCHEMA_VERSION,
     'vggrpo.config': canonicalJson(opts.config),
     'vggrpo.inputs': JSON.stringify(inputs),
+    ...placeMetadata(opts.place, opts.covers),
     ...opts.extra,
   };
   writeSafetensors(path, map, metadata);
@@ -111,4 +132,30 @@ export function writeShard(
  */
 export function defaultOutDir(inputShard: string, outKind: string): string {
   return join(dirname(dirname(resolve(inputShard))), outKind);
+}
+
+const RecordedInputs = z.array(
+  z
+    .object({ path: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected a hex sha256') })
+    .strict(),
+);
+
+/** `vggrpo.inputs`: a list of {path, sha256}; anything else names the shard and the field. */
+function parseInputs(text: string | undefined, file: string): ShardInput[] {
+  if (text === undefined) return [];
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new InputError(file, 'metadata vggrpo.inputs is not valid JSON');
+  }
+  const r = RecordedInputs.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new InputError(
+      file,
+      `metadata vggrpo.inputs${(issue?.path ?? []).map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}: ${issue?.message}`,
+    );
+  }
+  return r.data;
 }

@@ -13,8 +13,9 @@ import {
 } from '../geometry/cameras.js';
 import { runtimeOptions } from '../rl/policy.js';
 import { ModelSession } from '../runtime/session.js';
-import { defaultOutDir, readShard, writeShard } from '../shards/shard.js';
-import { f32, type Tensor } from '../shards/tensor.js';
+import { nonfiniteMask, nonfiniteSamples } from '../shards/finite.js';
+import { defaultOutDir, readShard, type Shard, writeShard } from '../shards/shard.js';
+import { f32, type Tensor, tensor } from '../shards/tensor.js';
 import type { ConfigResolver, StageIo } from './types.js';
 
 export interface DecodeGeometryResult {
@@ -151,6 +152,27 @@ export async function decodeLatents(
   };
 }
 
+/**
+ * The samples to carry as non-finite: those the trajectory already marked, and those whose
+ * geometry came out non-finite here (a per-sample warning, src/shards/finite.ts).
+ */
+function markNonfinite(traj: Shard, out: Record<string, Tensor>, warn: (w: string) => void): Tensor {
+  const B = traj.dims.B ?? 0;
+  const mask = nonfiniteMask(traj.tensors, B);
+  for (const name of ['depth', 'points', 'confidence', 'extrinsics', 'intrinsics', 'scene_flow']) {
+    const t = out[name];
+    if (!t) continue;
+    const bad = nonfiniteSamples(t.data as Float32Array, B);
+    bad.forEach((v, b) => {
+      if (v && !mask[b]) {
+        mask[b] = 1;
+        warn(`sample ${b}: non-finite '${name}' from the geometry model; it will score the group minimum`);
+      }
+    });
+  }
+  return tensor('U8', [B], mask);
+}
+
 function expectShape(model: string, name: string, t: Tensor, want: number[]): void {
   if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
     throw new InputError(
@@ -219,6 +241,10 @@ export async function runDecodeGeometry(
         intrinsics: g.intrinsics,
       };
       if (g.scene_flow) tensors.scene_flow = g.scene_flow;
+      tensors.nonfinite = markNonfinite(traj, tensors, (w) => {
+        warnings.push(`${input}: ${w}`);
+        io.note(`warning: ${input}: ${w}`);
+      });
       if (traj.kind === 'geometry') {
         // Ground truth travels along, so `eval` can measure the geometry model against it.
         for (const k of ['depth', 'extrinsics', 'intrinsics']) tensors[`gt_${k}`] = traj.tensors.get(k)!;
@@ -226,6 +252,7 @@ export async function runDecodeGeometry(
       writeShard(out, 'geometry', tensors, {
         config,
         inputs: [input],
+        place: traj.place,
         extra: traj.metadata['vggrpo.prompts'] ? { 'vggrpo.prompts': traj.metadata['vggrpo.prompts'] } : {},
       });
       if (opts.render) {

@@ -6,7 +6,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { canonicalJson } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -20,11 +20,11 @@ import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
 import { microBatchGradient, onePassGradient, withAffineCotangent } from '../rl/policy-gradient.js';
 import { selectTrainSteps } from '../rl/schedule.js';
 import { ModelSession } from '../runtime/session.js';
-import { readSafetensors, writeSafetensors } from '../shards/safetensors.js';
-import { assertFinite } from '../shards/schema.js';
-import { fileHash, modelFingerprint, readShard, type Shard } from '../shards/shard.js';
+import type { ShardPlace } from '../shards/completeness.js';
+import { followInput, LineageRoots, lineagePath } from '../shards/lineage.js';
+import { modelFingerprint, readShard, type Shard, writeShard } from '../shards/shard.js';
 import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
-import type { ConfigResolver, StageIo } from './types.js';
+import type { ConfigResolver, StageInputs, StageIo } from './types.js';
 
 export interface GrpoStepResult {
   checkpoint?: string;
@@ -37,30 +37,21 @@ interface Rollouts {
   trajectory: Shard;
 }
 
-/** Follow a reward shard's lineage (rewards → geometry → trajectory), checking content hashes. */
-export function findTrajectory(rewards: Shard): Shard {
-  const geomIn = rewards.inputs[0];
-  if (!geomIn) throw new InputError(rewards.path, 'no input geometry shard recorded in vggrpo.inputs');
-  checkHash(rewards.path, geomIn);
-  const geom = readShard(geomIn.path, 'geometry');
-  const trajIn = geom.inputs[0];
-  if (!trajIn) throw new InputError(geom.path, 'no input trajectory shard recorded in vggrpo.inputs');
-  checkHash(geom.path, trajIn);
-  const traj = readShard(trajIn.path, 'trajectory');
+/**
+ * Follow a reward shard's lineage (rewards → geometry → trajectory), checking content hashes;
+ * only files under `roots` are opened (src/shards/lineage.ts). Without roots: the reward
+ * shard's run folder (the folder above its own).
+ */
+export function findTrajectory(rewards: Shard, roots?: LineageRoots): Shard {
+  const allowed = roots ?? new LineageRoots([dirname(dirname(resolve(rewards.path)))]);
+  const geom = followInput(rewards, 0, 'geometry', allowed);
+  const traj = followInput(geom, 0, 'trajectory', allowed);
   const a = toNumbers(rewards.tensors.get('group_index')!);
   const b = toNumbers(traj.tensors.get('group_index')!);
   if (a.length !== b.length || a.some((v, i) => v !== b[i])) {
     throw new InputError(rewards.path, `group_index differs from its trajectory shard ${traj.path}`);
   }
   return traj;
-}
-
-function checkHash(from: string, input: { path: string; sha256: string }): void {
-  if (!existsSync(input.path))
-    throw new InputError(from, `input shard ${input.path} (from vggrpo.inputs) not found`);
-  if (fileHash(input.path) !== input.sha256) {
-    throw new InputError(input.path, `content changed since ${basename(from)} was written (sha256 mismatch)`);
-  }
 }
 
 /** Micro-batches: one group at one recorded step, in the batch layout `sample` used. */
@@ -173,7 +164,7 @@ function loraShapes(policy: Policy): Record<string, number[]> {
 }
 
 export async function runGrpoStep(
-  inputs: AsyncIterable<string>,
+  inputs: StageInputs,
   opts: { policy?: string; out?: string; gradsOnly: boolean; apply: boolean; seed?: number },
   resolveConfig: ConfigResolver,
   io: StageIo,
@@ -182,23 +173,22 @@ export async function runGrpoStep(
   for await (const p of inputs) paths.push(p);
   if (paths.length === 0)
     throw new InputError('grpo-step', 'no input shards (give reward shards as arguments or on stdin)');
+  const roots = inputs.roots ?? new LineageRoots(paths.map((p) => dirname(dirname(resolve(p)))));
   if (opts.apply) return applyGradients(paths, opts, resolveConfig, io);
 
   const rollouts: Rollouts[] = paths.map((p) => {
     const rewards = readShard(p, 'rewards');
-    assertFinite(p, 'advantages', rewards.tensors.get('advantages')!);
-    const trajectory = findTrajectory(rewards);
-    // A non-finite sample scored the group minimum, but its latents cannot be trained on.
-    assertFinite(trajectory.path, 'context', trajectory.tensors.get('context')!);
+    const trajectory = findTrajectory(rewards, roots);
     return { rewards, trajectory };
   });
   const config = resolveConfig(rollouts[0]!.rewards.config, rollouts[0]!.rewards.path);
-  const policyDir = opts.policy ?? (rollouts[0]!.trajectory.metadata['vggrpo.policy'] || undefined);
+  // Without --policy, the policy the rollouts were sampled with is followed (checked as lineage).
+  const policyDir = opts.policy ?? recordedPolicy(rollouts[0]!.trajectory, roots);
   for (const r of rollouts) {
-    const used = r.trajectory.metadata['vggrpo.policy'] ?? '';
-    if (used && policyDir && resolve(used) !== resolve(policyDir)) {
+    const rec = r.trajectory.metadata['vggrpo.policy'];
+    const used = rec ? resolve(dirname(resolve(r.trajectory.path)), rec) : undefined;
+    if (used && policyDir && used !== resolve(policyDir))
       io.note(`warning: ${r.trajectory.path} was sampled with ${used}, updating ${policyDir}`);
-    }
   }
   const denoiserPrint = config.models.denoiser ? modelFingerprint(config.models.denoiser) : '';
   for (const r of rollouts) {
@@ -229,6 +219,7 @@ export async function runGrpoStep(
   const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
   const startStep = policy.checkpoint?.state.step ?? 0;
   let metrics: Record<string, number> = {};
+  const metricLines: string[] = [];
   const innerSteps = opts.gradsOnly ? 1 : g.inner_steps;
   const outDir = resolve(
     opts.out ?? join(dirname(dirname(resolve(paths[0]!))), opts.gradsOnly ? 'gradients' : 'policy'),
@@ -297,6 +288,7 @@ export async function runGrpoStep(
       }
       if (opts.gradsOnly) {
         const out = join(outDir, `${basename(paths[0]!, '.safetensors')}.grads.safetensors`);
+        const places = rollouts.flatMap((r) => (r.rewards.place ? [r.rewards.place] : []));
         const tensors: Record<string, Tensor> = {};
         for (const a of policy.lora.adapters) {
           for (const [suffix, shape] of [
@@ -307,16 +299,16 @@ export async function runGrpoStep(
             tensors[`grad/${name}`] = f32([...shape], grads.get(name)!);
           }
         }
-        writeSafetensors(out, tensors, {
-          'vggrpo.kind': 'gradients',
-          'vggrpo.schema': '1',
-          'vggrpo.config': canonicalJson(config),
-          'vggrpo.inputs': JSON.stringify(
-            paths.map((p) => ({ path: relative(dirname(out), resolve(p)), sha256: fileHash(p) })),
-          ),
-          'vggrpo.samples': String(samples),
-          'vggrpo.micro_batches': String(acc.n),
-          'vggrpo.policy': policyDir ? resolve(policyDir) : '',
+        writeShard(out, 'gradients', tensors, {
+          config,
+          inputs: paths,
+          place: places[0],
+          covers: places,
+          extra: {
+            'vggrpo.samples': String(samples),
+            'vggrpo.micro_batches': String(acc.n),
+            'vggrpo.policy': policyDir ? relative(dirname(resolve(out)), resolve(policyDir)) || '.' : '',
+          },
         });
         io.emit(out);
         return { gradients: out, metrics: { loss, samples } };
@@ -340,17 +332,14 @@ export async function runGrpoStep(
         ratio_min: acc.rmin,
         ratio_max: acc.rmax,
         samples,
+        ...(inputs.missing ? { shards_missing: inputs.missing } : {}),
       };
       io.note(
         `grpo-step: inner ${inner}: loss ${loss.toExponential(4)} kl ${metrics.kl!.toExponential(3)} ` +
           `approx-kl ${metrics.approx_kl!.toExponential(3)} clip ${metrics.clip_fraction!.toFixed(3)} ` +
           `grad-norm ${gradNorm.toExponential(3)} ratio [${acc.rmin.toFixed(6)}, ${acc.rmax.toFixed(6)}]`,
       );
-      mkdirSync(dirname(outDir), { recursive: true });
-      appendFileSync(
-        join(dirname(outDir), 'metrics.jsonl'),
-        `${JSON.stringify({ checkpoint: outDir, ...metrics })}\n`,
-      );
+      metricLines.push(`${JSON.stringify({ checkpoint: outDir, ...metrics })}\n`);
     }
   } finally {
     for (const s of sessions.values()) await s.release();
@@ -363,8 +352,20 @@ export async function runGrpoStep(
     state: { step: startStep + 1, configHash, metrics },
     baseModel: policy.denoiserPath,
   });
+  // Only once the checkpoint is in place does the log describe it.
+  mkdirSync(dirname(outDir), { recursive: true });
+  appendFileSync(join(dirname(outDir), 'metrics.jsonl'), metricLines.join(''));
   io.emit(outDir);
   return { checkpoint: outDir, metrics };
+}
+
+/**
+ * The policy a trajectory was sampled with (metadata `vggrpo.policy`, relative to the shard's
+ * folder), checked like any lineage entry; undefined for the base model.
+ */
+function recordedPolicy(traj: Shard, roots: LineageRoots): string | undefined {
+  const rec = traj.metadata['vggrpo.policy'];
+  return rec ? lineagePath(traj.path, 'vggrpo.policy', rec, roots, 'folder') : undefined;
 }
 
 /** `--apply`: average gradient shards (weighted by their micro-batch counts) and take one step. */
@@ -378,13 +379,23 @@ async function applyGradients(
   let sum: ParamMap | undefined;
   let config: Config | undefined;
   let samples = 0;
+  let policyOf: { path: string; policy: string } | undefined;
   for (const p of paths) {
-    const { tensors, metadata } = readSafetensors(p);
-    if (metadata['vggrpo.kind'] !== 'gradients')
-      throw new InputError(p, `is a ${metadata['vggrpo.kind'] ?? 'non-vggrpo'} file; expected gradients`);
+    const shard = readShard(p, 'gradients');
+    const { tensors, metadata } = shard;
     const n = Number(metadata['vggrpo.micro_batches']);
-    if (!(n > 0)) throw new InputError(p, 'metadata vggrpo.micro_batches missing or not positive');
-    config ??= resolveConfig(JSON.parse(metadata['vggrpo.config'] ?? '{}'), p);
+    if (!(Number.isInteger(n) && n > 0))
+      throw new InputError(p, 'metadata vggrpo.micro_batches missing or not a positive integer');
+    // Gradients of different policies must not be averaged into one step.
+    const rec = metadata['vggrpo.policy'] ?? '';
+    const policy = rec ? resolve(dirname(resolve(p)), rec) : '';
+    policyOf ??= { path: p, policy };
+    if (policy !== policyOf.policy)
+      throw new InputError(
+        p,
+        `computed for policy '${policy || 'base'}', but ${policyOf.path} for '${policyOf.policy || 'base'}'`,
+      );
+    config ??= resolveConfig(shard.config, p);
     samples += Number(metadata['vggrpo.samples'] ?? 0);
     const names = [...tensors.keys()].filter((k) => k.startsWith('grad/'));
     if (!sum) sum = new Map(names.map((k) => [k.slice(5), new Float32Array(tensors.get(k)!.data.length)]));

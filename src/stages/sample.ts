@@ -2,15 +2,17 @@
  * `sample`: roll out the policy with the Flow-GRPO SDE, a group of G videos per prompt run as
  * one batch, and write trajectory shards (a group never spans two shards).
  */
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { NoisePool } from '../rl/noise-pool.js';
 import { loadPolicy, velocity } from '../rl/policy.js';
 import { groupSeed, sampleSeed } from '../rl/prng.js';
 import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
 import { cfgBatch, cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
-import { modelFingerprint, writeShard } from '../shards/shard.js';
-import { f32, i64, type Tensor } from '../shards/tensor.js';
+import { runId } from '../shards/completeness.js';
+import { nonfiniteSamples } from '../shards/finite.js';
+import { fileHash, modelFingerprint, writeShard } from '../shards/shard.js';
+import { f32, i64, type Tensor, tensor } from '../shards/tensor.js';
 import { conditioning } from './context.js';
 
 export interface SampleOptions {
@@ -68,6 +70,14 @@ export async function runSample(
     noisePool.draw(s.initial_noise === 'group' ? Array(G).fill(groupSeed(s.seed, p)) : seedsOf(p), null, M);
   let nextStart: Promise<Float32Array> | undefined;
   let done = 0;
+  const count = Math.ceil(P / s.per_shard);
+  const lineage = [...cond.sources, ...(opts.policy ? [join(opts.policy, 'adapter_model.safetensors')] : [])];
+  // The run is what defines it (config, inputs' contents), so the same command gives the same id.
+  const run = runId({
+    config,
+    inputs: lineage.map(fileHash),
+    denoiser: modelFingerprint(policy.denoiserPath),
+  });
 
   try {
     for (let first = 0, shardNo = 0; first < P; first += s.per_shard, shardNo++) {
@@ -78,6 +88,7 @@ export async function runSample(
       const finals = new Float32Array(B * M);
       const context = new Float32Array(B * L * D);
       const seeds: bigint[] = groupIds.flatMap(seedsOf);
+      const nonfinite = new Uint8Array(B);
       for (const [k, p] of groupIds.entries()) {
         const groupSeeds = seeds.slice(k * G, (k + 1) * G);
         // The group is one batch; with CFG the batch is [uncond × G; cond × G].
@@ -116,8 +127,11 @@ export async function runSample(
           } else x = odeStep(x, v, sigmas, i);
         }
         finals.set(x, k * G * M);
+        const bad = nonfiniteSamples(x, G);
         for (let b = 0; b < G; b++) {
-          if (x.subarray(b * M, (b + 1) * M).some((val) => !Number.isFinite(val))) {
+          for (let t = 0; t < T; t++) if (!Number.isFinite(logProbs[(k * G + b) * T + t] ?? 0)) bad[b] = 1;
+          if (bad[b]) {
+            nonfinite[k * G + b] = 1;
             const w = `prompt ${p} sample ${b}: non-finite latents (model output); it will score the group minimum`;
             warnings.push(w);
             note(`warning: ${w}`);
@@ -134,6 +148,7 @@ export async function runSample(
         final_latents: f32([B, C, F, H, W], finals),
         context: f32([B, L, D], context),
         seed: i64([B], seeds),
+        nonfinite: tensor('U8', [B], nonfinite),
         group_index: i64(
           [B],
           groupIds.flatMap((p) => Array(G).fill(p)),
@@ -147,10 +162,12 @@ export async function runSample(
       const path = join(outDir, `shard-${String(shardNo).padStart(4, '0')}.safetensors`);
       writeShard(path, 'trajectory', tensors, {
         config,
-        inputs: [...cond.sources, ...(opts.policy ? [join(opts.policy, 'adapter_model.safetensors')] : [])],
+        inputs: lineage,
+        place: { run, index: shardNo, count },
         extra: {
           'vggrpo.prompts': JSON.stringify(cond.prompts),
-          'vggrpo.policy': opts.policy ? resolve(opts.policy) : '',
+          // Relative to the shard's folder, like every lineage entry (src/shards/lineage.ts).
+          'vggrpo.policy': opts.policy ? relative(outDir, resolve(opts.policy)) || '.' : '',
           'vggrpo.denoiser': modelFingerprint(policy.denoiserPath),
         },
       });

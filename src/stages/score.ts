@@ -8,8 +8,9 @@ import { InputError } from '../errors.js';
 import { REWARDS } from '../rewards/index.js';
 import { sliceGeometry } from '../rewards/types.js';
 import { groupAdvantages } from '../rl/advantages.js';
+import { nonfiniteMask } from '../shards/finite.js';
 import { defaultOutDir, readShard, type Shard, writeShard } from '../shards/shard.js';
-import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
+import { f32, type Tensor, tensor, toNumbers } from '../shards/tensor.js';
 import type { ConfigResolver, StageIo } from './types.js';
 
 export interface ScoreResult {
@@ -130,6 +131,7 @@ export async function runScore(
     const tensors: Record<string, Tensor> = {
       group_index: geom.tensors.get('group_index')!,
       prompt_index: geom.tensors.get('prompt_index')!,
+      nonfinite: tensor('U8', [B], nonfiniteMask(geom.tensors, B)),
     };
     for (const [name, values] of Object.entries(s.rewards)) {
       tensors[`reward/${name}`] = f32([B], Float32Array.from(values));
@@ -146,6 +148,7 @@ export async function runScore(
     writeShard(out, 'rewards', tensors, {
       config,
       inputs: [input],
+      place: geom.place,
       extra: { 'vggrpo.group_stats': JSON.stringify(s.stats) },
     });
     samples += B;

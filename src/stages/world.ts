@@ -7,6 +7,7 @@
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
+import { runId } from '../shards/completeness.js';
 import { writeShard } from '../shards/shard.js';
 import { f32, i64, type Tensor, tensor } from '../shards/tensor.js';
 import { encodeScene } from '../toy/encoder.js';
@@ -47,6 +48,8 @@ export function runWorld(o: WorldOptions, emit: (p: string) => void): WorldResul
   const Wc = TOY.width;
   const shards: string[] = [];
   const groups = Array.from({ length: o.scenes }, (_, g) => g);
+  const count = Math.ceil(groups.length / o.perShard);
+  const run = runId({ world: { ...o, out: undefined } });
   for (let first = 0, n = 0; first < groups.length; first += o.perShard, n++) {
     const ids = groups.slice(first, first + o.perShard);
     const B = ids.length * G;
@@ -105,6 +108,7 @@ export function runWorld(o: WorldOptions, emit: (p: string) => void): WorldResul
     const path = join(resolve(o.out), `world-${String(n).padStart(4, '0')}.safetensors`);
     writeShard(path, 'geometry', tensors, {
       config: o.config,
+      place: { run, index: n, count },
       extra: {
         'vggrpo.ground_truth': 'true',
         'vggrpo.world': JSON.stringify({ ...o, out: undefined, config: undefined }),

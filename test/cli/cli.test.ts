@@ -69,7 +69,7 @@ test('bad input exits 2 with one line naming the file', async () => {
   assert.match(d.stderr, /is a directory/);
   const m = await runCli(['inspect', join(dir, 'missing.onnx')]);
   assert.equal(m.code, 2);
-  assert.match(m.stderr, /missing\.onnx: cannot read model \(ENOENT\)/);
+  assert.match(m.stderr, /missing\.onnx: not found/);
 });
 
 test('a config with a typo’d key exits 2 naming the key path', async () => {

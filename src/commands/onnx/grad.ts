@@ -13,6 +13,8 @@ export default class OnnxGrad extends VggrpoCommand {
     '<%= config.bin %> onnx grad lgm.onnx --out lgm.grad.onnx --wrt latents --shape latents=1,16,5,60,104',
   ];
   static override args = { model: Args.string({ description: 'forward model (.onnx)', required: true }) };
+  /** --out names the model file to write. */
+  static override outIsFolder = false;
   static override flags = {
     out: Flags.string({ description: 'gradient model to write', required: true }),
     wrt: Flags.string({

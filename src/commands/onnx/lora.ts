@@ -13,6 +13,8 @@ export default class OnnxLora extends VggrpoCommand {
     '<%= config.bin %> onnx lora onnx/fixtures/denoiser.onnx --merge runs/toy/iter-0029/policy --out denoiser.merged.onnx',
   ];
   static override args = { model: Args.string({ description: 'base model (.onnx)', required: true }) };
+  /** --out names the model file to write. */
+  static override outIsFolder = false;
   static override flags = {
     out: Flags.string({ description: 'model to write', required: true }),
     rank: Flags.integer({ description: 'LoRA rank r', min: 1, default: 4 }),
