@@ -5,9 +5,10 @@
  */
 import { statSync } from 'node:fs';
 import { Args, Command, Flags, type Interfaces } from '@oclif/core';
-import { type Layer, readConfigFile, resolveConfig } from '../config/load.js';
+import { ConfigKeyError, type Layer, readConfigFile, resolveConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { InputError, VggrpoError } from '../errors.js';
+import { removeTempsInFlight } from '../shards/atomic.js';
 import { type ShardInputOptions, ShardInputs } from './inputs.js';
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
@@ -70,6 +71,7 @@ export abstract class VggrpoCommand extends Command {
     if (flags.threads !== undefined) runtime.threads = flags.threads;
     const layer: Layer = { ...(opts.flags ?? {}) };
     if (Object.keys(runtime).length) layer.runtime = { ...((layer.runtime as Layer) ?? {}), ...runtime };
+    this.validateFlagLayer(layer);
     layers.push(layer);
     return resolveConfig(layers, opts.file ?? 'flags');
   }
@@ -83,6 +85,20 @@ export abstract class VggrpoCommand extends Command {
   /** The command as the user typed it: oclif's id for `onnx grad` is `onnx:grad`. */
   private commandName(): string {
     return this.id?.replace(/:/g, ' ') ?? '';
+  }
+
+  /** Flags validated alone, so a bad value names the flag (`--noise-level`), not a file. */
+  private validateFlagLayer(layer: Layer): void {
+    try {
+      resolveConfig([layer], 'flags');
+    } catch (err) {
+      if (!(err instanceof ConfigKeyError)) throw err;
+      const leaf = err.key.split('.').at(-1) ?? '';
+      const flag = leaf.replace(/_/g, '-');
+      const ctor = this.constructor as typeof VggrpoCommand;
+      const known = flag in (ctor.flags ?? {}) || flag in ctor.baseFlags;
+      throw new InputError(known ? `--${flag}` : `flags (${err.key})`, `${err.detail} (${err.key})`);
+    }
   }
 
   /** Progress/log line on stderr (stdout carries only shard paths or the JSON summary). */
@@ -178,6 +194,7 @@ function exitCleanlyOnSignals(cmd: string): void {
   if (signalsInstalled) return;
   signalsInstalled = true;
   const stop = (why: string, code: number) => {
+    removeTempsInFlight();
     process.stderr.write(`vggrpo ${cmd}: ${why}; stopped\n`);
     process.exit(code);
   };

@@ -74,10 +74,26 @@ export function resolveConfig(layers: Layer[], where = 'config'): Config {
   return validate(layers, where);
 }
 
+/** A config fault, with the key path it is about (so a flag's fault can name the flag). */
+export class ConfigKeyError extends InputError {
+  constructor(
+    where: string,
+    fault: string,
+    readonly key: string,
+    readonly detail: string,
+  ) {
+    super(where, fault);
+  }
+}
+
 function validate(layers: Layer[], where: string): Config {
   const merged = mergeLayers(layers);
   const result = Config.safeParse(merged);
-  if (!result.success) throw new InputError(where, describeIssue(result.error));
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const key = issue?.path.map(String).join('.') ?? '';
+    throw new ConfigKeyError(where, describeIssue(result.error), key, issue?.message ?? '');
+  }
   return result.data;
 }
 

@@ -5,6 +5,8 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { InputError } from '../errors.js';
+import { REWARDS } from '../rewards/index.js';
 
 /** The toy world's fixture models: the embedded default every command runs on. */
 export const FIXTURES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'onnx', 'fixtures');
@@ -121,7 +123,32 @@ export const Config = z
       .strict()
       .default({ detector: 'orb', videos: 4 }),
   })
-  .strict();
+  .strict()
+  .superRefine(checkRewards);
+
+/** Every reward must exist and its options parse, whichever stage reads the config. */
+function checkRewards(
+  cfg: { rewards: Record<string, { options: Record<string, unknown> }> },
+  ctx: z.RefinementCtx,
+) {
+  for (const [name, entry] of Object.entries(cfg.rewards)) {
+    const reward = REWARDS[name];
+    if (!reward) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rewards', name],
+        message: `unknown reward (known: ${Object.keys(REWARDS).join(', ')})`,
+      });
+      continue;
+    }
+    try {
+      reward.parseOptions(entry.options, `rewards.${name}.options`);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      ctx.addIssue({ code: 'custom', path: err.where.split('.'), message: err.fault });
+    }
+  }
+}
 
 export type Config = z.infer<typeof Config>;
 /** What a user writes: every key optional, nested. */

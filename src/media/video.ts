@@ -7,8 +7,9 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { check, RuntimeFailure } from '../errors.js';
+import { settleTemp, tempBeside } from '../shards/atomic.js';
 import { applyColormap, type ColormapOptions } from './colormap.js';
 
 /** Path of the bundled ffmpeg binary. */
@@ -63,7 +64,7 @@ export async function writeMp4(
     `pad=${outW}:${outH}:0:0:black`,
   ];
   mkdirSync(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp.mp4`);
+  const tmp = tempBeside(path, '.tmp.mp4');
   const args = [
     ...['-hide_banner', '-loglevel', 'error', '-nostdin', '-y'],
     ...['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${width}x${height}`, '-r', String(fps), '-i', 'pipe:0'],
@@ -76,6 +77,8 @@ export async function writeMp4(
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
+  } finally {
+    settleTemp(tmp);
   }
   return { path, width: outW, height: outH, frames, bytes: statSync(path).size };
 }

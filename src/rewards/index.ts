@@ -25,7 +25,6 @@ export function getReward(name: string, where = `rewards.${name}`): Reward<any> 
 
 export type { MotionOptions, Smoothness } from './motion.js';
 export { cameraSmoothness, MOTION_DEFAULTS, motion } from './motion.js';
-export type { OptionSpec } from './options.js';
 export { resolveOptions } from './options.js';
 export type { ReprojectionDetail, ReprojectionOptions } from './reprojection.js';
 export { REPROJECTION_DEFAULTS, reprojection, reprojectionConsistency } from './reprojection.js';

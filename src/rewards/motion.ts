@@ -17,6 +17,7 @@
  * instead of noise/noise; epsUnit 'absolute' uses eps as it is. epsRot is in radians.
  */
 
+import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { cameraCentre, cameraRotation } from '../geometry/cameras.js';
 import { logSO3, matMulT3, matTMul3 } from '../geometry/so3.js';
@@ -110,12 +111,15 @@ export function cameraSmoothness(
   return { sTrans: sT, sRot: sR, reward: 0.5 * (1 / (1 + sT) + 1 / (1 + sR)) };
 }
 
-const SPEC = {
-  eps: { type: 'number', min: 0 },
-  epsUnit: { type: 'choice', choices: ['scene', 'absolute'] },
-  epsRot: { type: 'number', min: 0 },
-  rotationFrame: { type: 'choice', choices: ['camera', 'world'] },
-} as const;
+const SPEC = z
+  .object({
+    eps: z.number().min(0),
+    epsUnit: z.enum(['scene', 'absolute']),
+    epsRot: z.number().min(0),
+    rotationFrame: z.enum(['camera', 'world']),
+  })
+  .partial()
+  .strict();
 
 /**
  * The camera motion smoothness reward of one video.

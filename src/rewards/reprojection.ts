@@ -19,6 +19,7 @@
  *    depth) scores uncoveredError: geometry that flies off-screen must not look consistent.
  */
 
+import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { depthFromPoints } from '../geometry/unproject.js';
 import { DepthSplatter, pointCloudFromFrames, type SplatOptions } from '../geometry/zbuffer.js';
@@ -72,23 +73,27 @@ export const REPROJECTION_DEFAULTS: Readonly<ReprojectionOptions> = Object.freez
   maxSplatRadius: 4,
 } as ReprojectionOptions);
 
-const SPEC = {
-  leaveOneOut: { type: 'boolean' },
-  depthSource: { type: 'choice', choices: ['depth', 'points'] },
-  dynamicThreshold: { type: 'number', min: 0 },
-  confidence: { type: 'choice', choices: ['weight', 'mask', 'none'] },
-  confidenceThreshold: { type: 'number' },
-  error: { type: 'choice', choices: ['relative', 'absolute'] },
-  percentileCap: { type: 'number', min: 0, max: 100, nullable: true },
-  worstViews: { type: 'number', min: 1, integer: true },
-  form: { type: 'choice', choices: ['neg_mean', 'inverse'] },
-  minCoverage: { type: 'number', min: 0, max: 1 },
-  uncoveredError: { type: 'number', min: 0 },
-  splatScale: { type: 'number', min: 0 },
-  blendTolerance: { type: 'number', min: 0 },
-  holeTolerance: { type: 'number', min: 0, max: 1 },
-  maxSplatRadius: { type: 'number', min: 0.5 },
-} as const;
+// Infinity is a meaningful dynamicThreshold ("keep all points"); everything else is finite.
+const SPEC = z
+  .object({
+    leaveOneOut: z.boolean(),
+    depthSource: z.enum(['depth', 'points']),
+    dynamicThreshold: z.union([z.number().min(0), z.literal(Number.POSITIVE_INFINITY)]),
+    confidence: z.enum(['weight', 'mask', 'none']),
+    confidenceThreshold: z.number(),
+    error: z.enum(['relative', 'absolute']),
+    percentileCap: z.number().min(0).max(100).nullable(),
+    worstViews: z.number().int().min(1),
+    form: z.enum(['neg_mean', 'inverse']),
+    minCoverage: z.number().min(0).max(1),
+    uncoveredError: z.number().min(0),
+    splatScale: z.number().min(0),
+    blendTolerance: z.number().min(0),
+    holeTolerance: z.number().min(0).max(1),
+    maxSplatRadius: z.number().min(0.5),
+  })
+  .partial()
+  .strict();
 
 export interface ReprojectionDetail {
   reward: number;

@@ -19,20 +19,11 @@
  * folder are fsynced, then the folder is renamed into place (an existing target is renamed aside
  * first and removed after). A crash leaves the old folder or the new one, never a mix.
  */
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
 import { check, InputError } from '../errors.js';
-import { atomicWrite } from '../shards/atomic.js';
+import { atomicWrite, fsyncDir, settleTemp, tempBeside } from '../shards/atomic.js';
 import { encodeSafetensors, readSafetensors } from '../shards/safetensors.js';
 import { type Tensor, tensor, toFloat32 } from '../shards/tensor.js';
 import type { AdamWState, ParamMap } from './adamw.js';
@@ -187,8 +178,8 @@ export function saveCheckpoint(dir: string, ckpt: PolicyCheckpoint): void {
   mkdirSync(parent, { recursive: true });
   if (existsSync(target) && !statSync(target).isDirectory())
     throw new InputError(dir, 'exists and is not a folder');
-  const tag = `${process.pid}.${Date.now().toString(36)}.${Math.floor(Math.random() * 1e9).toString(36)}`;
-  const tmp = join(parent, `.${basename(target)}.tmp-${tag}`);
+  const tmp = tempBeside(target, '.tmp-dir');
+  const tag = basename(tmp);
   mkdirSync(tmp);
   let aside: string | null = null;
   try {
@@ -268,16 +259,8 @@ export function saveCheckpoint(dir: string, ckpt: PolicyCheckpoint): void {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
+  settleTemp(tmp);
   if (aside) rmSync(aside, { recursive: true, force: true });
-}
-
-function fsyncDir(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function validateLora(lora: LoraWeights, where: string): void {
@@ -299,11 +282,20 @@ function validateLora(lora: LoraWeights, where: string): void {
   }
 }
 
-function readJson(path: string): Record<string, unknown> {
+/** Checkpoint JSON files are small; a bigger one is not a checkpoint file. */
+const MAX_JSON_BYTES = 16 * 1024 * 1024;
+
+/** A JSON file of the checkpoint, validated by `schema`; every fault names the file and the key. */
+function readJson<T>(path: string, schema: z.ZodType<T>): T {
   let text: string;
   try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new InputError(path, 'is not a regular file');
+    if (st.size > MAX_JSON_BYTES)
+      throw new InputError(path, `${st.size} bytes: too large for a checkpoint JSON file`);
     text = readFileSync(path, 'utf8');
   } catch (err) {
+    if (err instanceof InputError) throw err;
     throw new InputError(path, `cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
   let v: unknown;
@@ -312,10 +304,42 @@ function readJson(path: string): Record<string, unknown> {
   } catch {
     throw new InputError(path, 'not valid JSON');
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new InputError(path, 'not a JSON object');
-  return v as Record<string, unknown>;
+  const r = schema.safeParse(v);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const key = issue?.path.map(String).join('.');
+    throw new InputError(path, `${key ? `${key}: ` : ''}${issue?.message ?? 'invalid'}`);
+  }
+  return r.data;
 }
+
+const notTrue = z
+  .boolean()
+  .refine((v) => !v, 'true is not supported')
+  .nullish();
+const emptyMap = z
+  .record(z.string(), z.unknown())
+  .refine((m) => Object.keys(m).length === 0, 'is not supported')
+  .nullish();
+
+/** peft's adapter_config.json: the fields the toolkit reads; peft's other fields pass. */
+const AdapterConfigJson = z.looseObject({
+  r: z.number().int().positive(),
+  lora_alpha: z.number().positive(),
+  peft_type: z.literal('LORA').nullish(),
+  use_rslora: notTrue,
+  use_dora: notTrue,
+  fan_in_fan_out: notTrue,
+  rank_pattern: emptyMap,
+  alpha_pattern: emptyMap,
+  base_model_name_or_path: z.string().nullish(),
+});
+
+const StateJson = z.looseObject({
+  step: z.number().int().nonnegative(),
+  config_hash: z.string(),
+  metrics: z.record(z.string(), z.number().nullable()).default({}),
+});
 
 function requireFile(dir: string, name: string): string {
   const p = join(dir, name);
@@ -341,25 +365,9 @@ export function loadCheckpoint(dir: string, opts: { adapterOnly?: boolean } = {}
   const statePath =
     opts.adapterOnly && !existsSync(join(dir, STATE_FILE)) ? null : requireFile(dir, STATE_FILE);
 
-  const cfg = readJson(cfgPath);
-  const rank = cfg.r;
+  const cfg = readJson(cfgPath, AdapterConfigJson);
+  const r = cfg.r;
   const alpha = cfg.lora_alpha;
-  if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') {
-    throw new InputError(cfgPath, `peft_type ${JSON.stringify(cfg.peft_type)} is not LORA`);
-  }
-  if (!Number.isInteger(rank) || (rank as number) <= 0)
-    throw new InputError(cfgPath, `r must be a positive integer, got ${JSON.stringify(rank)}`);
-  if (typeof alpha !== 'number' || !(alpha > 0))
-    throw new InputError(cfgPath, `lora_alpha must be a positive number, got ${JSON.stringify(alpha)}`);
-  for (const key of ['use_rslora', 'use_dora', 'fan_in_fan_out'] as const) {
-    if (cfg[key] === true) throw new InputError(cfgPath, `${key} = true is not supported`);
-  }
-  for (const key of ['rank_pattern', 'alpha_pattern'] as const) {
-    const v = cfg[key];
-    if (v && typeof v === 'object' && Object.keys(v).length > 0)
-      throw new InputError(cfgPath, `${key} is not supported`);
-  }
-  const r = rank as number;
 
   const adapterFile = readSafetensors(adapterPath);
   let weights: Record<string, string> = {};
@@ -462,16 +470,11 @@ export function loadCheckpoint(dir: string, opts: { adapterOnly?: boolean } = {}
 
   let state: CheckpointState = { step: 0, configHash: '', metrics: {} };
   if (statePath) {
-    const s = readJson(statePath);
-    if (!Number.isSafeInteger(s.step) || (s.step as number) < 0)
-      throw new InputError(statePath, `step must be a non-negative integer, got ${JSON.stringify(s.step)}`);
-    if (typeof s.config_hash !== 'string') throw new InputError(statePath, 'config_hash must be a string');
-    const metrics = s.metrics ?? {};
-    if (typeof metrics !== 'object' || metrics === null || Array.isArray(metrics))
-      throw new InputError(statePath, 'metrics must be an object');
-    state = { step: s.step as number, configHash: s.config_hash, metrics: metrics as Record<string, number> };
+    const s = readJson(statePath, StateJson);
+    const metrics = s.metrics;
+    state = { step: s.step, configHash: s.config_hash, metrics: metrics as Record<string, number> };
   }
-  const base = cfg.base_model_name_or_path;
+  const base = cfg.base_model_name_or_path ?? null;
   return { lora, optimizer, state, baseModel: typeof base === 'string' ? base : null };
 }
 

@@ -4,6 +4,7 @@
  * the log-prob recomputed for the GRPO ratio equals the recorded one.
  */
 
+import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { injectLora } from '../onnx/lora.js';
@@ -60,6 +61,7 @@ export async function loadPolicy(config: Config, checkpointDir?: string): Promis
   if (!path)
     throw new InputError('config', 'models.denoiser is not set (give --config with models.denoiser)');
   const base = loadModel(path);
+  checkDenoiserContract(base, path);
   const { model, adapters } = injectLora(base, {
     rank: config.lora.rank,
     alpha: config.lora.alpha,
@@ -92,6 +94,13 @@ export async function loadPolicy(config: Config, checkpointDir?: string): Promis
         `LoRA rank ${lora.rank} differs from lora.rank ${config.lora.rank}`,
       );
     }
+    // The branch scale is α/r: a different α is a different policy, not a detail.
+    if (lora.alpha !== config.lora.alpha) {
+      throw new InputError(
+        join(checkpointDir, 'adapter_config.json'),
+        `lora_alpha ${lora.alpha} differs from lora.alpha ${config.lora.alpha} in the config`,
+      );
+    }
   } else {
     lora = initLora(adapterDims, config.lora.rank, LORA_INIT_SEED, config.lora.alpha);
   }
@@ -105,6 +114,24 @@ export async function loadPolicy(config: Config, checkpointDir?: string): Promis
     modelBytes,
     denoiserPath: path,
   };
+}
+
+/** The denoiser contract (onnx/README.md), checked before LoRA targets are looked for. */
+function checkDenoiserContract(model: ReturnType<typeof loadModel>, path: string): void {
+  const graph = model.graph;
+  const inputs = new Set((graph?.input ?? []).map((i) => i.name));
+  const outputs = new Set((graph?.output ?? []).map((o) => o.name));
+  const missing = ['latents', 'timestep', 'context'].filter((n) => !inputs.has(n));
+  if (missing.length)
+    throw new InputError(
+      path,
+      `not a denoiser: no input${missing.length > 1 ? 's' : ''} ${missing.map((n) => `'${n}'`).join(', ')} (contract: latents, timestep, context → velocity)`,
+    );
+  if (!outputs.has('velocity'))
+    throw new InputError(
+      path,
+      "not a denoiser: no output 'velocity' (contract: latents, timestep, context → velocity)",
+    );
 }
 
 function denoiserShape(session: ModelSession, config: Config, path: string): DenoiserShape {

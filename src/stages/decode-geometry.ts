@@ -12,6 +12,7 @@ import {
   poseEncodingToCameras,
 } from '../geometry/cameras.js';
 import { runtimeOptions } from '../rl/policy.js';
+import { checkFeedShape } from '../runtime/contract.js';
 import { ModelSession } from '../runtime/session.js';
 import { nonfiniteMask, nonfiniteSamples } from '../shards/finite.js';
 import { defaultOutDir, readShard, type Shard, writeShard } from '../shards/shard.js';
@@ -225,6 +226,14 @@ export async function runDecodeGeometry(
         lgmKey = key;
       }
       const finals = traj.tensors.get('final_latents')!;
+      checkFeedShape(
+        lgm.inputs,
+        lgm.source,
+        config.lgm_outputs.latents_input,
+        finals.shape,
+        input,
+        'final_latents',
+      );
       const g = await decodeLatents(lgm, config, finals);
       for (const w of g.warnings) {
         warnings.push(`${input}: ${w}`);

@@ -18,10 +18,11 @@ import { REWARDS } from '../rewards/index.js';
 import { sliceGeometry } from '../rewards/types.js';
 import { runtimeOptions } from '../rl/policy.js';
 import { ModelSession } from '../runtime/session.js';
+import { followInput, LineageRoots } from '../shards/lineage.js';
 import { readShard, type Shard } from '../shards/shard.js';
 import { f32, type Tensor } from '../shards/tensor.js';
 import { depthStrip } from './render-geometry.js';
-import type { ConfigResolver, StageIo } from './types.js';
+import type { ConfigResolver, StageInputs, StageIo } from './types.js';
 
 export interface EvalResult {
   report: string;
@@ -202,10 +203,11 @@ function evaluateSet(set: EvalSet, config: Config): SetResult {
 }
 
 /** The final latents behind a geometry shard (through its lineage), read once per shard. */
-function finalLatentsOf(shard: Shard): Tensor | undefined {
+function finalLatentsOf(shard: Shard, roots: LineageRoots): Tensor | undefined {
   const trajIn = shard.inputs[0];
+  // No videos for a shard whose trajectory is gone; one that is there is followed as lineage.
   if (!trajIn || !existsSync(trajIn.path)) return undefined;
-  return readShard(trajIn.path, ['trajectory', 'geometry']).tensors.get('final_latents');
+  return followInput(shard, 0, ['trajectory', 'geometry'], roots).tensors.get('final_latents');
 }
 
 /** RGB frames [F, H, W, 3] of sample b: the shard's own `rgb`, or the VAE decoder on its final latents. */
@@ -245,7 +247,7 @@ const fmt = (v: number | null | undefined) =>
   v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toPrecision(4));
 
 export async function runEval(
-  inputs: AsyncIterable<string>,
+  inputs: StageInputs,
   opts: { out: string },
   resolveConfig: ConfigResolver,
   io: StageIo,
@@ -254,6 +256,7 @@ export async function runEval(
   for await (const p of inputs) paths.push(p);
   if (!paths.length) throw new InputError('eval', 'give geometry shards or run folders (arguments or stdin)');
   const sets = discover(paths);
+  const roots = inputs.roots ?? new LineageRoots(paths);
   const firstShard = sets.find((s) => s.geometry.length)?.geometry[0];
   const config = firstShard
     ? resolveConfig(readShard(firstShard, 'geometry').config, firstShard)
@@ -286,7 +289,7 @@ export async function runEval(
       for (const p of set.geometry) {
         const shard = readShard(p, 'geometry');
         const B = shard.tensors.get('depth')!.shape[0]!;
-        const lat = shard.tensors.has('rgb') || !decoder ? undefined : finalLatentsOf(shard);
+        const lat = shard.tensors.has('rgb') || !decoder ? undefined : finalLatentsOf(shard, roots);
         for (let b = 0; b < B && k < Math.max(config.eval.videos, 8); b++, k++) {
           const fr = await framesOf(shard, b, decoder, lat);
           if (!fr) break;

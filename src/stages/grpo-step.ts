@@ -6,7 +6,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { canonicalJson } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -19,8 +19,9 @@ import { assertRatioOne } from '../rl/grpo.js';
 import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
 import { microBatchGradient, onePassGradient, withAffineCotangent } from '../rl/policy-gradient.js';
 import { selectTrainSteps } from '../rl/schedule.js';
+import { checkDims } from '../runtime/contract.js';
 import { ModelSession } from '../runtime/session.js';
-import type { ShardPlace } from '../shards/completeness.js';
+import { atomicAppend } from '../shards/atomic.js';
 import { followInput, LineageRoots, lineagePath } from '../shards/lineage.js';
 import { modelFingerprint, readShard, type Shard, writeShard } from '../shards/shard.js';
 import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
@@ -201,6 +202,7 @@ export async function runGrpoStep(
     }
   }
   const policy = await loadPolicy(config, policyDir);
+  for (const r of rollouts) checkRolloutShapes(r.trajectory, policy);
   const g = config.grpo;
   const T = rollouts[0]!.trajectory.tensors.get('log_probs')!.shape[1]!;
   const trainSteps = selectTrainSteps(T, g.timestep_fraction, opts.seed);
@@ -354,9 +356,18 @@ export async function runGrpoStep(
   });
   // Only once the checkpoint is in place does the log describe it.
   mkdirSync(dirname(outDir), { recursive: true });
-  appendFileSync(join(dirname(outDir), 'metrics.jsonl'), metricLines.join(''));
+  atomicAppend(join(dirname(outDir), 'metrics.jsonl'), metricLines.join(''));
   io.emit(outDir);
   return { checkpoint: outDir, metrics };
+}
+
+/** A trajectory's latents and context must fit the denoiser being trained. */
+function checkRolloutShapes(traj: Shard, policy: Policy): void {
+  const { C, F, H, W, L, D } = policy.shape;
+  const lat = traj.tensors.get('latents')!;
+  checkDims(lat.shape.slice(2), [C, F, H, W], traj.path, 'latents', 'latent shape [C, F, H, W]');
+  const ctx = traj.tensors.get('context')!;
+  checkDims(ctx.shape.slice(1), [L, D], traj.path, 'context', 'context shape [L, D]');
 }
 
 /**

@@ -9,6 +9,7 @@ import { loadPolicy, velocity } from '../rl/policy.js';
 import { groupSeed, sampleSeed } from '../rl/prng.js';
 import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
 import { cfgBatch, cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
+import { checkDims } from '../runtime/contract.js';
 import { runId } from '../shards/completeness.js';
 import { nonfiniteSamples } from '../shards/finite.js';
 import { fileHash, modelFingerprint, writeShard } from '../shards/shard.js';
@@ -49,6 +50,13 @@ export async function runSample(
   const cond = await conditioning(config, opts);
   const policy = await loadPolicy(config, opts.policy);
   const { C, F, H, W } = policy.shape;
+  checkDims(
+    [cond.L, cond.D],
+    [policy.shape.L, policy.shape.D],
+    cond.sources[0] ?? 'prompts',
+    'context',
+    'context shape [L, D]',
+  );
   const M = C * F * H * W;
   const G = s.group_size;
   // The schedule as stored (F32), so sample and grpo-step compute from identical sigmas.

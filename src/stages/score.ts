@@ -46,6 +46,7 @@ export function scoreGeometry(geom: Shard, config: Config): ScoredShard {
     intrinsics: t.get('intrinsics')!.data as Float32Array,
     sceneFlow: t.get('scene_flow')?.data as Float32Array | undefined,
   };
+  const mask = nonfiniteMask(t, B);
   const entries = Object.entries(config.rewards);
   if (entries.length === 0) throw new InputError('config', 'rewards is empty: configure at least one reward');
   const rewards: Record<string, Float64Array> = {};
@@ -66,7 +67,7 @@ export function scoreGeometry(geom: Shard, config: Config): ScoredShard {
           v = Number.NaN; // degenerate geometry of one sample
         else throw err;
       }
-      values[b] = v;
+      values[b] = mask[b] ? Number.NaN : v; // a marked sample scores its group's minimum
     }
     rewards[name] = values;
     weights[name] = entry.weight;
