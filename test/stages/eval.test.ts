@@ -18,7 +18,19 @@ test('world → decode-geometry → eval: metrics against ground truth and a com
     '-c',
     `node ${BIN} world --out ${dir}/world/geometry --scenes 2 --group-size 2 --dynamic | node ${BIN} decode-geometry --out ${dir}/decoded > /dev/null`,
   ]);
-  const r = await runCli(['eval', join(dir, 'decoded'), '--out', join(dir, 'report'), '--json']);
+  // The decoded shards' lineage leads to a sibling folder, outside the input folder: allowed by name.
+  const refused = await runCli(['eval', join(dir, 'decoded'), '--out', join(dir, 'refused')]);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /vggrpo\.inputs\[0\].*outside the allowed folders/);
+  const r = await runCli([
+    'eval',
+    join(dir, 'decoded'),
+    '--allow-root',
+    dir,
+    '--out',
+    join(dir, 'report'),
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const res = JSON.parse(r.stdout);
   const m = res.metrics.decoded;
