@@ -172,7 +172,7 @@ export async function benchAutodiff(runs = 40): Promise<Record<string, number | 
     ],
     runs,
   );
-  const [fwdMs, gradMs, loraFwdMs, loraGradMs] = timed;
+  const [fwdMs = Number.NaN, gradMs = Number.NaN, loraFwdMs = Number.NaN, loraGradMs = Number.NaN] = timed;
   const [fwdCpu, gradCpu, loraFwdCpu, loraGradCpu] = timed.cpu;
   const res: Record<string, number | string> = {
     model: `toy DiT tokens=256 width=64 blocks=2 (${fwd.graph!.node!.length} nodes)`,
@@ -318,7 +318,7 @@ async function benchTorchPeer(runs: number): Promise<Record<string, number | str
       [await runner(peer.model, feeds), await runner(grad.model, feeds)],
       runs,
     );
-    const [fwdMs, gradMs] = timed;
+    const [fwdMs = Number.NaN, gradMs = Number.NaN] = timed;
     // agreement with PyTorch's autograd, as a sanity check of what is timed
     const s = await ort.InferenceSession.create(encodeModel(grad.model), { intraOpNumThreads: 1 });
     const out = await s.run(feeds);

@@ -1,5 +1,5 @@
 /**
- * Errors that carry the exit code of DESIGN.md's table, so every command ends the same way:
+ * Errors that carry the exit code of README.md's exit-code table, so every command ends the same way:
  * one line on stderr, no stack trace unless DEBUG is set.
  *
  * @example

@@ -1,5 +1,5 @@
 /**
- * Config resolution with the precedence of DESIGN.md:
+ * Config resolution with the precedence of README.md (Configuration):
  * flags > --config FILE > the config recorded in the input shard > built-in defaults.
  * Relative model paths in a config file resolve against the file's folder.
  */

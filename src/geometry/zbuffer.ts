@@ -4,7 +4,7 @@
  *
  * Why not one pixel per point: a surface sampled by another camera from farther away (or more
  * obliquely) lands on the target grid with gaps, and through a one-pixel hole the z-buffer shows
- * a farther surface — a large error on perfectly consistent geometry (VGGRPO.md, pitfall 2).
+ * a farther surface — a large error on perfectly consistent geometry (docs/METHOD.md, pitfall 2).
  * Three measures keep ground truth near the optimum:
  *  1. footprint: each point covers a square whose half-width is the projected size of the pixel
  *     it came from (its source pixel's world size z_src/f_src times f_tgt/z_tgt), ×splatScale/2;
@@ -258,8 +258,8 @@ export class DepthSplatter {
             const p = row + j;
             if (zc <= zmin[p]! * band) {
               const w = wv * (1 - Math.abs(j - u) * iu);
-              acc[p] += w * zc;
-              wsum[p] += w;
+              acc[p] = (acc[p] ?? 0) + w * zc;
+              wsum[p] = (wsum[p] ?? 0) + w;
             }
           }
         }

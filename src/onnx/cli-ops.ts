@@ -30,6 +30,9 @@ export function parseShapes(flags: readonly string[] = []): Record<string, numbe
     if (eq <= 0 || !dims.length || dims.some((d) => !Number.isInteger(d) || d < 0)) {
       throw new InputError(`--shape ${f}`, 'expected NAME=D0,D1,... with non-negative integers');
     }
+    // Beyond these no tensor of that shape can be allocated: say so now, not as a RangeError later.
+    if (dims.some((d) => d > 2 ** 31 - 1) || dims.reduce((a, d) => a * d, 1) > 2 ** 32)
+      throw new InputError(`--shape ${f}`, 'too large (a dimension above 2³¹−1 or more than 2³² elements)');
     out[name] = dims;
   }
   return out;

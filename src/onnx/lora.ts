@@ -1,7 +1,7 @@
 /**
  * LoRA injection into ONNX graphs: each MatMul/Gemm whose weight initializer matches a target
  * glob becomes y = xW + (α/r)·(x·A)·B, with A [in, r] and B [r, out] as new graph inputs named
- * `lora:<weight>:A` / `lora:<weight>:B` (DESIGN.md's contract). `mergeLora` folds trained
+ * `lora:<weight>:A` / `lora:<weight>:B` (onnx/README.md's LoRA contract). `mergeLora` folds trained
  * adapters back into the weights.
  *
  * @example

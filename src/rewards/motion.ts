@@ -1,12 +1,12 @@
 /**
- * Camera motion smoothness (VGGRPO.md, Rewards): with camera centres c_i = −R_iᵀt_i,
+ * Camera motion smoothness (docs/METHOD.md, Rewards): with camera centres c_i = −R_iᵀt_i,
  *   v_i = c_{i+1} − c_i,  a_i = v_i − v_{i−1},  S_trans = mean_i ‖a_i‖ / (‖v_i‖ + ‖v_{i−1}‖ + eps),
  * S_rot likewise with the angular steps ω_i, and r_motion = ½·[1/(1+S_trans) + 1/(1+S_rot)] ∈ [½, 1].
  *
  * Which frame ω_i is expressed in (its norm does not depend on it, ω_i − ω_{i−1} does):
  *  - 'camera' (default): ω_i = log(C_iᵀ C_{i+1}) with C = Rᵀ the camera-to-world rotation, i.e.
  *    log(R_i R_{i+1}ᵀ) for our camera-from-world R — the step from camera i to camera i+1 in
- *    camera i's own axes. This is VGGRPO.md's log_SO3(R_iᵀR_{i+1}) read with camera-to-world R.
+ *    camera i's own axes. This is docs/METHOD.md's log_SO3(R_iᵀR_{i+1}) read with camera-to-world R.
  *  - 'world': ω_i = log(R_iᵀ R_{i+1}) taken literally with camera-from-world R: the (inverse)
  *    step expressed in world axes.
  * Both are invariant to moving the whole scene and camera rigidly; for a camera turning at a

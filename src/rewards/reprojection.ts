@@ -1,5 +1,5 @@
 /**
- * Geometry reprojection consistency (VGGRPO.md, Rewards): build the scene's point cloud from the
+ * Geometry reprojection consistency (docs/METHOD.md, Rewards): build the scene's point cloud from the
  * frames' world points, z-buffer render it into each view i to get D̂_i, take the error E_i of D̂_i
  * against the view's own depth D_i over its valid pixels, and score the worst views:
  * r_geo = −mean(top-k E_i) ('neg_mean', default, optimum 0) or 1/(1 + mean(top-k E_i)) ('inverse').

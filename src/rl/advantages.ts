@@ -1,5 +1,5 @@
 /**
- * Group-relative advantages (VGGRPO.md, "Advantage"): each reward is z-normalised within its group
+ * Group-relative advantages (docs/METHOD.md, "Advantage"): each reward is z-normalised within its group
  * (the samples of one prompt) with the population std + stdEps, the normalised rewards are
  * averaged with the config's weights, and the result is clipped to ±clip — once, here, so that
  * `grpo-step` uses exactly what the rewards shard records.
@@ -126,8 +126,8 @@ export function groupAdvantages(
       zeroStdFraction: zeroStd / groups.size,
     };
     for (let b = 0; b < B; b++) {
-      advantages[b] += (w / wsum) * z[b]!;
-      weighted[b] += w * r[b]!;
+      advantages[b] = (advantages[b] ?? 0) + (w / wsum) * z[b]!;
+      weighted[b] = (weighted[b] ?? 0) + w * r[b]!;
     }
   }
   for (let b = 0; b < B; b++) advantages[b] = Math.max(-clip, Math.min(clip, advantages[b]!));

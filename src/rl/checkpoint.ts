@@ -1,5 +1,5 @@
 /**
- * The policy checkpoint folder (DESIGN.md): a peft-loadable LoRA adapter plus what the toolkit
+ * The policy checkpoint folder (README.md, Shard formats): a peft-loadable LoRA adapter plus what the toolkit
  * needs to resume.
  *
  *   adapter_model.safetensors  base_model.model.<module>.lora_A.weight = Aᵀ [r, in]

@@ -1,5 +1,5 @@
 /**
- * The GRPO objective (VGGRPO.md, "GRPO update") as float64 reference code: the clipped
+ * The GRPO objective (docs/METHOD.md, "GRPO update") as float64 reference code: the clipped
  * policy-ratio loss, the KL penalty to the LoRA-off model, their analytic gradients (which a
  * VJP through the denoiser consumes), and the logging statistics Flow-GRPO reports.
  *
@@ -162,7 +162,7 @@ export function klPenalty(args: {
 
 /**
  * Fail (exit 1) unless every ratio is 1 within `tol` on the first inner step: the same inputs in
- * the same batch shape must give the same log-prob (VGGRPO.md).
+ * the same batch shape must give the same log-prob (docs/METHOD.md).
  *
  * @example
  *   assertRatioOne(logpNew, logpOld); // throws RuntimeFailure naming the worst sample

@@ -10,7 +10,7 @@
  *
  * Portability: the integer part is exact everywhere; the polar method uses Math.log and Math.sqrt
  * (V8's own fdlibm port, and IEEE sqrt), so normals are bit-identical across machines for one Node
- * version (DESIGN.md asks for byte-identical shards on the same machine).
+ * version (same inputs, config and seed must give byte-identical shards on the same machine).
  *
  * Speed: the polar method needs no sin/cos; with 32-bit uniforms it draws ~2.5× faster than
  * Box–Muller, and noise generation is most of `sample`'s time outside onnxruntime.

@@ -1,6 +1,6 @@
 /**
  * The Flow-GRPO SDE step: the flow-matching ODE x ← x + dt·v turned into a Gaussian transition,
- * so each denoising step of `sample` is a policy action with a log-probability (VGGRPO.md,
+ * so each denoising step of `sample` is a policy action with a log-probability (docs/METHOD.md,
  * "Flow-GRPO SDE step"). One step, diffusers-scheduler style: `sdeStep()` returns a typed record.
  *
  * Float32 arithmetic, exactly: every scalar and element operation is rounded with Math.fround.

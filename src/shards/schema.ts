@@ -1,5 +1,5 @@
 /**
- * Shard kinds and their tensor schemas (DESIGN.md "Shard schemas"). A dimension is a number
+ * Shard kinds and their tensor schemas (README.md, Shard formats). A dimension is a number
  * (fixed) or a letter that must take the same value across all tensors of the shard.
  */
 import { InputError } from '../errors.js';

@@ -70,7 +70,7 @@ export async function conditioning(
       sources: [src.embeddings],
     };
   }
-  if (!src.prompts) throw new InputError('sample', 'give --prompts FILE or --embeddings SHARD');
+  if (!src.prompts) throw new InputError('--prompts', 'give --prompts FILE or --embeddings SHARD');
   const prompts = readPrompts(src.prompts);
   const encPath = config.models.text_encoder;
   if (!encPath)

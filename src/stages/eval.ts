@@ -95,7 +95,7 @@ export function discover(paths: string[]): EvalSet[] {
     }
   }
   for (const [name, geometry] of loose) sets.push({ name, geometry, rewards: [] });
-  if (sets.length === 0) throw new InputError('eval', 'nothing to evaluate');
+  if (sets.length === 0) throw new InputError('', 'nothing to evaluate');
   return sets;
 }
 
@@ -254,7 +254,8 @@ export async function runEval(
 ): Promise<EvalResult> {
   const paths: string[] = [];
   for await (const p of inputs) paths.push(p);
-  if (!paths.length) throw new InputError('eval', 'give geometry shards or run folders (arguments or stdin)');
+  if (!paths.length)
+    throw new InputError('', 'no input: expected geometry shards or run folders as arguments or on stdin');
   const sets = discover(paths);
   const roots = inputs.roots ?? new LineageRoots(paths);
   const firstShard = sets.find((s) => s.geometry.length)?.geometry[0];

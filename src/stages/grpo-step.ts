@@ -173,7 +173,7 @@ export async function runGrpoStep(
   const paths: string[] = [];
   for await (const p of inputs) paths.push(p);
   if (paths.length === 0)
-    throw new InputError('grpo-step', 'no input shards (give reward shards as arguments or on stdin)');
+    throw new InputError('', 'no input: expected reward shards as arguments or one path per line on stdin');
   const roots = inputs.roots ?? new LineageRoots(paths.map((p) => dirname(dirname(resolve(p)))));
   if (opts.apply) return applyGradients(paths, opts, resolveConfig, io);
 

@@ -37,6 +37,9 @@ export function connectorWeights(): Float32Array {
   const w = new Float32Array(K * C * 125);
   const at = (k: number, c: number, kt: number, kh: number, kw: number) =>
     (((k * C + c) * 5 + kt) * 5 + kh) * 5 + kw;
+  const add = (i: number, v: number) => {
+    w[i] = (w[i] ?? 0) + v;
+  };
   const average = (k: number, c: number) => {
     for (const kh of [2, 3]) for (const kw of [2, 3]) w[at(k, c, 2, kh, kw)] = 0.25;
   };
@@ -47,11 +50,14 @@ export function connectorWeights(): Float32Array {
   // Laplacian: four neighbour blocks (two taps of 0.5 each) minus four times the centre block.
   const L = FEAT.laplacian;
   for (const kk of [2, 3]) {
-    w[at(L, CH.logDepth, 2, 1, kk)] += 0.5;
-    w[at(L, CH.logDepth, 2, 4, kk)] += 0.5;
-    w[at(L, CH.logDepth, 2, kk, 1)] += 0.5;
-    w[at(L, CH.logDepth, 2, kk, 4)] += 0.5;
-    for (const kw of [2, 3]) w[at(L, CH.logDepth, 2, kk, kw)] -= 1;
+    for (const [kh, kw] of [
+      [1, kk],
+      [4, kk],
+      [kk, 1],
+      [kk, 4],
+    ] as const)
+      add(at(L, CH.logDepth, 2, kh, kw), 0.5);
+    for (const kw of [2, 3]) add(at(L, CH.logDepth, 2, kk, kw), -1);
   }
   return w;
 }

@@ -1,7 +1,7 @@
 /**
  * Ray-cast renderer of the toy world: per frame an RGB image and the exact geometry a perfect
  * geometry model would output — depth, world points, cameras, scene flow and a dynamic mask —
- * in the geometry-shard layout of DESIGN.md (depth [F,h,w], points [F,h,w,3], extrinsics [F,3,4],
+ * in the geometry-shard layout of README.md (Shard formats) (depth [F,h,w], points [F,h,w,3], extrinsics [F,3,4],
  * intrinsics [F,3,3], scene_flow [F,h,w,3]). Pixel (row i, column j) is the ray through
  * (u = j, v = i), principal point (W/2, H/2), the same convention the rewards unproject with, so
  * depth and points agree exactly.
@@ -125,7 +125,7 @@ export function renderVideo(scene: Scene, traj: Trajectory, options: RenderOptio
         for (let a = 0; a < 3; a++) {
           const d = dirs[a]!;
           if (d === 0) continue;
-          const t = ((d > 0 ? room.max[a] : room.min[a]) - org[a]!) / d;
+          const t = ((d > 0 ? room.max[a]! : room.min[a]!) - org[a]!) / d;
           if (t < tBest) {
             tBest = t;
             axis = a;

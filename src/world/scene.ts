@@ -1,6 +1,6 @@
 /**
  * Procedural toy scenes: a bounded room (floor, ceiling, four walls — bounded so no far surface
- * dominates a depth error, VGGRPO.md pitfall 1) with a few textured boxes and spheres; in a
+ * dominates a depth error, docs/METHOD.md pitfall 1) with a few textured boxes and spheres; in a
  * dynamic scene some objects move rigidly (oscillating translation plus a spin about the vertical).
  * World axes: y up, the room centred on the origin in x and z, floor at y = 0.
  */

@@ -1,5 +1,5 @@
 /**
- * The gradient-graph contract: inputs and outputs named as DESIGN.md fixes them, zero gradients
+ * The gradient-graph contract: inputs and outputs named as onnx/README.md fixes them, zero gradients
  * with a warning for unreachable parameters, errors that name the operator, node and parameter,
  * dead forward nodes removed, standard ai.onnx ops only.
  */

@@ -102,7 +102,7 @@ test('every family: the smooth path scores higher than the same path with jitter
         const shaky = groundTruth(family, { size: 8, seed, jitterPos: jp, jitterRot: jr });
         const r1 = motion.compute({ ...shaky, depth: smooth.depth });
         // Small jitter lowers it; clearly visible jitter lowers it clearly.
-        const margin = jp >= 0.02 ? 0.02 : 0;
+        const margin = (jp ?? 0) >= 0.02 ? 0.02 : 0;
         assert.ok(r1 < r0 - margin, `${family} seed ${seed} jitter ${jp}/${jr}: ${r1} vs smooth ${r0}`);
         if (seed === 1) scores.push(`${family} ${jp}/${jr}: ${r1.toFixed(4)}`);
       }

@@ -170,7 +170,7 @@ test('velocity cotangent = finite differences of the float64 objective in v (los
   const adv = [1.2, -0.7, 0.4];
   const beta = 0.05;
   const clipRange = 0.05;
-  // The whole objective in float64, straight from VGGRPO.md.
+  // The whole objective in float64, straight from docs/METHOD.md.
   const sigma = sig[i]!;
   const dt = sig[i + 1]! - sigma;
   const stdT = a * Math.sqrt(sigma / (1 - sigma));

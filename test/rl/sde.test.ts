@@ -49,7 +49,7 @@ test('SDE step on a tiny batch matches the float64 formulas (hand-checked coeffi
   const v = new Float32Array([-1, 0.25, 0.5, 2, -0.5, 0.75]);
   const eps = new Float32Array([0.3, -1.1, 0.7, 0.05, -0.4, 1.9]);
   const r = sdeStep({ x, v, sigmas: SIGMAS, i: 1, noiseLevel: 0.7, batch: B, noise: eps });
-  // Independent float64 evaluation, literally as VGGRPO.md writes it.
+  // Independent float64 evaluation, literally as docs/METHOD.md writes it.
   const sigma = 0.9;
   const dt = 0.75 - 0.9;
   const stdT = 0.7 * Math.sqrt(sigma / (1 - sigma));

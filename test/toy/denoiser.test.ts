@@ -9,7 +9,7 @@ import { buildDenoiser, DENOISER_SHAPE, ropeTables } from '../../src/toy/denoise
 import { LATENT_SIZE, TOY } from '../../src/toy/latent.js';
 import { buildLgm } from '../../src/toy/lgm.js';
 
-/** The operators the project's autodiff differentiates (AUTODIFF.md). */
+/** The operators the project's autodiff differentiates (docs/AUTODIFF.md). */
 const AUTODIFF_OPS = new Set(
   'MatMul Gemm Conv Add Sub Mul Div Neg Pow Sqrt Reciprocal Exp Log Tanh Sigmoid Softmax LayerNormalization ReduceMean ReduceSum Transpose Reshape Squeeze Unsqueeze Concat Split Slice Gather Expand Where Cast Identity Sin Cos'.split(
     ' ',
