@@ -177,7 +177,9 @@ function checkOutFolder(out: string): void {
   let isFolder = true;
   try {
     isFolder = statSync(out).isDirectory();
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      throw new InputError('--out', `${out}: a folder on its path is an existing file`);
     return; // created when the stage writes its first output
   }
   if (!isFolder) throw new InputError('--out', `${out} is an existing file, not a folder`);
