@@ -143,7 +143,9 @@ test('an adapter whose lora_alpha differs from the config, and metrics.jsonl onl
   try {
     await assert.rejects(
       runGrpoStep(
-        [rewards],
+        (async function* () {
+          yield rewards;
+        })(),
         { out: join(run, 'fail', 'policy'), gradsOnly: false, apply: false },
         (recorded) => resolveConfig([recorded ?? {}]),
         { emit: () => {}, note: () => {} },
