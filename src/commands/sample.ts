@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { defined, numberFlag, VggrpoCommand } from '../cli/base.js';
+import { defined, InputError, numberFlag, VggrpoCommand } from '../cli/base.js';
 import { runSample, type SampleResult } from '../stages/sample.js';
 
 export default class Sample extends VggrpoCommand {
@@ -31,6 +31,10 @@ export default class Sample extends VggrpoCommand {
     }),
     'per-shard': Flags.integer({ description: 'groups per shard (sampler.per_shard)', min: 1 }),
     policy: Flags.directory({ description: 'LoRA policy checkpoint folder (default: the base model)' }),
+    part: Flags.string({
+      description:
+        'I/N: sample only the I-th (0-based) of N parts of the run, whole shards with their global indices and seeds (one job-array task each)',
+    }),
   };
 
   async run(): Promise<SampleResult> {
@@ -49,9 +53,27 @@ export default class Sample extends VggrpoCommand {
     });
     const config = this.resolveConfig({ file: flags.config, flags: { sampler } });
     return runSample(
-      { config, prompts: flags.prompts, embeddings: flags.embeddings, out: flags.out, policy: flags.policy },
+      {
+        config,
+        prompts: flags.prompts,
+        embeddings: flags.embeddings,
+        out: flags.out,
+        policy: flags.policy,
+        part: partFlag(flags.part),
+      },
       (path) => this.log(path),
       (msg) => this.note(msg),
     );
   }
+}
+
+/** `--part I/N` with 0 ≤ I < N. */
+function partFlag(value: string | undefined): { index: number; count: number } | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(value.trim());
+  const index = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (!m || !(count >= 1) || !(index < count))
+    throw new InputError('--part', `expected I/N with 0 ≤ I < N, got '${value}'`);
+  return { index, count };
 }

@@ -22,12 +22,26 @@ export interface SampleOptions {
   embeddings?: string;
   out?: string;
   policy?: string;
+  /** Sample only part `index` (0-based) of `count` of the run: whole shards, global indices. */
+  part?: { index: number; count: number };
 }
 
 export interface SampleResult {
   shards: string[];
   samples: number;
   warnings: string[];
+}
+
+/**
+ * The shards of part `index` of `count`: a contiguous range, so that the parts together write
+ * exactly the shards (and bytes) one process writes — seeds and shard indices are global.
+ */
+export function partRange(shards: number, part?: { index: number; count: number }): [number, number] {
+  if (!part) return [0, shards];
+  return [
+    Math.floor((part.index * shards) / part.count),
+    Math.floor(((part.index + 1) * shards) / part.count),
+  ];
 }
 
 /** Default run folder for a fresh `sample`: runs/<UTC time>/trajectory. */
@@ -87,8 +101,11 @@ export async function runSample(
     denoiser: modelFingerprint(policy.denoiserPath),
   });
 
+  const [firstShard, endShard] = partRange(count, opts.part);
+  const endPrompt = Math.min(P, endShard * s.per_shard);
   try {
-    for (let first = 0, shardNo = 0; first < P; first += s.per_shard, shardNo++) {
+    for (let shardNo = firstShard; shardNo < endShard; shardNo++) {
+      const first = shardNo * s.per_shard;
       const groupIds = Array.from({ length: Math.min(s.per_shard, P - first) }, (_, k) => first + k);
       const B = groupIds.length * G;
       const latents = new Float32Array(B * (T + 1) * M);
@@ -112,7 +129,7 @@ export async function runSample(
         let x = await (nextStart ?? startOf(p));
         // Each step's noise is drawn on a worker while the denoiser runs on the main thread.
         let nextNoise = window.includes(0) ? noisePool.draw(groupSeeds, 0, M) : undefined;
-        nextStart = p + 1 < P ? startOf(p + 1) : undefined;
+        nextStart = p + 1 < endPrompt ? startOf(p + 1) : undefined;
         for (let i = 0; i < s.steps; i++) {
           const t = window.indexOf(i);
           const noiseP = nextNoise;
@@ -146,7 +163,9 @@ export async function runSample(
           }
         }
         done++;
-        note(`sample: group ${done}/${P} (prompt ${p}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        note(
+          `sample: group ${done}/${endPrompt - firstShard * s.per_shard} (prompt ${p}) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        );
       }
       const tensors: Record<string, Tensor> = {
         latents: f32([B, T + 1, C, F, H, W], latents),
@@ -186,5 +205,5 @@ export async function runSample(
     await policy.session.release();
     await noisePool.close();
   }
-  return { shards, samples: P * G, warnings };
+  return { shards, samples: (endPrompt - firstShard * s.per_shard) * G, warnings };
 }
