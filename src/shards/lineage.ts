@@ -118,6 +118,11 @@ export function followInput(
   kind: ShardKind | ShardKind[],
   roots: LineageRoots,
 ): Shard {
+  return readShard(checkedInput(from, k, roots), kind);
+}
+
+/** Input `k` of a shard's lineage, resolved, checked and hash-compared; its real path. */
+export function checkedInput(from: Shard, k: number, roots: LineageRoots): string {
   const rec = from.recordedInputs[k];
   const field = `vggrpo.inputs[${k}]`;
   if (!rec) throw new InputError(from.path, `${field}: no input recorded`);
@@ -127,5 +132,5 @@ export function followInput(
       from.path,
       `${field}: ${rec.path} changed since this shard was written (sha256 mismatch)`,
     );
-  return readShard(real, kind);
+  return real;
 }
