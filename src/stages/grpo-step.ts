@@ -12,14 +12,15 @@ import { canonicalJson } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { InputError, RuntimeFailure } from '../errors.js';
 import { buildGradientGraph } from '../onnx/autodiff.js';
-import { decodeModel, encodeModel } from '../onnx/model.js';
+import { decodeModel } from '../onnx/model.js';
 import { adamwInit, adamwStep, clipGradNorm, nonFiniteGrads, type ParamMap } from '../rl/adamw.js';
 import { saveCheckpoint } from '../rl/checkpoint.js';
 import { assertRatioOne } from '../rl/grpo.js';
 import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
 import { microBatchGradient, onePassGradient, withAffineCotangent } from '../rl/policy-gradient.js';
 import { selectTrainSteps } from '../rl/schedule.js';
-import { ModelSession } from '../runtime/session.js';
+import { openModel } from '../runtime/model-cache.js';
+import type { ModelSession } from '../runtime/session.js';
 import { readSafetensors, writeSafetensors } from '../shards/safetensors.js';
 import { assertFinite } from '../shards/schema.js';
 import { fileHash, modelFingerprint, readShard, type Shard } from '../shards/shard.js';
@@ -154,8 +155,8 @@ export async function gradientSession(
       ...loraShapes(policy),
     },
   });
-  const s = await ModelSession.open(
-    encodeModel(onePass ? withAffineCotangent(model, 'velocity', [batch, C, F, H, W]) : model),
+  const s = await openModel(
+    onePass ? withAffineCotangent(model, 'velocity', [batch, C, F, H, W]) : model,
     runtimeOptions(config),
     `${policy.denoiserPath} (gradient graph)`,
   );

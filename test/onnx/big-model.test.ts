@@ -1,0 +1,226 @@
+/**
+ * Models of any size: the toy denoiser and latent geometry model re-stored with their weights in
+ * a sparse external data file of 4.25 GiB, the LoRA-targeted weights past offset 2^32. Every
+ * result on them must equal the same model with its weights inline (the fixtures themselves):
+ * tensors read by offset, onnxruntime's outputs, LoRA-injected and gradient models opened from
+ * the cache, and the CLI stages (sample, decode-geometry, score, grpo-step, inspect, onnx lora,
+ * onnx grad). The holes cost no disk, and nothing reads them.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { injectLora } from '../../src/onnx/lora.js';
+import { loadModel, tensorToArray } from '../../src/onnx/model.js';
+import { cachedModelFile, openModel } from '../../src/runtime/model-cache.js';
+import { ModelSession } from '../../src/runtime/session.js';
+import { readSafetensors } from '../../src/shards/safetensors.js';
+import { f32, type Tensor } from '../../src/shards/tensor.js';
+import { ROOT, runCli, tempDir } from '../helpers.js';
+import { HIGH, SPARSE_SIZE, writeSparseModel } from './sparse-model.js';
+
+const FIX = join(ROOT, 'onnx/fixtures');
+const dir = tempDir('vggrpo-big-');
+const cache = join(dir, 'cache');
+const env = { VGGRPO_CACHE: cache };
+process.env.VGGRPO_CACHE = cache;
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const TARGETS = ['blocks.*.weight', 'head.head.weight'];
+const isTarget = (n: string) => /^blocks\..*\.weight$|^head\.head\.weight$/.test(n);
+const denOffsets = writeSparseModel(join(FIX, 'denoiser.onnx'), dir, 'den.onnx', isTarget);
+writeSparseModel(join(FIX, 'lgm.onnx'), dir, 'lgm.onnx', () => true);
+const BIG = join(dir, 'den.onnx');
+
+/** Deterministic values in [−1, 1). */
+function values(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  });
+}
+
+const B = 2;
+const denoiserFeeds = (): Record<string, Tensor> => ({
+  latents: f32([B, 14, 8, 16, 16], values(B * 14 * 8 * 16 * 16, 1)),
+  timestep: f32([B], [250, 800]),
+  context: f32([B, 32, 32], values(B * 32 * 32, 2)),
+});
+
+test('the sparse file is over 4 GiB, the targeted weights lie past 2^32, and it costs no disk', () => {
+  const st = statSync(`${BIG}.data`);
+  assert.equal(st.size, SPARSE_SIZE);
+  assert.ok(st.blocks * 512 < 64 << 20, `allocated ${st.blocks * 512} bytes`);
+  const high = [...denOffsets].filter(([n]) => isTarget(n));
+  assert.ok(high.length >= 10);
+  for (const [, off] of high) assert.ok(off >= HIGH && off > 2 ** 32);
+});
+
+test('loadModel reads each tensor at its offset, also past 2^32, equal to the inline original', () => {
+  const big = loadModel(BIG);
+  const ref = new Map(loadModel(join(FIX, 'denoiser.onnx')).graph!.initializer!.map((t) => [t.name, t]));
+  let external = 0;
+  for (const t of big.graph!.initializer!) {
+    if (t.dataLocation === 1) external++;
+    assert.deepEqual(tensorToArray(t), tensorToArray(ref.get(t.name)!), t.name);
+  }
+  assert.equal(external, denOffsets.size);
+});
+
+test('onnxruntime on the > 4 GiB file gives the inline model’s outputs bit for bit', async () => {
+  const [a, b] = await Promise.all([ModelSession.open(BIG), ModelSession.open(join(FIX, 'denoiser.onnx'))]);
+  const feeds = denoiserFeeds();
+  assert.deepEqual((await a.run(feeds)).velocity, (await b.run(feeds)).velocity);
+});
+
+test('a LoRA-injected big model is built once in the cache (weights hard-linked) and equals the inline one', async () => {
+  const lora = { rank: 2, alpha: 4, targets: TARGETS };
+  const big = injectLora(loadModel(BIG), lora);
+  const small = injectLora(loadModel(join(FIX, 'denoiser.onnx')), lora);
+  const feeds = denoiserFeeds();
+  let seed = 10;
+  for (const a of small.adapters) {
+    feeds[a.loraA] = f32([a.inDim, 2], values(a.inDim * 2, seed++));
+    feeds[a.loraB] = f32([2, a.outDim], values(a.outDim * 2, seed++));
+  }
+  const s1 = await openModel(big.model, {}, BIG);
+  const s0 = await openModel(small.model, {}, 'inline');
+  const v1 = (await s1.run(feeds)).velocity!;
+  assert.deepEqual(v1, (await s0.run(feeds)).velocity);
+  // The LoRA branch is live: B = 0 gives a different velocity.
+  const off = { ...feeds };
+  for (const a of small.adapters) off[a.loraB] = f32([2, a.outDim], new Float32Array(2 * a.outDim));
+  assert.notDeepEqual((await s1.run(off)).velocity, v1);
+
+  const models = join(cache, 'models');
+  const files = readdirSync(models).sort();
+  assert.equal(files.filter((f) => f.endsWith('.onnx')).length, 1, files.join(' '));
+  assert.ok(!files.some((f) => f.endsWith('.tmp')), 'no temp files left');
+  const link = files.find((f) => f.startsWith('w-'))!;
+  assert.equal(statSync(join(models, link)).ino, statSync(`${BIG}.data`).ino, 'hard link, not a copy');
+  // Built once: a second build of the same model reuses the file.
+  const path = join(models, files.find((f) => f.endsWith('.onnx'))!);
+  const mtime = statSync(path).mtimeMs;
+  assert.equal(cachedModelFile(injectLora(loadModel(BIG), lora).model), path);
+  assert.equal(statSync(path).mtimeMs, mtime);
+});
+
+test('inspect, onnx lora and onnx grad on the big model equal their results on the inline one', async () => {
+  const [ib, is] = await Promise.all([
+    runCli(['inspect', BIG, '--json'], { env }),
+    runCli(['inspect', join(FIX, 'denoiser.onnx'), '--json'], { env }),
+  ]);
+  assert.equal(ib.code, 0, ib.stderr);
+  const jb = JSON.parse(ib.stdout).files[0];
+  const js = JSON.parse(is.stdout).files[0];
+  assert.deepEqual(jb.initializers, js.initializers);
+  assert.ok(jb.initializers.parameters > 100_000);
+
+  const lb = join(dir, 'out', 'lora-big.onnx');
+  const ls = join(dir, 'out', 'lora-small.onnx');
+  const targets = TARGETS.flatMap((t) => ['--target', t]);
+  for (const [src, out] of [
+    [BIG, lb],
+    [join(FIX, 'denoiser.onnx'), ls],
+  ] as const) {
+    const r = await runCli(['onnx', 'lora', src, '--out', out, '--rank', '2', ...targets], { env });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const feeds = denoiserFeeds();
+  const sb = await ModelSession.open(lb);
+  for (const n of sb.inputNames.filter((n) => n.startsWith('lora:'))) {
+    const [r, c] = sb.inputs.find((i) => i.name === n)!.shape as number[];
+    feeds[n] = f32([r!, c!], values(r! * c!, n.length));
+  }
+  assert.deepEqual((await sb.run(feeds)).velocity, (await (await ModelSession.open(ls)).run(feeds)).velocity);
+
+  const gb = join(dir, 'out', 'grad-big.onnx');
+  const gs = join(dir, 'out', 'grad-small.onnx');
+  for (const [src, out] of [
+    [BIG, gb],
+    [join(FIX, 'denoiser.onnx'), gs],
+  ] as const) {
+    const r = await runCli(
+      ['onnx', 'grad', src, '--out', out, '--wrt', 'head.head.weight', '--shape', 'B=2'],
+      {
+        env,
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const gfeeds = {
+    ...denoiserFeeds(),
+    'grad:velocity': f32([B, 14, 8, 16, 16], values(B * 14 * 8 * 16 * 16, 3)),
+  };
+  const [rb, rs] = await Promise.all([ModelSession.open(gb), ModelSession.open(gs)]);
+  assert.deepEqual(
+    (await rb.run(gfeeds))['grad:head.head.weight'],
+    (await rs.run(gfeeds))['grad:head.head.weight'],
+  );
+});
+
+test('sample → decode-geometry → score → grpo-step on the big models give the inline models’ shards', async () => {
+  const prompts = join(dir, 'prompts.txt');
+  writeFileSync(prompts, 'orbit around the red box\n');
+  const toy = readFileSync(join(ROOT, 'examples/toy/config.yaml'), 'utf8');
+  const results: Record<string, Map<string, Tensor>>[] = [];
+  for (const [name, den, lgm] of [
+    ['big', BIG, join(dir, 'lgm.onnx')],
+    ['small', join(FIX, 'denoiser.onnx'), join(FIX, 'lgm.onnx')],
+  ] as const) {
+    const cfg = join(dir, `${name}.yaml`);
+    writeFileSync(
+      cfg,
+      toy
+        .replace('../../onnx/fixtures/denoiser.onnx', den)
+        .replace('../../onnx/fixtures/lgm.onnx', lgm)
+        .replace(/\.\.\/\.\.\/onnx\//g, `${join(ROOT, 'onnx')}/`),
+    );
+    const run = join(dir, name);
+    const common = ['--config', cfg, '--threads', '1'];
+    const s = await runCli(
+      [
+        'sample',
+        ...common,
+        '--prompts',
+        prompts,
+        '--group-size',
+        '2',
+        '--steps',
+        '3',
+        '--out',
+        join(run, 'trajectory'),
+      ],
+      { env },
+    );
+    assert.equal(s.code, 0, s.stderr);
+    const g = await runCli(['decode-geometry', ...common, ...s.stdout.trim().split('\n')], { env });
+    assert.equal(g.code, 0, g.stderr);
+    const r = await runCli(['score', ...common, ...g.stdout.trim().split('\n')], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const p = await runCli(
+      ['grpo-step', ...common, ...r.stdout.trim().split('\n'), '--out', join(run, 'policy')],
+      {
+        env,
+      },
+    );
+    assert.equal(p.code, 0, p.stderr);
+    const shard = (kind: string) => {
+      const f = readdirSync(join(run, kind)).find((x) => x.endsWith('.safetensors'))!;
+      return readSafetensors(join(run, kind, f)).tensors;
+    };
+    results.push({
+      trajectory: shard('trajectory'),
+      geometry: shard('geometry'),
+      adapter: readSafetensors(join(run, 'policy', 'adapter_model.safetensors')).tensors,
+    });
+  }
+  const [big, small] = results;
+  for (const k of ['trajectory', 'geometry', 'adapter']) assert.deepEqual(big![k], small![k], k);
+  const adapter = [...small!.adapter!.values()];
+  assert.ok(
+    adapter.some((t) => (t.data as Float32Array).some((v) => v !== 0)),
+    'the step changed the adapter',
+  );
+});

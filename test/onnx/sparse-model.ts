@@ -1,0 +1,66 @@
+/**
+ * Test helper: a copy of a model whose initializers live in an external data file larger than
+ * 4 GiB that costs no disk. Each tensor is written with a positioned write; selected ones past
+ * offset 2^32; everything between is a hole.
+ */
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { encodeModel, loadModel } from '../../src/onnx/model.js';
+import type { TensorProto } from '../../src/onnx/proto.js';
+
+export const HIGH = 2 ** 32 + 2 ** 20;
+export const SPARSE_SIZE = 2 ** 32 + 2 ** 28;
+const ALIGN = 1 << 16;
+
+/**
+ * Write `<dir>/<name>` and `<dir>/<name>.data` (SPARSE_SIZE bytes): float initializers of 1 KiB or
+ * more go to the data file, those matching `high` past 2^32, the rest near its start. The
+ * model file itself is written plainly (this is test data, not the code under test).
+ *
+ * @example
+ *   const offsets = writeSparseModel('onnx/fixtures/denoiser.onnx', dir, 'den.onnx', (n) => n.startsWith('blocks.'));
+ */
+export function writeSparseModel(
+  src: string,
+  dir: string,
+  name: string,
+  high: (tensor: string) => boolean,
+): Map<string, number> {
+  const model = loadModel(src);
+  const dataName = `${name}.data`;
+  const fd = openSync(join(dir, dataName), 'w');
+  const offsets = new Map<string, number>();
+  let low = 0;
+  let hi = HIGH;
+  try {
+    ftruncateSync(fd, SPARSE_SIZE);
+    model.graph!.initializer = (model.graph!.initializer ?? []).map((t): TensorProto => {
+      const raw = t.rawData;
+      // As exporters do (torch.onnx's size threshold): float weights of 1 KiB or more go out;
+      // shape constants and small vectors stay inline, where onnxruntime's optimisers read them.
+      if (!raw || raw.length < 1024 || t.dataType !== 1) return t;
+      const at = high(t.name ?? '') ? hi : low;
+      writeSync(fd, raw, 0, raw.length, at);
+      offsets.set(t.name ?? '', at);
+      const next = at + Math.ceil(raw.length / ALIGN) * ALIGN;
+      if (at === hi) hi = next;
+      else low = next;
+      return {
+        ...t,
+        rawData: undefined,
+        dataLocation: 1,
+        externalData: [
+          { key: 'location', value: dataName },
+          { key: 'offset', value: String(at) },
+          { key: 'length', value: String(raw.length) },
+        ],
+      };
+    });
+  } finally {
+    closeSync(fd);
+  }
+  const mfd = openSync(join(dir, name), 'w');
+  writeSync(mfd, encodeModel(model));
+  closeSync(mfd);
+  return offsets;
+}
