@@ -151,7 +151,7 @@ export class ExternalDataResolver {
     } catch (err) {
       throw fault(`cannot open external data '${location}' (${(err as NodeJS.ErrnoException).code ?? err})`);
     }
-    if (!file.startsWith(this.dirReal + sep))
+    if (!file.startsWith(this.dirReal + sep) && file !== this.dirReal)
       throw fault(
         `external data '${location}' resolves to ${file}, outside the model's folder ${this.dirReal}; ` +
           "onnxruntime refuses such files too (even a Hugging Face cache's symlinks into blobs/): " +
