@@ -163,7 +163,7 @@ test('mutated external-data fields: a correct read or one InputError line naming
       writeFileSync(model, base);
       withFields(model, (t) => {
         t.externalData = entries.map((e) => ({ ...e }));
-        if (d) t.dims = d;
+        if (d) t.dims = [...d];
       });
       try {
         const m = loadModel(model);
