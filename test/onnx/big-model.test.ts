@@ -7,9 +7,11 @@
  * onnx grad). The holes cost no disk, and nothing reads them.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { promisify } from 'node:util';
 import { injectLora } from '../../src/onnx/lora.js';
 import { loadModel, tensorToArray } from '../../src/onnx/model.js';
 import { cachedModelFile, openModel } from '../../src/runtime/model-cache.js';
@@ -106,6 +108,40 @@ test('a LoRA-injected big model is built once in the cache (weights hard-linked)
   assert.equal(statSync(path).mtimeMs, mtime);
 });
 
+test('processes building the same cached model at once agree on one complete file', async () => {
+  const shared = join(dir, 'cache-race');
+  const script = `
+    const { injectLora } = await import(${JSON.stringify(join(ROOT, 'src/onnx/lora.ts'))});
+    const { loadModel } = await import(${JSON.stringify(join(ROOT, 'src/onnx/model.ts'))});
+    const { cachedModelFile } = await import(${JSON.stringify(join(ROOT, 'src/runtime/model-cache.ts'))});
+    const lora = { rank: 3, alpha: 3, targets: ${JSON.stringify(TARGETS)} };
+    console.log(cachedModelFile(injectLora(loadModel(${JSON.stringify(BIG)}), lora).model));`;
+  const runs = await Promise.all(
+    [0, 1, 2, 3].map(() =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        cwd: ROOT,
+        env: { ...process.env, VGGRPO_CACHE: shared },
+      }),
+    ),
+  );
+  const paths = new Set(runs.map((r) => r.stdout.trim()));
+  assert.equal(paths.size, 1);
+  const files = readdirSync(join(shared, 'models'));
+  assert.ok(!files.some((f) => f.endsWith('.tmp')), files.join(' '));
+  assert.equal(files.filter((f) => f.endsWith('.onnx')).length, 1);
+  // The result runs and equals the inline model with the same adapters.
+  const lora = { rank: 3, alpha: 3, targets: TARGETS };
+  const small = injectLora(loadModel(join(FIX, 'denoiser.onnx')), lora);
+  const feeds = denoiserFeeds();
+  for (const a of small.adapters) {
+    feeds[a.loraA] = f32([a.inDim, 3], values(a.inDim * 3, a.inDim));
+    feeds[a.loraB] = f32([3, a.outDim], values(a.outDim * 3, a.outDim + 1));
+  }
+  const [p] = paths;
+  const got = (await (await ModelSession.open(p!)).run(feeds)).velocity;
+  assert.deepEqual(got, (await (await openModel(small.model, {}, 'inline')).run(feeds)).velocity);
+});
+
 test('inspect, onnx lora and onnx grad on the big model equal their results on the inline one', async () => {
   const [ib, is] = await Promise.all([
     runCli(['inspect', BIG, '--json'], { env }),
@@ -133,7 +169,20 @@ test('inspect, onnx lora and onnx grad on the big model equal their results on t
     const [r, c] = sb.inputs.find((i) => i.name === n)!.shape as number[];
     feeds[n] = f32([r!, c!], values(r! * c!, n.length));
   }
-  assert.deepEqual((await sb.run(feeds)).velocity, (await (await ModelSession.open(ls)).run(feeds)).velocity);
+  const expected = (await (await ModelSession.open(ls)).run(feeds)).velocity;
+  assert.deepEqual((await sb.run(feeds)).velocity, expected);
+  // Asked to keep external data: the weights are copied range by range from past 2^32 into a
+  // compact data file (the holes are not copied).
+  const lx = join(dir, 'out', 'lora-ext.onnx');
+  const rx = await runCli(
+    ['onnx', 'lora', BIG, '--out', lx, '--rank', '2', ...targets, '--external-data', '1024'],
+    {
+      env,
+    },
+  );
+  assert.equal(rx.code, 0, rx.stderr);
+  assert.ok(statSync(`${lx}.data`).size < 1 << 20, `${statSync(`${lx}.data`).size} bytes`);
+  assert.deepEqual((await (await ModelSession.open(lx)).run(feeds)).velocity, expected);
 
   const gb = join(dir, 'out', 'grad-big.onnx');
   const gs = join(dir, 'out', 'grad-small.onnx');
