@@ -47,9 +47,9 @@ export function encodeModel(model: ModelProto): Uint8Array {
 
 /**
  * Read a model file and validate every external-data tensor (location inside the model's folder,
- * offset and length within the file, length matching the dims) without reading it: values are
- * read by offset when asked for (tensorToArray) and copied range by range when saved, so a model
- * with 5 GB of external data costs the size of its .onnx in memory.
+ * offset and length within the file, length matching the dims). Tensors of 1 KB or more are not
+ * read: their values are read by offset when asked for (tensorToArray) and copied range by range
+ * when saved, so a model with 5 GB of external data costs little more than its .onnx in memory.
  *
  * @example
  *   const model = loadModel('models/wan-1.3b.onnx'); // checks wan-1.3b.onnx.data beside it
@@ -64,12 +64,22 @@ export function loadModel(path: string): ModelProto {
   const model = decodeModel(bytes, path);
   const resolver = new ExternalDataResolver(path);
   for (const t of allTensors(model)) {
-    if (t.dataLocation === 1) resolver.resolve(t);
-    else if (t.dataLocation !== undefined && t.dataLocation !== 0)
+    if (t.dataLocation === 1) {
+      // Small tensors (shape constants, scalars) are read now: graph analysis needs their values,
+      // and so do onnxruntime's optimisers in the models vggrpo derives (they skip external ones).
+      if (resolver.resolve(t).length < INLINE_BELOW) {
+        t.rawData = readExternal(t);
+        t.dataLocation = undefined;
+        t.externalData = undefined;
+      }
+    } else if (t.dataLocation !== undefined && t.dataLocation !== 0)
       throw new InputError(path, `tensor '${t.name ?? ''}': unknown data_location ${t.dataLocation}`);
   }
   return model;
 }
+
+/** External tensors smaller than this are read at load (exporters keep them inline anyway: torch.onnx's threshold is 1 KB). */
+const INLINE_BELOW = 1024;
 
 export interface SaveOptions {
   /** Tensors with at least this many bytes go to the external data file. Default: only when the

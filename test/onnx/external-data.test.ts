@@ -20,6 +20,7 @@ import { after, test } from 'node:test';
 import fc from 'fast-check';
 import ort from 'onnxruntime-node';
 import { InputError } from '../../src/errors.js';
+import { buildGradientGraph } from '../../src/onnx/autodiff.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import {
   allTensors,
@@ -30,6 +31,9 @@ import {
   tensorToArray,
 } from '../../src/onnx/model.js';
 import type { ModelProto, StringStringEntryProto } from '../../src/onnx/proto.js';
+import { openModel } from '../../src/runtime/model-cache.js';
+import { ModelSession } from '../../src/runtime/session.js';
+import { f32 } from '../../src/shards/tensor.js';
 import { runCli, tempDir } from '../helpers.js';
 
 const dir = tempDir('vggrpo-extdata-');
@@ -104,6 +108,37 @@ test('a symlink that stays inside the model folder is followed', () => {
   symlinkSync(join('blobs', 'w.data'), `${model}.data`);
   const w = loadModel(model).graph!.initializer!.find((t) => t.name === 'w')!;
   assert.deepEqual(tensorToArray(w), W);
+});
+
+test('an export with every tensor external: small ones read at load, so graphs derive and run as inline', async () => {
+  process.env.VGGRPO_CACHE = join(dir, 'cache');
+  const folder = join(dir, 'all-external');
+  mkdirSync(folder);
+  const g = new GraphBuilder('ext', 18);
+  const x = g.input('x', 'float32', [2, 16]);
+  const w = g.init('w', Float32Array, [16, 16], (i) => W[i]!);
+  const b = g.init('b', Float32Array, [16], (i) => i / 8);
+  const y = g.op('Reshape', [g.op('Add', [g.op('MatMul', [x, w]), b]), g.const([4, 8], 'int64')]);
+  g.output(g.op('Tanh', [y]), 'y');
+  const inline = g.toModel();
+  const path = join(folder, 'm.onnx');
+  saveModel(inline, path, { externalDataThreshold: 1 });
+  const m = loadModel(path);
+  const where = new Map(m.graph!.initializer!.map((t) => [t.name, t.dataLocation]));
+  assert.deepEqual(Object.fromEntries(where), { w: 1, b: undefined, const: undefined });
+  // The gradient graph needs the Reshape's shape as a value; the result runs from the cache.
+  const grad = (model: ModelProto) => buildGradientGraph(model, { wrt: ['w', 'b'] }).model;
+  const feeds = {
+    x: f32(
+      [2, 16],
+      Float32Array.from({ length: 32 }, (_, i) => Math.cos(i)),
+    ),
+    'grad:y': f32([4, 8], new Float32Array(32).fill(0.5)),
+  };
+  const got = await (await openModel(grad(m), {}, path)).run(feeds);
+  const want = await (await ModelSession.open(encodeModel(grad(inline)))).run(feeds);
+  assert.deepEqual(got, want);
+  assert.equal(readdirSync(join(dir, 'cache', 'models')).filter((f) => f.endsWith('.onnx')).length, 1);
 });
 
 const field = fc.oneof(
