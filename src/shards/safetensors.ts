@@ -93,7 +93,10 @@ function read(fd: number, out: Uint8Array, position: number, path: string): void
 /** Parse safetensors bytes already in memory (views into `bytes`). */
 export function parseSafetensors(bytes: Uint8Array, where = '<buffer>'): SafetensorsFile {
   if (bytes.length < 8)
-    throw new InputError(where, bytes.length === 0 ? 'empty file' : 'truncated: no header');
+    throw new InputError(
+      where,
+      bytes.length === 0 ? 'empty file' : `truncated: ${bytes.length} bytes, no header`,
+    );
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = Number(dv.getBigUint64(0, true));
   if (headerLen > MAX_HEADER_BYTES) throw new InputError(where, `header length ${headerLen} exceeds 100 MB`);
