@@ -1,4 +1,14 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** Test hook: throw between write and rename to prove no file appears at the target. */
@@ -15,6 +25,8 @@ export interface FileRange {
 export type WritePart = Uint8Array | FileRange;
 
 const CHUNK = 8 << 20;
+/** Granularity of the holes a copy keeps. */
+const BLOCK = 64 << 10;
 
 /**
  * Write parts to `path` so that readers see either the old file or the complete new one:
@@ -32,8 +44,10 @@ export function atomicWrite(path: string, parts: WritePart[] | string): void {
   const fd = openSync(tmp, 'w');
   try {
     try {
-      if (typeof parts === 'string') writeAll(fd, Buffer.from(parts, 'utf8'));
-      else for (const p of parts) p instanceof Uint8Array ? writeAll(fd, p) : copyRange(fd, p);
+      let pos = 0;
+      if (typeof parts === 'string') pos = writeAt(fd, Buffer.from(parts, 'utf8'), pos);
+      else for (const p of parts) pos = p instanceof Uint8Array ? writeAt(fd, p, pos) : copyRange(fd, p, pos);
+      ftruncateSync(fd, pos); // a copy that ended in a hole
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -49,22 +63,39 @@ export function atomicWrite(path: string, parts: WritePart[] | string): void {
 /** Distinguishes temp files of one process written within the same millisecond. */
 let tmpSeq = 0;
 
-function writeAll(fd: number, bytes: Uint8Array): void {
+function writeAt(fd: number, bytes: Uint8Array, pos: number): number {
   let off = 0;
-  while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+  while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off, pos + off);
+  return pos + bytes.length;
 }
 
-function copyRange(fd: number, r: FileRange): void {
+/** Copy a range chunk by chunk; all-zero blocks are skipped, so holes in a sparse source stay holes. */
+function copyRange(fd: number, r: FileRange, pos: number): number {
   const src = openSync(r.file, 'r');
   try {
     const buf = new Uint8Array(Math.min(CHUNK, r.length));
     for (let done = 0; done < r.length; ) {
       const n = readSync(src, buf, 0, Math.min(buf.length, r.length - done), r.offset + done);
       if (n === 0) throw new Error(`${r.file}: ended at byte ${r.offset + done} while copying`);
-      writeAll(fd, buf.subarray(0, n));
+      // Write runs of non-zero blocks; all-zero blocks are left as holes.
+      for (let b = 0; b < n; ) {
+        let e = b;
+        while (e < n && !allZero(buf.subarray(e, Math.min(e + BLOCK, n)))) e = Math.min(e + BLOCK, n);
+        if (e > b) writeAt(fd, buf.subarray(b, e), pos + done + b);
+        b = e < n ? Math.min(e + BLOCK, n) : n;
+      }
       done += n;
     }
   } finally {
     closeSync(src);
   }
+  return pos + r.length;
+}
+
+/** True when every byte is 0 (real weights fail on the first word, so this costs nothing there). */
+function allZero(b: Uint8Array): boolean {
+  const words = new BigUint64Array(b.buffer, b.byteOffset, b.length >> 3);
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
+  for (let i = words.length << 3; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
 }

@@ -1,14 +1,16 @@
 /**
  * Shards of any size: a 4 GiB + 2 MiB safetensors file (sparse: written here by hand with
  * positioned writes, so it costs no disk) is read tensor by tensor at offsets past 2^32, and a
- * file over 2 GiB is hashed in chunks, checked against coreutils' sha256sum.
+ * file over 2 GiB is hashed in chunks, checked against coreutils' sha256sum; writers stream
+ * ranges of other files chunk by chunk, leaving their holes as holes.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { InputError } from '../../src/errors.js';
+import { atomicWrite } from '../../src/shards/atomic.js';
 import { readSafetensors } from '../../src/shards/safetensors.js';
 import { fileHash } from '../../src/shards/shard.js';
 import { tempDir } from '../helpers.js';
@@ -73,4 +75,19 @@ test('fileHash streams a file over 2 GiB (readFileSync refuses it) and agrees wi
   closeSync(fd);
   const expected = execFileSync('sha256sum', [path], { encoding: 'utf8' }).split(' ')[0];
   assert.equal(fileHash(path), expected);
+});
+
+test('atomicWrite streams file ranges chunk by chunk and keeps a sparse source sparse', () => {
+  const src = join(dir, 'sparse.bin');
+  const size = 64 << 20;
+  const fd = openSync(src, 'w');
+  writeSync(fd, Buffer.from('head'), 0, 4, 3);
+  writeSync(fd, Buffer.from('tail'), 0, 4, size - 9);
+  ftruncateSync(fd, size);
+  closeSync(fd);
+  const dst = join(dir, 'copy.bin');
+  atomicWrite(dst, [Buffer.from('<'), { file: src, offset: 1, length: size - 2 }, Buffer.from('>')]);
+  const want = Buffer.concat([Buffer.from('<'), readFileSync(src).subarray(1, size - 1), Buffer.from('>')]);
+  assert.ok(readFileSync(dst).equals(want));
+  assert.ok(statSync(dst).blocks * 512 < 1 << 20, `${statSync(dst).blocks * 512} bytes allocated`);
 });
