@@ -12,8 +12,8 @@
  * the model's folder.
  *
  * @example
- *   const dirs = new ExternalDataResolver('models/wan.onnx');
- *   for (const t of allTensors(model)) if (t.dataLocation === 1) dirs.resolve(t);
+ *   const resolver = new ExternalDataResolver('models/wan.onnx');
+ *   for (const t of allTensors(model)) if (t.dataLocation === 1) resolver.resolve(t);
  *   const w = readExternal(t); // bytes of one tensor, read at its offset
  */
 import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
@@ -38,7 +38,7 @@ export const ELEM_SIZE: Readonly<Record<number, number>> = {
   [DataType.BFLOAT16]: 2,
 };
 
-/** The largest tensor one buffer can hold (Node 20: 4 GiB); larger ones cannot be read into memory. */
+/** The largest tensor one buffer can hold (Node 20: 4 GiB); larger ones are left to onnxruntime. */
 const MAX_TENSOR_BYTES = 2 ** 32;
 
 /** Where one tensor's bytes lie. `offset + length` never exceeds the file (checked). */
@@ -49,8 +49,8 @@ export interface ExternalRef {
   length: number;
 }
 
-/** Data files validated in this process: real path → model that named it and the file size. */
-const validated = new Map<string, { model: string; size: number }>();
+/** Data files validated in this process: real path → the model that named it (for messages). */
+const validated = new Map<string, string>();
 
 /**
  * The tensor's byte size from its dims and type, refusing negative, fractional or absurd dims
@@ -125,14 +125,13 @@ export class ExternalDataResolver {
       throw fault(
         `external data length ${length} ≠ ${expected} bytes for dims [${(t.dims ?? []).join(', ')}]`,
       );
-    if (length > MAX_TENSOR_BYTES) throw fault(`${length} bytes is more than one buffer can hold`);
     const file = this.realFile(location, fault);
     const size = statSync(file).size;
     if (offset + length > size)
       throw fault(
         `external data [${offset}, ${offset + length}) lies beyond the end of '${location}' (${size} bytes)`,
       );
-    validated.set(file, { model: this.model, size: Math.max(size, validated.get(file)?.size ?? 0) });
+    validated.set(file, this.model);
     t.dataLocation = 1;
     t.externalData = [
       { key: 'location', value: file },
@@ -187,7 +186,13 @@ export function externalRef(t: TensorProto): ExternalRef | undefined {
 export function readExternal(t: TensorProto): Uint8Array {
   const ref = externalRef(t);
   if (!ref) throw new Error(`readExternal: tensor '${t.name}' is not external`);
-  const where = validated.get(ref.file)?.model ?? ref.file;
+  const where = validated.get(ref.file) ?? ref.file;
+  // onnxruntime maps any size; only a value vggrpo itself needs must fit one buffer.
+  if (ref.length > MAX_TENSOR_BYTES)
+    throw new InputError(
+      where,
+      `tensor '${t.name ?? ''}': ${ref.length} bytes is more than one buffer can hold`,
+    );
   const out = new Uint8Array(ref.length);
   const fd = openSync(ref.file, 'r');
   try {
@@ -204,7 +209,7 @@ export function readExternal(t: TensorProto): Uint8Array {
 }
 
 /** Fill `out` from `fd` at `position`, looping over short reads. */
-export function readRange(fd: number, out: Uint8Array, position: number): void {
+function readRange(fd: number, out: Uint8Array, position: number): void {
   let got = 0;
   while (got < out.length) {
     const n = readSync(fd, out, got, out.length - got, position + got);
