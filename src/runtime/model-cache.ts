@@ -16,10 +16,14 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  closeSync,
+  constants,
   copyFileSync,
   existsSync,
+  fsyncSync,
   linkSync,
   mkdirSync,
+  openSync,
   renameSync,
   rmSync,
   statSync,
@@ -80,7 +84,8 @@ export function cachedModelFile(model: ModelProto): string {
       `cannot create the model cache (${(err as NodeJS.ErrnoException).code}); set VGGRPO_CACHE`,
     );
   }
-  // Each source data file by identity (path, inode, size, mtime): hashing gigabytes per run would cost more than the build.
+  // Source data files by identity (path, inode, size, mtime): hashing gigabytes on every run
+  // would cost more than the build it saves.
   const links = new Map<string, string>();
   for (const t of allTensors(model)) {
     const ref = externalRef(t);
@@ -131,8 +136,11 @@ function ensureLink(src: string, dst: string): void {
       linkSync(src, tmp);
     } catch {
       // Another file system, or links not allowed: copy (cloned where the file system can).
-      copyFileSync(src, tmp);
+      copyFileSync(src, tmp, constants.COPYFILE_FICLONE);
       utimesSync(tmp, s.atime, s.mtime);
+      const fd = openSync(tmp, 'r+');
+      fsyncSync(fd);
+      closeSync(fd);
     }
     renameSync(tmp, dst);
   } catch (err) {

@@ -7,11 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import {
+  existsSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -139,6 +142,37 @@ test('an export with every tensor external: small ones read at load, so graphs d
   const want = await (await ModelSession.open(encodeModel(grad(inline)))).run(feeds);
   assert.deepEqual(got, want);
   assert.equal(readdirSync(join(dir, 'cache', 'models')).filter((f) => f.endsWith('.onnx')).length, 1);
+});
+
+test('a cache on another file system gets a copy of the data file (a hard link cannot cross)', async (t) => {
+  const other = '/dev/shm';
+  if (!existsSync(other) || statSync(other).dev === statSync(dir).dev) return t.skip('no second file system');
+  const cache = mkdtempSync(join(other, 'vggrpo-cache-'));
+  try {
+    process.env.VGGRPO_CACHE = cache;
+    const model = writeModel(join(dir, 'copied'));
+    const m = loadModel(model);
+    const feeds = {
+      x: f32(
+        [1, 16],
+        Float32Array.from({ length: 16 }, (_, i) => i - 8),
+      ),
+    };
+    const got = await (await openModel(m, {}, model)).run(feeds);
+    const files = readdirSync(join(cache, 'models'));
+    const data = files.find((f) => f.startsWith('w-'))!;
+    assert.notEqual(statSync(join(cache, 'models', data)).ino, statSync(`${model}.data`).ino);
+    assert.ok(readFileSync(join(cache, 'models', data)).equals(readFileSync(`${model}.data`)));
+    assert.ok(!files.some((f) => f.endsWith('.tmp')));
+    // y = x·W, computed here
+    const x = feeds.x.data as Float32Array;
+    const want = Array.from({ length: 16 }, (_, j) => x.reduce((a, xi, i) => a + xi * W[i * 16 + j]!, 0));
+    (got.y!.data as Float32Array).forEach((v, j) =>
+      assert.ok(Math.abs(v - want[j]!) < 1e-5, `${v} vs ${want[j]}`),
+    );
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
 });
 
 const field = fc.oneof(
