@@ -167,9 +167,8 @@ test('a cache on another file system gets a copy of the data file (a hard link c
     // y = x·W, computed here
     const x = feeds.x.data as Float32Array;
     const want = Array.from({ length: 16 }, (_, j) => x.reduce((a, xi, i) => a + xi * W[i * 16 + j]!, 0));
-    (got.y!.data as Float32Array).forEach((v, j) =>
-      assert.ok(Math.abs(v - want[j]!) < 1e-5, `${v} vs ${want[j]}`),
-    );
+    const y = got.y!.data as Float32Array;
+    for (let j = 0; j < 16; j++) assert.ok(Math.abs(y[j]! - want[j]!) < 1e-5, `${y[j]} vs ${want[j]}`);
   } finally {
     rmSync(cache, { recursive: true, force: true });
   }
