@@ -2,7 +2,7 @@
  * Models of any size: the toy denoiser and latent geometry model re-stored with their weights in
  * a sparse external data file of 4.25 GiB, the LoRA-targeted weights past offset 2^32 (`BIG`),
  * and the same denoiser with a 2.2 GB weight added whose contribution is exactly zero (`HUGE`,
- * the issue's 2.2 GB model). Every result on them must equal the same model with its weights
+ * the issue's 2.2 GB model; the geometry model gets one too). Every result on them must equal the same model with its weights
  * inline (the fixtures themselves): tensors read by offset, onnxruntime's outputs, LoRA-injected
  * and gradient models opened from the cache, and the CLI stages (sample, decode-geometry, score,
  * grpo-step, inspect, onnx lora, onnx grad). The holes cost no disk, and nothing reads them
@@ -33,7 +33,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const TARGETS = ['blocks.*.weight', 'head.head.weight'];
 const isTarget = (n: string) => /^blocks\..*\.weight$|^head\.head\.weight$/.test(n);
 const denOffsets = writeSparseModel(join(FIX, 'denoiser.onnx'), dir, 'den.onnx', isTarget);
-writeSparseModel(join(FIX, 'lgm.onnx'), dir, 'lgm.onnx', () => true);
+writeSparseModel(join(FIX, 'lgm.onnx'), dir, 'lgm.onnx', () => true, { bigWeightBytes: 2.2e9 });
 const BIG = join(dir, 'den.onnx');
 const HUGE_BYTES = 2.2e9;
 writeSparseModel(join(FIX, 'denoiser.onnx'), dir, 'huge.onnx', isTarget, { bigWeightBytes: HUGE_BYTES });
