@@ -14,8 +14,8 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { injectLora } from '../../src/onnx/lora.js';
-import { loadModel, tensorToArray } from '../../src/onnx/model.js';
+import { injectLora, mergeLora } from '../../src/onnx/lora.js';
+import { encodeModel, loadModel, saveModel, tensorToArray } from '../../src/onnx/model.js';
 import { cachedModelFile, openModel } from '../../src/runtime/model-cache.js';
 import { ModelSession } from '../../src/runtime/session.js';
 import { readSafetensors } from '../../src/shards/safetensors.js';
@@ -114,6 +114,23 @@ test('a LoRA-injected 2.2 GB model is built once in the cache (weights hard-link
   const mtime = statSync(path).mtimeMs;
   assert.equal(cachedModelFile(injectLora(loadModel(HUGE), lora).model), path);
   assert.equal(statSync(path).mtimeMs, mtime);
+});
+
+test('merging an adapter into weights past 2^32 reads them by offset and gives the inline merge', () => {
+  const lora = { rank: 2, alpha: 4, targets: TARGETS };
+  const merged: string[] = [];
+  for (const [i, src] of [join(FIX, 'denoiser.onnx'), BIG].entries()) {
+    const { adapters } = injectLora(loadModel(src), lora);
+    const params: Record<string, Float32Array> = {};
+    for (const a of adapters) {
+      params[a.loraA] = values(a.inDim * 2, a.inDim);
+      params[a.loraB] = values(a.outDim * 2, a.outDim + 7);
+    }
+    const out = join(dir, 'out', `merged-${i}.onnx`);
+    saveModel(mergeLora(loadModel(src), adapters, params), out);
+    merged.push(Buffer.from(encodeModel(loadModel(out))).toString('hex'));
+  }
+  assert.equal(merged[1], merged[0]);
 });
 
 test('processes building the same cached model at once agree on one complete file', async () => {
