@@ -13,7 +13,7 @@ import { statSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import { describeGap, RunCompleteness, shardPlaces } from '../shards/completeness.js';
 import { LineageRoots } from '../shards/lineage.js';
-import { readSafetensorsMetadata } from '../shards/safetensors.js';
+import { readSafetensors } from '../shards/safetensors.js';
 import { readLines } from './lines.js';
 
 export interface ShardInputOptions {
@@ -83,7 +83,8 @@ export class ShardInputs implements AsyncIterable<string> {
     if (!st.isFile()) throw new InputError(path, 'is not a regular file');
     this.roots.addInput(path);
     if (this.opts.completeness !== 'never' && path.endsWith('.safetensors'))
-      this.runs.see(path, shardPlaces(readSafetensorsMetadata(path), path));
+      // Only the header is read here (no tensor is selected); the stage reads the shard itself.
+      this.runs.see(path, shardPlaces(readSafetensors(path, { select: () => false }).metadata, path));
   }
 
   private checkComplete(): void {

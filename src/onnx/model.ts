@@ -1,15 +1,22 @@
 /**
  * ONNX model files: decode/encode through the protobufjs schema, external data files for models
- * over 2 GB, and tensor <-> typed-array helpers.
+ * over 2 GB (validated and read lazily, see external-data.ts), and tensor <-> typed-array helpers.
  *
  * @example
  *   const model = loadModel('onnx/fixtures/toy-denoiser.onnx');
  *   saveModel(model, 'out/copy.onnx', { externalDataThreshold: 1024 });
  */
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { InputError } from '../errors.js';
-import { atomicWrite } from '../shards/atomic.js';
+import { atomicWrite, type WritePart } from '../shards/atomic.js';
+import {
+  ELEM_SIZE,
+  ExternalDataResolver,
+  externalRef,
+  readExternal,
+  tensorByteSize,
+} from './external-data.js';
 import { DataType, type ModelProto, ModelProtoType, type TensorProto, TO_OBJECT } from './proto.js';
 
 export type { ModelProto } from './proto.js';
@@ -39,11 +46,13 @@ export function encodeModel(model: ModelProto): Uint8Array {
 }
 
 /**
- * Read a model file and pull every external-data tensor into `rawData`, so the model in memory
- * is self-contained (a 1.3B-parameter model then needs its weights' size in RAM).
+ * Read a model file and validate every external-data tensor (location inside the model's folder,
+ * offset and length within the file, length matching the dims). Tensors of 1 KB or more are not
+ * read: their values are read by offset when asked for (tensorToArray) and copied range by range
+ * when saved, so a model with 5 GB of external data costs little more than its .onnx in memory.
  *
  * @example
- *   const model = loadModel('models/wan-1.3b.onnx'); // reads wan-1.3b.onnx.data beside it
+ *   const model = loadModel('models/wan-1.3b.onnx'); // checks wan-1.3b.onnx.data beside it
  */
 export function loadModel(path: string): ModelProto {
   let bytes: Buffer;
@@ -53,12 +62,24 @@ export function loadModel(path: string): ModelProto {
     throw new InputError(path, `cannot read model (${(err as NodeJS.ErrnoException).code ?? err})`);
   }
   const model = decodeModel(bytes, path);
-  const dir = dirname(path);
+  const resolver = new ExternalDataResolver(path);
   for (const t of allTensors(model)) {
-    if (t.dataLocation === 1) loadExternal(t, dir, path);
+    if (t.dataLocation === 1) {
+      // Small tensors (shape constants, scalars) are read now: graph analysis needs their values,
+      // and so do onnxruntime's optimisers in the models vggrpo derives (they skip external ones).
+      if (resolver.resolve(t).length < INLINE_BELOW) {
+        t.rawData = readExternal(t);
+        t.dataLocation = undefined;
+        t.externalData = undefined;
+      }
+    } else if (t.dataLocation !== undefined && t.dataLocation !== 0)
+      throw new InputError(path, `tensor '${t.name ?? ''}': unknown data_location ${t.dataLocation}`);
   }
   return model;
 }
+
+/** External tensors smaller than this are read at load (exporters keep them inline anyway: torch.onnx's threshold is 1 KB). */
+const INLINE_BELOW = 1024;
 
 export interface SaveOptions {
   /** Tensors with at least this many bytes go to the external data file. Default: only when the
@@ -66,14 +87,22 @@ export interface SaveOptions {
   externalDataThreshold?: number;
   /** External data file name, relative to the model's folder. Default `<model file>.data`. */
   externalDataFile?: string;
+  /** Keep tensors that are already in an external file where they are: this returns the name
+   * (in the model's folder) under which that file is reachable, e.g. a hard link. Offsets stay. */
+  keepExternal?: (file: string) => string;
 }
 
 const PROTO_LIMIT = 2_000_000_000;
 
+/** Byte size of a tensor's data, wherever it lies. */
+function dataBytes(t: TensorProto): number {
+  return externalRef(t)?.length ?? t.rawData?.length ?? 0;
+}
+
 /**
  * Write a model atomically (temp file, fsync, rename), moving large tensors into an external
- * data file when asked or when the model would not fit protobuf's 2 GB limit. The caller's
- * model is not modified.
+ * data file when asked or when the model would not fit protobuf's 2 GB limit. Tensors loaded from
+ * external data are copied range by range, never whole. The caller's model is not modified.
  *
  * @example
  *   saveModel(model, 'out/grad.onnx');
@@ -83,44 +112,51 @@ export function saveModel(model: ModelProto, path: string, opts: SaveOptions = {
   let threshold = opts.externalDataThreshold;
   if (threshold === undefined) {
     let total = 0;
-    for (const t of allTensors(model)) total += t.rawData?.length ?? 0;
+    for (const t of allTensors(model)) total += dataBytes(t);
     if (total > PROTO_LIMIT * 0.9) threshold = 1024;
   }
-  if (threshold === undefined) {
-    atomicWrite(path, [encodeModel(model)]);
-    return;
-  }
+  const limit = threshold ?? Number.POSITIVE_INFINITY;
   const dataName = opts.externalDataFile ?? `${basename(path)}.data`;
-  const parts: Uint8Array[] = [];
+  const parts: WritePart[] = [];
   let offset = 0;
   const copy = mapTensors(model, (t) => {
-    const raw = t.rawData ?? typedFieldsToRaw(t);
-    if (!raw || raw.length < threshold!) return t;
-    const align = raw.length >= 1 << 20 ? 4096 : 16;
+    const ref = externalRef(t);
+    if (ref && opts.keepExternal) return external(t, opts.keepExternal(ref.file), ref.offset, ref.length);
+    const length = ref ? ref.length : (t.rawData ?? typedFieldsToRaw(t))?.length;
+    if (length === undefined || length < limit) {
+      // Small enough to live in the model itself.
+      return ref ? { ...t, dataLocation: undefined, externalData: undefined, rawData: readExternal(t) } : t;
+    }
+    const align = length >= 1 << 20 ? 4096 : 16;
     const pad = (align - (offset % align)) % align;
     if (pad) parts.push(new Uint8Array(pad));
     offset += pad;
-    parts.push(raw);
-    const entry: TensorProto = {
-      ...t,
-      rawData: undefined,
-      floatData: undefined,
-      doubleData: undefined,
-      int32Data: undefined,
-      int64Data: undefined,
-      uint64Data: undefined,
-      dataLocation: 1,
-      externalData: [
-        { key: 'location', value: dataName },
-        { key: 'offset', value: String(offset) },
-        { key: 'length', value: String(raw.length) },
-      ],
-    };
-    offset += raw.length;
+    parts.push(ref ?? (t.rawData ?? typedFieldsToRaw(t))!);
+    const entry = external(t, dataName, offset, length);
+    offset += length;
     return entry;
   });
-  atomicWrite(join(dirname(path), dataName), parts);
+  if (parts.length) atomicWrite(join(dirname(path), dataName), parts);
   atomicWrite(path, [encodeModel(copy)]);
+}
+
+/** `t` with its data in `location` at `offset` (and no data of its own). */
+function external(t: TensorProto, location: string, offset: number, length: number): TensorProto {
+  return {
+    ...t,
+    rawData: undefined,
+    floatData: undefined,
+    doubleData: undefined,
+    int32Data: undefined,
+    int64Data: undefined,
+    uint64Data: undefined,
+    dataLocation: 1,
+    externalData: [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(length) },
+    ],
+  };
 }
 
 /** Every TensorProto of the model: initializers, Constant attributes, subgraphs, functions. */
@@ -173,63 +209,10 @@ function mapTensors(model: ModelProto, fn: (t: TensorProto) => TensorProto): Mod
   };
 }
 
-function loadExternal(t: TensorProto, dir: string, where: string): void {
-  const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
-  const location = kv.get('location');
-  if (!location || isAbsolute(location) || normalize(location).startsWith('..')) {
-    throw new InputError(where, `tensor '${t.name}': bad external data location '${location ?? ''}'`);
-  }
-  const file = join(dir, location);
-  const offset = Number(kv.get('offset') ?? 0);
-  const length = kv.has('length') ? Number(kv.get('length')) : numElements(t.dims ?? []) * elemSize(t);
-  const buf = Buffer.allocUnsafe(length);
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch {
-    throw new InputError(where, `tensor '${t.name}': cannot open external data '${file}'`);
-  }
-  try {
-    let got = 0;
-    while (got < length) {
-      const n = readSync(fd, buf, got, length - got, offset + got);
-      if (n === 0) throw new InputError(where, `tensor '${t.name}': external data '${file}' is truncated`);
-      got += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  t.rawData = buf;
-  t.externalData = undefined;
-  t.dataLocation = undefined;
-}
-
 export function numElements(dims: readonly number[]): number {
   let n = 1;
   for (const d of dims) n *= d;
   return n;
-}
-
-const ELEM_SIZE: Record<number, number> = {
-  [DataType.FLOAT]: 4,
-  [DataType.UINT8]: 1,
-  [DataType.INT8]: 1,
-  [DataType.UINT16]: 2,
-  [DataType.INT16]: 2,
-  [DataType.INT32]: 4,
-  [DataType.INT64]: 8,
-  [DataType.BOOL]: 1,
-  [DataType.FLOAT16]: 2,
-  [DataType.DOUBLE]: 8,
-  [DataType.UINT32]: 4,
-  [DataType.UINT64]: 8,
-  [DataType.BFLOAT16]: 2,
-};
-
-function elemSize(t: TensorProto): number {
-  const s = ELEM_SIZE[t.dataType ?? 0];
-  if (!s) throw new InputError('model', `tensor '${t.name}': unsupported data type ${t.dataType}`);
-  return s;
 }
 
 /** Typed array constructors by ONNX element type, for the numeric types we compute with. */
@@ -284,10 +267,14 @@ function ctorOf(dataType: number): { new (n: number): TensorArray; new (b: Array
 export function tensorToArray(t: TensorProto): TensorArray {
   const dt = t.dataType ?? 0;
   const C = ctorOf(dt);
-  const n = numElements(t.dims ?? []);
-  if (t.dataLocation === 1) throw new InputError('model', `tensor '${t.name}': external data not loaded`);
+  const bytes = tensorByteSize(t, 'model');
+  const n = bytes / (ELEM_SIZE[dt] ?? 1);
+  // External data is read now, at its offset, into a buffer of its own.
+  if (t.dataLocation === 1) return new C(readExternal(t).buffer as ArrayBuffer);
   if (t.rawData && t.rawData.length > 0) {
     const raw = t.rawData;
+    if (raw.length !== bytes)
+      throw new InputError('model', `tensor '${t.name ?? ''}': ${raw.length} bytes of raw data for ${bytes}`);
     const copy = new Uint8Array(raw.length);
     copy.set(raw);
     return new C(copy.buffer);

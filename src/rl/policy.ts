@@ -9,7 +9,8 @@ import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { injectLora } from '../onnx/lora.js';
 import { encodeModel, loadModel } from '../onnx/model.js';
-import { ModelSession, type RuntimeOptions } from '../runtime/session.js';
+import { openModel } from '../runtime/model-cache.js';
+import type { ModelSession, RuntimeOptions } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
 import {
   initLora,
@@ -33,7 +34,7 @@ export interface Policy {
   lora: LoraWeights;
   checkpoint?: PolicyCheckpoint;
   shape: DenoiserShape;
-  /** The LoRA-injected model (for building training graphs). */
+  /** The LoRA-injected model (for building training graphs); external data stays on disk. */
   modelBytes: Uint8Array;
   denoiserPath: string;
 }
@@ -105,7 +106,8 @@ export async function loadPolicy(config: Config, checkpointDir?: string): Promis
     lora = initLora(adapterDims, config.lora.rank, LORA_INIT_SEED, config.lora.alpha);
   }
   const modelBytes = encodeModel(model);
-  const session = await ModelSession.open(modelBytes, runtimeOptions(config), path);
+  // From a file when the model has external data (a protobuf buffer stops at 2 GB).
+  const session = await openModel(model, runtimeOptions(config), path);
   return {
     session,
     lora,

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { InputError, RuntimeFailure } from '../errors.js';
+import { loadModel } from '../onnx/model.js';
 import { type DType, numel, type Tensor } from '../shards/tensor.js';
 
 export type Device = 'cpu' | 'cuda';
@@ -83,7 +84,8 @@ export class ModelSession {
   ) {}
 
   /**
-   * Open a model from a path or bytes.
+   * Open a model from a path (external data beside it, validated by loadModel first) or from
+   * bytes (a self-contained model under 2 GB; see model-cache.ts for models held in memory).
    *
    * @example
    *   const s = await ModelSession.open('onnx/fixtures/denoiser.onnx', { device: 'cpu', threads: 2, graphOptimization: 'all' });
@@ -98,6 +100,8 @@ export class ModelSession {
     if (typeof model === 'string') {
       if (!existsSync(model)) throw new InputError(model, 'model file not found');
       if (statSync(model).isDirectory()) throw new InputError(model, 'is a directory, not an .onnx model');
+      // Our checks first: external data outside the folder or past the file's end, named by tensor.
+      loadModel(model);
     }
     if (o.device === 'cuda' && !cudaProviderInstalled()) {
       throw new InputError(

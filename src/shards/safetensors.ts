@@ -3,8 +3,9 @@
  * a JSON header {name: {dtype, shape, data_offsets}} with an optional string map
  * `__metadata__`, then row-major little-endian tensor bytes, contiguous and gap-free.
  *
- * Reading loads the file into one buffer and hands out typed-array views into it (one copy);
- * only tensors whose offset is misaligned for their element size are copied again.
+ * Reading validates the header, then reads each tensor at its offset into a buffer of its own
+ * (no buffer holds the whole file, so shards may exceed 4 GiB). Writing streams the tensors one
+ * after the other into a temp file that is renamed into place.
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { InputError } from '../errors.js';
@@ -19,13 +20,24 @@ export interface SafetensorsFile {
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const DTYPES = new Set(Object.keys(DTYPE_SIZE));
 
+/** The largest tensor one buffer can hold (Node 20: 4 GiB). */
+const MAX_TENSOR_BYTES = 2 ** 32;
+
+export interface ReadOptions {
+  /** Read only the tensors this accepts (the header is still validated whole). */
+  select?: (name: string) => boolean;
+}
+
 /**
- * Read a safetensors file; every fault is an InputError naming the file.
+ * Read a safetensors file; every fault is an InputError naming the file. The header is read
+ * and validated first, then each tensor at its offset into a buffer of its own, so a file may
+ * be larger than any one buffer (over 4 GiB) as long as each tensor fits in one.
  *
  * @example
  *   const { tensors, metadata } = readSafetensors('runs/x/trajectory/a.safetensors');
+ *   const few = readSafetensors(path, { select: (n) => n === 'advantages' });
  */
-export function readSafetensors(path: string): SafetensorsFile {
+export function readSafetensors(path: string, opts: ReadOptions = {}): SafetensorsFile {
   let fd: number;
   try {
     if (statSync(path).isDirectory()) throw new InputError(path, 'is a directory, not a safetensors file');
@@ -39,7 +51,7 @@ export function readSafetensors(path: string): SafetensorsFile {
     if (size < 8)
       throw new InputError(path, size === 0 ? 'empty file' : `truncated: ${size} bytes, no header`);
     const lenBuf = new Uint8Array(8);
-    readSync(fd, lenBuf, 0, 8, 0);
+    read(fd, lenBuf, 0, path);
     const headerLen = Number(new DataView(lenBuf.buffer).getBigUint64(0, true));
     if (headerLen > MAX_HEADER_BYTES) throw new InputError(path, `header length ${headerLen} exceeds 100 MB`);
     if (8 + headerLen > size) {
@@ -48,25 +60,43 @@ export function readSafetensors(path: string): SafetensorsFile {
         `truncated: header length ${headerLen} larger than the file (${size} bytes)`,
       );
     }
-    // One allocation for the whole file; tensors are views into it.
-    const bytes = new Uint8Array(size);
-    let got = 0;
-    while (got < size) {
-      const n = readSync(fd, bytes, got, size - got, got);
-      if (n === 0) break;
-      got += n;
+    const headerBytes = new Uint8Array(headerLen);
+    read(fd, headerBytes, 8, path);
+    const dataStart = 8 + headerLen;
+    const { entries, metadata } = parseHeader(headerBytes, size - dataStart, path);
+    const tensors = new Map<string, Tensor>();
+    for (const e of entries) {
+      if (opts.select && !opts.select(e.name)) continue;
+      const length = e.end - e.begin;
+      if (length > MAX_TENSOR_BYTES)
+        throw new InputError(path, `tensor '${e.name}': ${length} bytes is more than one buffer can hold`);
+      const bytes = new Uint8Array(length);
+      read(fd, bytes, dataStart + e.begin, path);
+      tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: view(bytes, 0, length, e.dtype) });
     }
-    if (got !== size) throw new InputError(path, `short read: ${got} of ${size} bytes`);
-    return parseSafetensors(bytes, path);
+    return { tensors, metadata };
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Fill `out` from `fd` at `position`; a short read means the file shrank while being read. */
+function read(fd: number, out: Uint8Array, position: number, path: string): void {
+  let got = 0;
+  while (got < out.length) {
+    const n = readSync(fd, out, got, out.length - got, position + got);
+    if (n === 0) throw new InputError(path, `short read: the file ended at byte ${position + got}`);
+    got += n;
   }
 }
 
 /** Parse safetensors bytes already in memory (views into `bytes`). */
 export function parseSafetensors(bytes: Uint8Array, where = '<buffer>'): SafetensorsFile {
   if (bytes.length < 8)
-    throw new InputError(where, bytes.length === 0 ? 'empty file' : 'truncated: no header');
+    throw new InputError(
+      where,
+      bytes.length === 0 ? 'empty file' : `truncated: ${bytes.length} bytes, no header`,
+    );
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = Number(dv.getBigUint64(0, true));
   if (headerLen > MAX_HEADER_BYTES) throw new InputError(where, `header length ${headerLen} exceeds 100 MB`);
@@ -76,9 +106,36 @@ export function parseSafetensors(bytes: Uint8Array, where = '<buffer>'): Safeten
       `truncated: header length ${headerLen} larger than the file (${bytes.length} bytes)`,
     );
   }
+  const dataStart = 8 + headerLen;
+  const { entries, metadata } = parseHeader(bytes.subarray(8, dataStart), bytes.length - dataStart, where);
+  const tensors = new Map<string, Tensor>();
+  for (const e of entries) {
+    tensors.set(e.name, {
+      dtype: e.dtype,
+      shape: e.shape,
+      data: view(bytes, dataStart + e.begin, e.end - e.begin, e.dtype),
+    });
+  }
+  return { tensors, metadata };
+}
+
+interface Entry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** Validate the JSON header against a data section of `dataLen` bytes. */
+function parseHeader(
+  headerBytes: Uint8Array,
+  dataLen: number,
+  where: string,
+): { entries: Entry[]; metadata: Record<string, string> } {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLen));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     throw new InputError(where, 'header is not valid UTF-8');
   }
@@ -95,10 +152,8 @@ export function parseSafetensors(bytes: Uint8Array, where = '<buffer>'): Safeten
     throw new InputError(where, 'header is not a JSON object');
   }
   if (hasDuplicateKeys(text)) throw new InputError(where, 'header has duplicate tensor names');
-  const dataStart = 8 + headerLen;
-  const dataLen = bytes.length - dataStart;
   const metadata: Record<string, string> = {};
-  const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
+  const entries: Entry[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
@@ -151,15 +206,7 @@ export function parseSafetensors(bytes: Uint8Array, where = '<buffer>'): Safeten
     pos = e.end;
   }
   if (pos !== dataLen) throw new InputError(where, `${dataLen - pos} trailing bytes after the last tensor`);
-  const tensors = new Map<string, Tensor>();
-  for (const e of entries) {
-    tensors.set(e.name, {
-      dtype: e.dtype,
-      shape: e.shape,
-      data: view(bytes, dataStart + e.begin, e.end - e.begin, e.dtype),
-    });
-  }
-  return { tensors, metadata };
+  return { entries, metadata };
 }
 
 function view(bytes: Uint8Array, offset: number, length: number, dtype: DType): TypedData {
@@ -262,51 +309,4 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): void {
   atomicWrite(path, encodeSafetensors(tensors, metadata));
-}
-
-/**
- * Only the `__metadata__` of a safetensors file, read from its header (a few KB), e.g. to learn
- * a shard's place in its run before the stage reads the whole file.
- */
-export function readSafetensorsMetadata(path: string): Record<string, string> {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new InputError(path, `cannot open (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  try {
-    const size = fstatSync(fd).size;
-    if (size < 8)
-      throw new InputError(path, size === 0 ? 'empty file' : `truncated: ${size} bytes, no header`);
-    const lenBuf = new Uint8Array(8);
-    readSync(fd, lenBuf, 0, 8, 0);
-    const headerLen = Number(new DataView(lenBuf.buffer).getBigUint64(0, true));
-    if (headerLen > MAX_HEADER_BYTES) throw new InputError(path, `header length ${headerLen} exceeds 100 MB`);
-    if (8 + headerLen > size)
-      throw new InputError(
-        path,
-        `truncated: header length ${headerLen} larger than the file (${size} bytes)`,
-      );
-    const head = new Uint8Array(headerLen);
-    readSync(fd, head, 0, headerLen, 8);
-    let header: unknown;
-    try {
-      header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head));
-    } catch {
-      throw new InputError(path, 'header is not valid UTF-8 JSON');
-    }
-    const meta = (header as { __metadata__?: unknown } | null)?.__metadata__;
-    if (meta === undefined) return {};
-    if (typeof meta !== 'object' || meta === null || Array.isArray(meta))
-      throw new InputError(path, '__metadata__ is not a string map');
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(meta)) {
-      if (typeof v !== 'string') throw new InputError(path, `__metadata__.${k} is not a string`);
-      out[k] = v;
-    }
-    return out;
-  } finally {
-    closeSync(fd);
-  }
 }

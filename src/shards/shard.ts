@@ -3,7 +3,7 @@
  * resolved config and the lineage (input paths relative to the shard's folder + content hashes).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { canonicalJson } from '../config/load.js';
@@ -46,9 +46,18 @@ export function modelFingerprint(path: string): string {
     : `size:${st.size}:mtime:${Math.round(st.mtimeMs)}`;
 }
 
-/** Content hash of a file (hex sha256), for provenance. */
+/** Content hash of a file (hex sha256), for provenance; read in chunks, so any size works. */
 export function fileHash(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  const hash = createHash('sha256');
+  const buf = new Uint8Array(8 << 20);
+  const fd = openSync(path, 'r');
+  try {
+    for (let pos = 0, n: number; (n = readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n)
+      hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 /**

@@ -12,7 +12,7 @@ import { canonicalJson } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { InputError, RuntimeFailure } from '../errors.js';
 import { buildGradientGraph } from '../onnx/autodiff.js';
-import { decodeModel, encodeModel } from '../onnx/model.js';
+import { decodeModel } from '../onnx/model.js';
 import { adamwInit, adamwStep, clipGradNorm, nonFiniteGrads, type ParamMap } from '../rl/adamw.js';
 import { saveCheckpoint } from '../rl/checkpoint.js';
 import { assertRatioOne } from '../rl/grpo.js';
@@ -20,7 +20,8 @@ import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
 import { microBatchGradient, onePassGradient, withAffineCotangent } from '../rl/policy-gradient.js';
 import { selectTrainSteps } from '../rl/schedule.js';
 import { checkDims } from '../runtime/contract.js';
-import { ModelSession } from '../runtime/session.js';
+import { openModel } from '../runtime/model-cache.js';
+import type { ModelSession } from '../runtime/session.js';
 import { atomicAppend } from '../shards/atomic.js';
 import { followInput, LineageRoots, lineagePath } from '../shards/lineage.js';
 import { modelFingerprint, readShard, type Shard, writeShard } from '../shards/shard.js';
@@ -146,8 +147,8 @@ export async function gradientSession(
       ...loraShapes(policy),
     },
   });
-  const s = await ModelSession.open(
-    encodeModel(onePass ? withAffineCotangent(model, 'velocity', [batch, C, F, H, W]) : model),
+  const s = await openModel(
+    onePass ? withAffineCotangent(model, 'velocity', [batch, C, F, H, W]) : model,
     runtimeOptions(config),
     `${policy.denoiserPath} (gradient graph)`,
   );

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
 import fc from 'fast-check';
 import { InputError } from '../../src/errors.js';
-import { encodeSafetensors, parseSafetensors } from '../../src/shards/safetensors.js';
+import { encodeSafetensors, parseSafetensors, readSafetensors } from '../../src/shards/safetensors.js';
 import { tensor } from '../../src/shards/tensor.js';
+import { tempDir } from '../helpers.js';
 
 const valid = new Uint8Array(
   Buffer.concat(
@@ -80,5 +83,33 @@ test('header-length field fuzz: any 64-bit value is handled without allocating i
       }
     }),
     { numRuns: 1000, seed: 7 },
+  );
+});
+
+test('the file reader (tensor by tensor at offsets) agrees with the in-memory parser on mutated shards', () => {
+  const dir = tempDir('vggrpo-fuzz-');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'fuzz.safetensors');
+  const outcome = (read: () => ReturnType<typeof parseSafetensors>) => {
+    try {
+      const { tensors, metadata } = read();
+      // Views into one buffer and buffers of their own differ in type only: compare bytes.
+      const bytes = (d: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) =>
+        Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('hex');
+      return { metadata, tensors: [...tensors].map(([k, t]) => [k, t.dtype, t.shape, bytes(t.data)]) };
+    } catch (e) {
+      assert.ok(e instanceof InputError, `not an InputError: ${(e as Error)?.stack}`);
+      return { error: e.fault };
+    }
+  };
+  fc.assert(
+    fc.property(fc.array(mutation, { minLength: 1, maxLength: 4 }), (muts) => {
+      const bytes = apply(valid, muts);
+      writeFileSync(path, bytes);
+      const mem = outcome(() => parseSafetensors(bytes, path));
+      const file = outcome(() => readSafetensors(path));
+      assert.deepEqual(file, mem);
+    }),
+    { numRuns: 500, seed: 43 },
   );
 });
