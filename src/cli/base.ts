@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.js';
 import { InputError, VggrpoError } from '../errors.js';
 import { removeTempsInFlight } from '../shards/atomic.js';
 import { type ShardInputOptions, ShardInputs } from './inputs.js';
+import { liveProgress, Progress } from './progress.js';
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof VggrpoCommand)['baseFlags'] & T['flags']
@@ -77,6 +78,17 @@ export abstract class VggrpoCommand extends Command {
   }
 
   private parsedBase: { device?: 'cpu' | 'cuda'; threads?: number } = {};
+  private readonly progress = new Progress(process.stderr, liveProgress());
+
+  /** A path (or the summary) on stdout; on a terminal the status line steps aside for it. */
+  override log(message = '', ...args: unknown[]): void {
+    this.progress.around(() => super.log(message, ...args));
+  }
+
+  protected override async finally(err: Error | undefined): Promise<unknown> {
+    this.progress.end();
+    return super.finally(err);
+  }
 
   private baseFlagValues(): { device?: 'cpu' | 'cuda'; threads?: number } {
     return this.parsedBase;
@@ -101,14 +113,16 @@ export abstract class VggrpoCommand extends Command {
     }
   }
 
-  /** Progress/log line on stderr (stdout carries only shard paths or the JSON summary). */
+  /** Progress on stderr: a live line on a terminal, a line per step otherwise (src/cli/progress.ts). */
   protected note(msg: string): void {
-    process.stderr.write(`${msg}\n`);
+    if (msg.startsWith('warning:')) this.progress.warn(msg);
+    else this.progress.step(msg);
   }
 
   protected override async catch(
     err: Error & { exitCode?: number; oclif?: { exit?: number } },
   ): Promise<unknown> {
+    this.progress.end();
     if (process.env.DEBUG) process.stderr.write(`${err.stack}\n`);
     const cmd = this.commandName();
     if (err instanceof VggrpoError) {
