@@ -45,7 +45,10 @@ export class Progress {
 
   /** Something else written to the terminal (a path on stdout): the status line steps aside. */
   around(write: () => void): void {
-    if (!this.live) return write();
+    if (!this.live) {
+      write();
+      return;
+    }
     this.out.write(CLEAR);
     write();
     this.out.write(this.fit(this.last));
