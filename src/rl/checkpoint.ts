@@ -22,6 +22,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { parseJson } from '../config/validate.js';
 import { check, InputError } from '../errors.js';
 import { atomicWrite, fsyncDir, settleTemp, tempBeside } from '../shards/atomic.js';
 import { encodeSafetensors, readSafetensors } from '../shards/safetensors.js';
@@ -298,19 +299,7 @@ function readJson<T>(path: string, schema: z.ZodType<T>): T {
     if (err instanceof InputError) throw err;
     throw new InputError(path, `cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new InputError(path, 'not valid JSON');
-  }
-  const r = schema.safeParse(v);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const key = issue?.path.map(String).join('.');
-    throw new InputError(path, `${key ? `${key}: ` : ''}${issue?.message ?? 'invalid'}`);
-  }
-  return r.data;
+  return parseJson(text, schema, path, '');
 }
 
 const notTrue = z

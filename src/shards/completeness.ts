@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson } from '../config/load.js';
+import { parseJson } from '../config/validate.js';
 import { InputError } from '../errors.js';
 
 export const SHARD_KEY = 'vggrpo.shard';
@@ -43,18 +44,13 @@ export function placeMetadata(place: ShardPlace | undefined, covers?: ShardPlace
 /** The places a shard covers (none for a shard written by a tool that records none). */
 export function shardPlaces(metadata: Record<string, string>, file: string): ShardPlace[] {
   const parse = (key: string, text: string, list: boolean): ShardPlace[] => {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      throw new InputError(file, `metadata ${key} is not valid JSON`);
-    }
-    const r = (list ? z.array(ShardPlace).min(1) : ShardPlace).safeParse(raw);
-    if (!r.success) {
-      const issue = r.error.issues[0];
-      throw new InputError(file, `metadata ${key}: ${issue?.path.join('.') || 'value'}: ${issue?.message}`);
-    }
-    return Array.isArray(r.data) ? r.data : [r.data];
+    const v = parseJson<ShardPlace | ShardPlace[]>(
+      text,
+      list ? z.array(ShardPlace).min(1) : ShardPlace,
+      file,
+      `metadata ${key}`,
+    );
+    return Array.isArray(v) ? v : [v];
   };
   const covers = metadata[COVERS_KEY];
   if (covers !== undefined) return parse(COVERS_KEY, covers, true);

@@ -7,6 +7,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { canonicalJson } from '../config/load.js';
+import { parseJson } from '../config/validate.js';
 import { InputError } from '../errors.js';
 import { placeMetadata, type ShardPlace, shardPlace } from './completeness.js';
 import { assertShardFinite } from './finite.js';
@@ -151,20 +152,5 @@ const RecordedInputs = z.array(
 
 /** `vggrpo.inputs`: a list of {path, sha256}; anything else names the shard and the field. */
 function parseInputs(text: string | undefined, file: string): ShardInput[] {
-  if (text === undefined) return [];
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new InputError(file, 'metadata vggrpo.inputs is not valid JSON');
-  }
-  const r = RecordedInputs.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new InputError(
-      file,
-      `metadata vggrpo.inputs${(issue?.path ?? []).map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}: ${issue?.message}`,
-    );
-  }
-  return r.data;
+  return text === undefined ? [] : parseJson(text, RecordedInputs, file, 'metadata vggrpo.inputs');
 }

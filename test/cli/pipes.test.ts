@@ -103,7 +103,7 @@ test('kill -9 of sample mid-run: every later stage exits 2 and grpo-step writes 
   const run = join(dir, 'killed');
   const pidFile = join(dir, 'sample.pid');
   const script = [
-    `{ ${VG} sample --config ${cfg} --prompts ${prompts} --group-size 2 --steps 8 --per-shard 1 --threads 1 --out ${run}/trajectory & echo $! > ${pidFile}; wait $!; }`,
+    `{ ${VG} sample --config ${cfg} --prompts ${prompts} --group-size 2 --steps 40 --per-shard 1 --threads 1 --out ${run}/trajectory & echo $! > ${pidFile}; wait $!; }`,
     `${VG} decode-geometry --out ${run}/geometry`,
     `${VG} score --out ${run}/rewards`,
     `${VG} grpo-step --out ${run}/policy`,
