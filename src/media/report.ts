@@ -10,7 +10,15 @@ import { check } from '../errors.js';
 import { atomicWrite } from '../shards/atomic.js';
 import { pngDataUri } from './png.js';
 
-export type Cell = string | number | boolean | null;
+/** A mean with its 95% interval; `resolved` on a difference whose interval excludes zero. */
+export interface IntervalCell {
+  mean: number;
+  lo: number;
+  hi: number;
+  resolved?: boolean;
+}
+
+export type Cell = string | number | boolean | null | IntervalCell;
 
 export interface ReportTable {
   title?: string;
@@ -150,15 +158,22 @@ function cell(v: Cell): string {
   if (v === null) return '<td class="na" title="undefined">—</td>';
   if (typeof v === 'number') {
     if (!Number.isFinite(v)) return `<td class="num na">${esc(String(v))}</td>`;
-    const a = Math.abs(v);
-    const s = Number.isInteger(v)
-      ? String(v)
-      : a !== 0 && (a < 1e-3 || a >= 1e6)
-        ? v.toExponential(3)
-        : String(Number(v.toPrecision(4)));
-    return `<td class="num">${s}</td>`;
+    return `<td class="num">${num(v)}</td>`;
+  }
+  if (typeof v === 'object') {
+    const mark = v.resolved ? '<span class="resolved" title="the interval excludes zero">*</span>' : '';
+    return `<td class="num"${v.resolved ? ' data-resolved="true"' : ''}>${num(v.mean)}${mark} <span class="ci">[${num(v.lo)}, ${num(v.hi)}]</span></td>`;
   }
   return `<td>${esc(String(v))}</td>`;
+}
+
+function num(v: number): string {
+  const a = Math.abs(v);
+  return Number.isInteger(v)
+    ? String(v)
+    : a !== 0 && (a < 1e-3 || a >= 1e6)
+      ? v.toExponential(3)
+      : String(Number(v.toPrecision(4)));
 }
 
 function table(t: ReportTable): string {
@@ -239,6 +254,8 @@ h1 { margin: 0; font-size: 26px; letter-spacing: -0.01em; }
 .stamp { margin: 8px 0 0; color: var(--muted); font-size: 13px; }
 nav { margin-top: 14px; display: flex; flex-wrap: wrap; gap: 6px 16px; font-size: 14px; }
 nav a { color: var(--accent); text-decoration: none; }
+.ci { color: var(--muted); font-size: 0.85em; white-space: nowrap; }
+.resolved { font-weight: bold; }
 section, .summary { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 20px 24px; margin: 20px 0; }
 h2 { margin: 0 0 12px; font-size: 18px; }
 p { margin: 0 0 10px; max-width: 75ch; }

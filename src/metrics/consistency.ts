@@ -36,6 +36,8 @@ export interface VideoMetrics {
   sRot: number;
   reprojMean: number;
   reprojWorst3: number;
+  /** Share of each view's valid pixels the reprojection scores, averaged over views. */
+  coverage: number;
   /** Against ground truth (null without it). */
   ate: number | null;
   rpeTrans: number | null;
@@ -63,8 +65,10 @@ export function videoMetrics(g: GeometrySample, gt?: GroundTruth): VideoMetrics 
   );
   let reprojMean = Number.NaN;
   let reprojWorst3 = Number.NaN;
+  let coverage = Number.NaN;
   try {
     const r = reprojectionConsistency(g, REPROJECTION_DEFAULTS);
+    coverage = r.coverage.reduce((a, b) => a + b, 0) / Math.max(1, r.coverage.length);
     const e = [...r.viewErrors].filter(Number.isFinite).sort((a, b) => b - a);
     if (e.length) {
       reprojMean = e.reduce((a, b) => a + b, 0) / e.length;
@@ -79,6 +83,7 @@ export function videoMetrics(g: GeometrySample, gt?: GroundTruth): VideoMetrics 
     sRot: sm.sRot,
     reprojMean,
     reprojWorst3,
+    coverage,
     ate: null,
     rpeTrans: null,
     rpeRotDeg: null,

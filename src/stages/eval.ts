@@ -10,17 +10,33 @@ import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { cameraCentre } from '../geometry/cameras.js';
 import { type CameraPath, type Curve, cameraPathSpec, lineSpec, renderSvg } from '../media/plots.js';
-import { type ReportData, type ReportSection, type ReportVideo, writeReport } from '../media/report.js';
+import {
+  type Cell,
+  type ReportData,
+  type ReportSection,
+  type ReportVideo,
+  writeReport,
+} from '../media/report.js';
 import { writeMp4 } from '../media/video.js';
-import { type GroundTruth, type VideoMetrics, videoMetrics } from '../metrics/consistency.js';
+import { clusterBootstrap, excludesZero, type Interval } from '../metrics/bootstrap.js';
+import { type GroundTruth, videoMetrics } from '../metrics/consistency.js';
 import { epipolarError } from '../metrics/epipolar.js';
+import {
+  GEOMETRY_METRICS,
+  geometryValues,
+  type MetricColumn,
+  metricsCsv,
+  rewardColumn,
+  type VideoRow,
+} from '../metrics/table.js';
 import { REWARDS } from '../rewards/index.js';
 import { sliceGeometry } from '../rewards/types.js';
 import { runtimeOptions } from '../rl/policy.js';
 import { ModelSession } from '../runtime/session.js';
+import { atomicWrite } from '../shards/atomic.js';
 import { followInput, LineageRoots } from '../shards/lineage.js';
 import { readShard, type Shard } from '../shards/shard.js';
-import { f32, type Tensor } from '../shards/tensor.js';
+import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
 import { depthStrip } from './render-geometry.js';
 import type { ConfigResolver, StageInputs, StageIo } from './types.js';
 
@@ -39,18 +55,6 @@ interface EvalSet {
   /** grpo-step's metrics of this iteration (metrics.jsonl beside its policy). */
   training?: Record<string, number>;
 }
-
-const METRIC_KEYS = [
-  'sTrans',
-  'sRot',
-  'reprojMean',
-  'reprojWorst3',
-  'ate',
-  'rpeTrans',
-  'rpeRotDeg',
-  'rotErrDeg',
-  'depthRelErr',
-] as const;
 
 const shardsIn = (d: string) =>
   existsSync(d)
@@ -118,12 +122,19 @@ interface SetResult {
   name: string;
   training?: Record<string, number>;
   iteration?: number;
-  samples: number;
-  means: Record<string, number | null>;
-  rewardMeans: Record<string, number | null>;
+  rows: VideoRow[];
   paths: CameraPath[];
   first?: { shard: Shard; b: number };
-  perVideo: VideoMetrics[];
+  /** Epipolar coverage of the set's videos (video sets only). */
+  epipolar?: { detector: string; videos: number; defined: number; pairsTried: number; pairsDefined: number };
+}
+
+/** What evaluating a set needs besides the set: videos are decoded only for the video sets. */
+interface SetContext {
+  config: Config;
+  roots: LineageRoots;
+  /** For a video set: the decoder (absent: only shards with their own `rgb`), where mp4s go. */
+  video?: { decoder?: ModelSession; out: string; keep: number; videos: ReportVideo[] };
 }
 
 function mean(values: (number | null)[]): number | null {
@@ -131,83 +142,174 @@ function mean(values: (number | null)[]): number | null {
   return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
 }
 
-function evaluateSet(set: EvalSet, config: Config): SetResult {
-  const perVideo: VideoMetrics[] = [];
-  const rewardValues: Record<string, number[]> = {};
-  const paths: CameraPath[] = [];
-  let first: SetResult['first'];
-  for (const p of set.geometry) {
-    const shard = readShard(p, 'geometry');
-    const t = shard.tensors;
-    const [B, F, h, w] = t.get('depth')!.shape as [number, number, number, number];
-    const batch = {
-      depth: t.get('depth')!.data as Float32Array,
-      points: t.get('points')!.data as Float32Array,
-      confidence: t.get('confidence')!.data as Float32Array,
-      extrinsics: t.get('extrinsics')!.data as Float32Array,
-      intrinsics: t.get('intrinsics')!.data as Float32Array,
-      sceneFlow: t.get('scene_flow')?.data as Float32Array | undefined,
-    };
-    // Ground truth: geometry decoded from `world` shards carries it as gt_* tensors.
-    const gtExt = t.get('gt_extrinsics')?.data as Float32Array | undefined;
-    const gtDepth = t.get('gt_depth')?.data as Float32Array | undefined;
-    for (let b = 0; b < B; b++) {
-      const g = sliceGeometry(batch, b, F, h, w);
-      const gt: GroundTruth | undefined =
-        gtExt && gtDepth
-          ? {
-              extrinsics: gtExt.subarray(b * F * 12, (b + 1) * F * 12),
-              depth: gtDepth.subarray(b * F * h * w, (b + 1) * F * h * w),
-            }
-          : undefined;
-      perVideo.push(videoMetrics(g, gt));
-      if (!set.rewards.length) {
-        for (const [name, entry] of Object.entries(config.rewards)) {
-          const r = REWARDS[name];
-          if (!r) continue;
-          (rewardValues[name] ??= []).push(r.compute(g, r.parseOptions(entry.options)));
-        }
-      }
-      if (paths.length < 4) {
-        const c = new Float64Array(3 * F);
-        for (let f = 0; f < F; f++) c.set(cameraCentre(g.extrinsics, f), 3 * f);
-        paths.push({ name: `${set.name} #${paths.length}`, centres: c });
-      }
-      first ??= { shard, b };
-    }
-  }
-  for (const p of set.rewards) {
-    const r = readShard(p, 'rewards');
-    for (const [k, t] of r.tensors) {
-      if (!k.startsWith('reward/')) continue;
-      (rewardValues[k.slice(7)] ??= []).push(...(t.data as Float32Array));
-    }
-  }
-  const means: Record<string, number | null> = {};
-  for (const k of METRIC_KEYS) means[k] = mean(perVideo.map((m) => m[k]));
-  const rewardMeans: Record<string, number | null> = {};
-  for (const [k, v] of Object.entries(rewardValues)) rewardMeans[k] = mean(v);
-  if (rewardMeans.motion !== undefined && rewardMeans.motion !== null)
-    rewardMeans.motion_gap = 1 - rewardMeans.motion;
-  return {
+/** Rewards of a geometry shard: from its reward shard (same file name) when scored, else computed. */
+function rewardsOf(set: EvalSet, geometryPath: string): Shard | undefined {
+  const r = set.rewards.find((p) => basename(p) === basename(geometryPath));
+  return r ? readShard(r, 'rewards') : undefined;
+}
+
+/** Every video of a set, each geometry shard read once: metrics, rewards, and for video sets the frames. */
+async function evaluateSet(set: EvalSet, ctx: SetContext): Promise<SetResult> {
+  const result: SetResult = {
     name: set.name,
     training: set.training,
     iteration: set.iteration,
-    samples: perVideo.length,
-    means,
-    rewardMeans,
-    paths,
-    first,
-    perVideo,
+    rows: [],
+    paths: [],
+  };
+  const members = new Map<number, number>();
+  for (const p of set.geometry) {
+    const shard = readShard(p, 'geometry');
+    const video = ctx.video ? await videoSource(shard, ctx) : undefined;
+    const rewards = rewardsOf(set, p);
+    const prompts = promptsOf(shard);
+    const B = shard.tensors.get('depth')?.shape[0] ?? 0;
+    const promptIndex = toNumbers(shard.tensors.get('prompt_index')!);
+    for (let b = 0; b < B; b++) {
+      const g = sampleGeometry(shard, b);
+      const pi = promptIndex[b] ?? 0;
+      const member = members.get(pi) ?? 0;
+      members.set(pi, member + 1);
+      const row: VideoRow = {
+        set: set.name,
+        promptIndex: pi,
+        prompt: prompts[pi] ?? '',
+        seed: video?.seeds?.[b]?.toString() ?? null,
+        member,
+        values: {
+          ...geometryValues(videoMetrics(g, groundTruthOf(shard, b))),
+          ...rewardValues(g, b, rewards, ctx.config),
+        },
+      };
+      if (ctx.video && video) await videoOf(row, shard, b, video, ctx, result);
+      result.rows.push(row);
+      if (result.paths.length < 4) result.paths.push(cameraPath(`${set.name} #${result.paths.length}`, g));
+      result.first ??= { shard, b };
+    }
+  }
+  return result;
+}
+
+function promptsOf(shard: Shard): string[] {
+  try {
+    const v = JSON.parse(shard.metadata['vggrpo.prompts'] ?? '[]');
+    return Array.isArray(v) ? v.map(String) : [];
+  } catch {
+    return [];
+  }
+}
+
+function sampleGeometry(shard: Shard, b: number) {
+  const t = shard.tensors;
+  const [, F, h, w] = t.get('depth')!.shape as [number, number, number, number];
+  const batch = {
+    depth: t.get('depth')!.data as Float32Array,
+    points: t.get('points')!.data as Float32Array,
+    confidence: t.get('confidence')!.data as Float32Array,
+    extrinsics: t.get('extrinsics')!.data as Float32Array,
+    intrinsics: t.get('intrinsics')!.data as Float32Array,
+    sceneFlow: t.get('scene_flow')?.data as Float32Array | undefined,
+  };
+  return sliceGeometry(batch, b, F, h, w);
+}
+
+/** Ground truth: geometry decoded from `world` shards carries it as gt_* tensors. */
+function groundTruthOf(shard: Shard, b: number): GroundTruth | undefined {
+  const ext = shard.tensors.get('gt_extrinsics');
+  const depth = shard.tensors.get('gt_depth');
+  if (!ext || !depth) return undefined;
+  const F = ext.shape[1] ?? 0;
+  const per = depth.data.length / (depth.shape[0] ?? 1);
+  return {
+    extrinsics: (ext.data as Float32Array).subarray(b * F * 12, (b + 1) * F * 12),
+    depth: (depth.data as Float32Array).subarray(b * per, (b + 1) * per),
   };
 }
 
-/** The final latents behind a geometry shard (through its lineage), read once per shard. */
-function finalLatentsOf(shard: Shard, roots: LineageRoots): Tensor | undefined {
+function rewardValues(
+  g: ReturnType<typeof sampleGeometry>,
+  b: number,
+  rewards: Shard | undefined,
+  config: Config,
+): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  if (rewards) {
+    for (const [k, t] of rewards.tensors)
+      if (k.startsWith('reward/')) out[k] = finite((t.data as Float32Array)[b]);
+    return out;
+  }
+  for (const [name, entry] of Object.entries(config.rewards)) {
+    const r = REWARDS[name];
+    if (r) out[`reward/${name}`] = finite(r.compute(g, r.parseOptions(entry.options)));
+  }
+  return out;
+}
+
+const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : null);
+
+function cameraPath(name: string, g: ReturnType<typeof sampleGeometry>): CameraPath {
+  const c = new Float64Array(3 * g.frames);
+  for (let f = 0; f < g.frames; f++) c.set(cameraCentre(g.extrinsics, f), 3 * f);
+  return { name, centres: c };
+}
+
+/** Where a shard's frames come from: its own `rgb`, or its final latents (through lineage). */
+async function videoSource(shard: Shard, ctx: SetContext) {
+  if (shard.tensors.has('rgb') || !ctx.video?.decoder) return { latents: undefined, seeds: undefined };
+  const traj = trajectoryOf(shard, ctx.roots);
+  const seeds = traj?.tensors.get('seed');
+  return {
+    latents: traj?.tensors.get('final_latents'),
+    seeds: seeds ? Array.from(seeds.data as BigInt64Array) : undefined,
+  };
+}
+
+/** The epipolar error of one video (every video of a video set), and its mp4 for the first few. */
+async function videoOf(
+  row: VideoRow,
+  shard: Shard,
+  b: number,
+  source: { latents?: Tensor },
+  ctx: SetContext,
+  result: SetResult,
+): Promise<void> {
+  const v = ctx.video;
+  if (!v) return;
+  const fr = await framesOf(shard, b, v.decoder, source.latents);
+  if (!fr) return;
+  const cfg = ctx.config.eval;
+  const e = await epipolarError(fr.rgb, fr, { detector: cfg.detector.toUpperCase() as 'ORB' | 'AKAZE' });
+  row.values.epipolar = e.error;
+  row.epipolarPairs = {
+    defined: e.validPairs,
+    tried: e.pairs.length,
+    matches: e.pairs.map((q) => q.matches),
+  };
+  const s = (result.epipolar ??= {
+    detector: e.detector,
+    videos: 0,
+    defined: 0,
+    pairsTried: 0,
+    pairsDefined: 0,
+  });
+  s.videos++;
+  if (e.error !== null) s.defined++;
+  s.pairsTried += e.pairs.length;
+  s.pairsDefined += e.validPairs;
+  const k = result.rows.length;
+  if (k < v.keep) {
+    const rel = join('videos', `${result.name}-${k}.mp4`);
+    await writeMp4(join(v.out, rel), fr.rgb, fr);
+    v.videos.push({ title: `${result.name} #${k}`, src: rel });
+  }
+}
+
+/** The trajectory behind a geometry shard (through its lineage), or undefined when it is gone. */
+function trajectoryOf(shard: Shard, roots: LineageRoots): Shard | undefined {
   const trajIn = shard.inputs[0];
   // No videos for a shard whose trajectory is gone; one that is there is followed as lineage.
   if (!trajIn || !existsSync(trajIn.path)) return undefined;
-  return followInput(shard, 0, ['trajectory', 'geometry'], roots).tensors.get('final_latents');
+  return followInput(shard, 0, ['trajectory', 'geometry'], roots);
 }
 
 /** RGB frames [F, H, W, 3] of sample b: the shard's own `rgb`, or the VAE decoder on its final latents. */
@@ -243,9 +345,6 @@ async function framesOf(
   return { rgb, frames: F, height: H, width: W };
 }
 
-const fmt = (v: number | null | undefined) =>
-  v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toPrecision(4));
-
 export async function runEval(
   inputs: StageInputs,
   opts: { out: string },
@@ -256,125 +355,303 @@ export async function runEval(
   for await (const p of inputs) paths.push(p);
   if (!paths.length)
     throw new InputError('', 'no input: expected geometry shards or run folders as arguments or on stdin');
-  const sets = discover(paths);
+  const sets = discover(paths).filter((s) => s.geometry.length);
   const roots = inputs.roots ?? new LineageRoots(paths);
-  const firstShard = sets.find((s) => s.geometry.length)?.geometry[0];
+  const firstShard = sets[0]?.geometry[0];
   const config = firstShard
     ? resolveConfig(readShard(firstShard, 'geometry').config, firstShard)
     : resolveConfig();
   const out = resolve(opts.out);
-  const results: SetResult[] = [];
-  for (const s of sets) {
-    if (!s.geometry.length) continue;
-    results.push(evaluateSet(s, config));
-    io.note(`eval: ${s.name}: ${results.at(-1)!.samples} videos`);
-  }
-  const iterations = results.filter((r) => r.iteration !== undefined);
-  const evalSets = results.filter((r) => r.iteration === undefined);
+  const results = await evaluateSets(sets, config, roots, out, io);
+  const report = buildReport(results);
+  atomicWrite(
+    join(out, 'metrics.csv'),
+    metricsCsv(
+      results.flatMap((r) => r.rows),
+      report.columns,
+    ),
+  );
+  const written = writeReport(out, await reportData(report, results, paths, config));
+  io.emit(written.html);
+  return { report: written.json, html: written.html, metrics: report.means };
+}
 
-  // Videos and the epipolar error on decoded RGB, for the evaluation sets (or the last iteration).
-  const videoSets = evalSets.length ? evalSets : iterations.slice(-1);
+/** Evaluate every set; the eval sets (or, without any, the last iteration) also get videos. */
+async function evaluateSets(
+  sets: EvalSet[],
+  config: Config,
+  roots: LineageRoots,
+  out: string,
+  io: StageIo,
+): Promise<SetResult[]> {
+  const evalSets = sets.filter((s) => s.iteration === undefined);
+  const videoSets = new Set(evalSets.length ? evalSets : sets.slice(-1));
   let decoder: ModelSession | undefined;
-  if (config.models.vae_decoder && existsSync(config.models.vae_decoder)) {
+  if (config.models.vae_decoder && existsSync(config.models.vae_decoder))
     decoder = await ModelSession.open(config.models.vae_decoder, runtimeOptions(config));
-  }
   const videos: ReportVideo[] = [];
-  const epipolar: Record<string, { error: number | null; detector: string; pairs: number }> = {};
+  const results: SetResult[] = [];
   try {
-    for (const r of videoSets) {
-      const set = sets.find((s) => s.name === r.name)!;
-      const errs: (number | null)[] = [];
-      let detector = config.eval.detector.toUpperCase();
-      let pairs = 0;
-      let k = 0;
-      for (const p of set.geometry) {
-        const shard = readShard(p, 'geometry');
-        const B = shard.tensors.get('depth')!.shape[0]!;
-        const lat = shard.tensors.has('rgb') || !decoder ? undefined : finalLatentsOf(shard, roots);
-        for (let b = 0; b < B && k < Math.max(config.eval.videos, 8); b++, k++) {
-          const fr = await framesOf(shard, b, decoder, lat);
-          if (!fr) break;
-          const e = await epipolarError(fr.rgb, fr, { detector: detector as 'ORB' | 'AKAZE' });
-          detector = e.detector;
-          pairs += e.validPairs;
-          errs.push(e.error);
-          if (k < config.eval.videos) {
-            const rel = join('videos', `${r.name}-${k}.mp4`);
-            await writeMp4(join(out, rel), fr.rgb, fr);
-            videos.push({ title: `${r.name} #${k}`, src: rel });
-          }
-        }
-      }
-      epipolar[r.name] = { error: mean(errs), detector, pairs };
+    for (const s of sets) {
+      const video = videoSets.has(s) ? { decoder, out, keep: config.eval.videos, videos } : undefined;
+      const r = await evaluateSet(s, { config, roots, video });
+      results.push(r);
+      io.note(
+        `eval: ${s.name}: ${r.rows.length} videos${r.epipolar ? `, epipolar defined for ${r.epipolar.defined}` : ''}`,
+      );
     }
   } finally {
     await decoder?.release();
   }
+  videoList.set(results, videos);
+  return results;
+}
 
-  const rewardNames = [...new Set(results.flatMap((r) => Object.keys(r.rewardMeans)))];
+const videoList = new WeakMap<SetResult[], ReportVideo[]>();
+
+interface EvalReport {
+  columns: MetricColumn[];
+  /** Set → metric key → mean (the stage's typed result). */
+  means: Record<string, Record<string, number | null>>;
+  /** Summary rows: eval sets, then the first and last iteration. */
+  summary: SetResult[];
+  intervals: Map<SetResult, Record<string, Interval | null>>;
+  differences: Difference[];
+}
+
+/** A base → final comparison of two sets with the same prompts and seeds. */
+interface Difference {
+  name: string;
+  base: SetResult;
+  final: SetResult;
+  pairs: number;
+  intervals: Record<string, Interval | null>;
+  flags: string[];
+}
+
+function buildReport(results: SetResult[]): EvalReport {
+  const rewardKeys = [...new Set(results.flatMap((r) => r.rows.flatMap((v) => Object.keys(v.values))))]
+    .filter((k) => k.startsWith('reward/'))
+    .sort();
+  const hasGt = results.some((r) => r.rows.some((v) => v.values.ate !== null && v.values.ate !== undefined));
   const columns = [
-    'set',
-    'videos',
-    ...rewardNames.map((n) => `r_${n}`),
-    'S_trans',
-    'S_rot',
-    'reproj err',
-    'worst-3',
-    'epipolar',
+    ...rewardKeys.map((k) => rewardColumn(k.slice(7))),
+    ...GEOMETRY_METRICS.filter((c) => hasGt || !c.groundTruth),
   ];
-  const hasGt = results.some((r) => r.means.ate !== null);
-  if (hasGt) columns.push('ATE', 'RPE trans', 'RPE rot°', 'rot err°', 'depth rel err');
-  const row = (r: SetResult) => [
-    r.name,
-    r.samples,
-    ...rewardNames.map((n) => fmt(r.rewardMeans[n])),
-    fmt(r.means.sTrans),
-    fmt(r.means.sRot),
-    fmt(r.means.reprojMean),
-    fmt(r.means.reprojWorst3),
-    fmt(epipolar[r.name]?.error ?? null),
-    ...(hasGt
-      ? [
-          fmt(r.means.ate),
-          fmt(r.means.rpeTrans),
-          fmt(r.means.rpeRotDeg),
-          fmt(r.means.rotErrDeg),
-          fmt(r.means.depthRelErr),
-        ]
-      : []),
-  ];
-  const summaryRows = [...evalSets, ...(iterations.length ? [iterations[0]!, iterations.at(-1)!] : [])]
-    .filter((r, i, a) => a.indexOf(r) === i)
-    .map(row);
-  const sections: ReportSection[] = [];
-  if (iterations.length > 1) {
-    const x = iterations.map((r) => r.iteration!);
-    const curve = (name: string, pick: (r: SetResult) => number | null | undefined): Curve => ({
-      name,
-      x,
-      y: iterations.map((r) => pick(r) ?? null),
+  const means: EvalReport['means'] = {};
+  for (const r of results)
+    means[r.name] = Object.fromEntries(
+      columns.map((c) => [c.key, mean(r.rows.map((v) => v.values[c.key] ?? null))]),
+    );
+  const iterations = results.filter((r) => r.iteration !== undefined);
+  const evalSets = results.filter((r) => r.iteration === undefined);
+  const summary = [...evalSets, ...(iterations.length ? [iterations[0]!, iterations.at(-1)!] : [])].filter(
+    (r, i, a) => a.indexOf(r) === i,
+  );
+  const intervals = new Map(summary.map((r) => [r, setIntervals(r, columns)] as const));
+  return { columns, means, summary, intervals, differences: differences(evalSets, columns) };
+}
+
+/** Each metric's mean with its two-stage bootstrap interval (src/metrics/bootstrap.ts). */
+function setIntervals(r: SetResult, columns: MetricColumn[]): Record<string, Interval | null> {
+  const byPrompt = new Map<number, VideoRow[]>();
+  for (const v of r.rows) byPrompt.set(v.promptIndex, [...(byPrompt.get(v.promptIndex) ?? []), v]);
+  const out: Record<string, Interval | null> = {};
+  for (const [k, c] of columns.entries()) {
+    const clusters = [...byPrompt.values()].map((vs) => vs.map((v) => v.values[c.key] ?? Number.NaN));
+    out[c.key] = clusterBootstrap(clusters, { seed: 1000 + k });
+  }
+  return out;
+}
+
+/**
+ * Base → final differences: sets named base-X and final-X, videos paired by prompt and seed
+ * (or, without seeds, by their position among the prompt's videos). Paired intervals; flags
+ * where a reward rises while what keeps it honest falls.
+ */
+function differences(sets: SetResult[], columns: MetricColumn[]): Difference[] {
+  const out: Difference[] = [];
+  for (const base of sets) {
+    const m = /^base(-.*)?$/.exec(base.name);
+    if (!m) continue;
+    const final = sets.find((s) => s.name === `final${m[1] ?? ''}`);
+    if (!final) continue;
+    const key = (v: VideoRow) => `${v.promptIndex}:${v.seed ?? `#${v.member}`}`;
+    const finals = new Map(final.rows.map((v) => [key(v), v]));
+    const pairs = base.rows.flatMap((b) => {
+      const f = finals.get(key(b));
+      return f ? [[b, f] as const] : [];
     });
+    const intervals: Record<string, Interval | null> = {};
+    for (const [k, c] of columns.entries()) {
+      const byPrompt = new Map<number, number[]>();
+      for (const [b, f] of pairs) {
+        const d = (f.values[c.key] ?? Number.NaN) - (b.values[c.key] ?? Number.NaN);
+        byPrompt.set(b.promptIndex, [...(byPrompt.get(b.promptIndex) ?? []), d]);
+      }
+      intervals[c.key] = clusterBootstrap([...byPrompt.values()], { seed: 2000 + k });
+    }
+    out.push({
+      name: `${final.name} − ${base.name}`,
+      base,
+      final,
+      pairs: pairs.length,
+      intervals,
+      flags: hackingFlags(intervals),
+    });
+  }
+  return out;
+}
+
+/** A reward that rises (resolved) while the share of pixels it scores falls (resolved). */
+function hackingFlags(d: Record<string, Interval | null>): string[] {
+  const flags: string[] = [];
+  const cov = d.coverage ?? null;
+  const rep = d['reward/reprojection'] ?? null;
+  if (rep && cov && excludesZero(rep) && rep.mean > 0 && excludesZero(cov) && cov.mean < 0)
+    flags.push('the reprojection reward rises while its coverage falls: possible reward hacking');
+  return flags;
+}
+
+const fmt = (v: number | null | undefined) =>
+  v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toPrecision(4));
+
+const cellOf = (i: Interval | null | undefined, resolved?: boolean): Cell =>
+  i
+    ? { mean: fmt(i.mean)!, lo: fmt(i.lo)!, hi: fmt(i.hi)!, ...(resolved !== undefined ? { resolved } : {}) }
+    : null;
+
+async function reportData(
+  rep: EvalReport,
+  results: SetResult[],
+  paths: string[],
+  config: Config,
+): Promise<ReportData> {
+  const columns = ['set', 'videos', ...rep.columns.map((c) => c.title)];
+  const rows: Cell[][] = rep.summary.map((r) => [
+    r.name,
+    r.rows.length,
+    ...rep.columns.map((c) => cellOf(rep.intervals.get(r)?.[c.key])),
+  ]);
+  for (const d of rep.differences)
+    rows.push([
+      d.name,
+      d.pairs,
+      ...rep.columns.map((c) => cellOf(d.intervals[c.key], excludesZero(d.intervals[c.key] ?? null))),
+    ]);
+  const sections = [
+    ...(await trainingCurves(results, rep.columns)),
+    ...(await geometrySections(results)),
+    ...evidenceSections(rep, results),
+  ];
+  const videos = videoList.get(results) ?? [];
+  if (videos.length) {
+    const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
     sections.push({
+      title: 'Videos',
+      text: `Decoded samples. The epipolar (Sampson) error uses ${det} features (the paper's numbers use SIFT), RANSAC 8-point fundamental matrices; a frame pair with fewer than 20 matches is undefined, and so is a video without a defined pair.`,
+      videos,
+    });
+  }
+  return {
+    title: 'vggrpo evaluation',
+    subtitle: paths.join(', '),
+    summary: {
+      columns,
+      rows,
+      caption:
+        'Means with 95% bootstrap intervals (prompts, then videos within them, resampled). Rows "final − base" are paired differences over the same prompts and seeds; * marks a difference whose interval excludes zero.',
+    },
+    sections,
+    meta: {
+      inputs: paths,
+      config,
+      metrics: rep.means,
+      epipolar: Object.fromEntries(results.filter((r) => r.epipolar).map((r) => [r.name, r.epipolar])),
+      differences: rep.differences.map((d) => ({
+        name: d.name,
+        pairs: d.pairs,
+        intervals: d.intervals,
+        flags: d.flags,
+      })),
+      iterations: results
+        .filter((r) => r.iteration !== undefined)
+        .map((r) => ({ iteration: r.iteration, ...rep.means[r.name], training: r.training ?? null })),
+    },
+  };
+}
+
+/** Coverage and the epipolar metric's definedness per set, and any reward-hacking flags. */
+function evidenceSections(rep: EvalReport, results: SetResult[]): ReportSection[] {
+  const withEpi = results.filter((r) => r.epipolar);
+  const table = {
+    title: 'Coverage of the metrics',
+    columns: [
+      'set',
+      'videos',
+      'reprojection coverage',
+      'epipolar defined (videos)',
+      'epipolar pairs defined',
+    ],
+    rows: rep.summary.map((r): Cell[] => [
+      r.name,
+      r.rows.length,
+      cellOf(rep.intervals.get(r)?.coverage),
+      r.epipolar ? `${r.epipolar.defined} / ${r.epipolar.videos}` : null,
+      r.epipolar ? `${r.epipolar.pairsDefined} / ${r.epipolar.pairsTried}` : null,
+    ]),
+    caption:
+      'Reprojection coverage: the share of each view’s valid pixels that the other frames cover and the reward scores. A reward can rise because coverage falls; such a change is flagged below.',
+  };
+  const flags = rep.differences.flatMap((d) => d.flags.map((f) => `${d.name}: ${f}`));
+  return [
+    {
+      title: 'Evidence',
+      text: flags.length
+        ? flags.join(' ')
+        : `No flags${withEpi.length ? '' : ' (no video sets)'}: no reward rises while its coverage falls.`,
+      tables: [table],
+    },
+  ];
+}
+
+async function trainingCurves(results: SetResult[], columns: MetricColumn[]): Promise<ReportSection[]> {
+  const iterations = results.filter((r) => r.iteration !== undefined);
+  if (iterations.length < 2) return [];
+  const x = iterations.map((r) => r.iteration ?? 0);
+  const meanOf = (r: SetResult, key: string) => mean(r.rows.map((v) => v.values[key] ?? null));
+  const curve = (name: string, pick: (r: SetResult) => number | null | undefined): Curve => ({
+    name,
+    x,
+    y: iterations.map((r) => pick(r) ?? null),
+  });
+  const rewards = columns.filter((c) => c.key.startsWith('reward/'));
+  return [
+    {
       title: 'Training curves',
       text: 'Means over each iteration’s rollouts (stochastic SDE samples of the policy being trained).',
       plots: [
         // One plot per reward: their scales differ too much to share an axis.
         ...(await Promise.all(
-          rewardNames
-            .filter((n) => n !== 'motion_gap')
-            .map(async (n) => ({
-              title: `reward: ${n}`,
-              svg: await renderSvg(
-                lineSpec({ yTitle: `mean r_${n}`, series: [curve(n, (r) => r.rewardMeans[n])] }),
-              ),
-            })),
+          rewards.map(async (c) => ({
+            title: `reward: ${c.key.slice(7)}`,
+            svg: await renderSvg(
+              lineSpec({
+                yTitle: `mean ${c.title}`,
+                series: [curve(c.key.slice(7), (r) => meanOf(r, c.key))],
+              }),
+            ),
+          })),
         )),
         {
           title: 'camera jitter',
           svg: await renderSvg(
             lineSpec({
               yTitle: 'S',
-              series: [curve('S_trans', (r) => r.means.sTrans), curve('S_rot', (r) => r.means.sRot)],
+              series: [
+                curve('S_trans', (r) => meanOf(r, 'sTrans')),
+                curve('S_rot', (r) => meanOf(r, 'sRot')),
+              ],
             }),
           ),
         },
@@ -398,70 +675,36 @@ export async function runEval(
             lineSpec({
               yTitle: 'relative depth error',
               series: [
-                curve('mean', (r) => r.means.reprojMean),
-                curve('worst-3', (r) => r.means.reprojWorst3),
+                curve('mean', (r) => meanOf(r, 'reprojMean')),
+                curve('worst-3', (r) => meanOf(r, 'reprojWorst3')),
               ],
             }),
           ),
         },
       ],
-    });
-  }
+    },
+  ];
+}
+
+async function geometrySections(results: SetResult[]): Promise<ReportSection[]> {
+  const iterations = results.filter((r) => r.iteration !== undefined);
+  const evalSets = results.filter((r) => r.iteration === undefined);
   const pathSets = evalSets.length ? evalSets : iterations.length ? [iterations[0]!, iterations.at(-1)!] : [];
-  if (pathSets.length) {
-    sections.push({
+  if (!pathSets.length) return [];
+  const images = [];
+  for (const r of pathSets)
+    if (r.first)
+      images.push({
+        title: r.name,
+        alt: `depth of ${r.name} #0`,
+        png: await depthStrip(r.first.shard, r.first.b),
+      });
+  return [
+    {
       title: 'Camera paths',
       text: 'Top-down view (x–z) of the camera centres of the first samples of each set.',
       plots: [{ svg: await renderSvg(cameraPathSpec({ paths: pathSets.flatMap((r) => r.paths) })) }],
-    });
-    const images = [];
-    for (const r of pathSets)
-      if (r.first)
-        images.push({
-          title: r.name,
-          alt: `depth of ${r.name} #0`,
-          png: await depthStrip(r.first.shard, r.first.b),
-        });
-    sections.push({
-      title: 'Depth',
-      text: 'Depth of the first sample of each set, frame by frame (near = warm).',
-      images,
-    });
-  }
-  if (videos.length) {
-    const det = Object.values(epipolar)[0]?.detector ?? 'ORB';
-    sections.push({
-      title: 'Videos',
-      text: `Decoded samples. The epipolar (Sampson) error uses ${det} features (the paper's numbers use SIFT), RANSAC 8-point fundamental matrices; undefined where too few matches.`,
-      videos,
-    });
-  }
-  const metrics: Record<string, Record<string, number | null>> = {};
-  for (const r of results)
-    metrics[r.name] = {
-      ...r.means,
-      ...Object.fromEntries(Object.entries(r.rewardMeans).map(([k, v]) => [`reward/${k}`, v])),
-      epipolar: epipolar[r.name]?.error ?? null,
-    };
-  const report: ReportData = {
-    title: 'vggrpo evaluation',
-    subtitle: paths.join(', '),
-    summary: { columns, rows: summaryRows },
-    sections,
-    meta: {
-      inputs: paths,
-      config,
-      metrics,
-      epipolar,
-      iterations: iterations.map((r) => ({
-        iteration: r.iteration,
-        ...r.means,
-        ...r.rewardMeans,
-        training: r.training ?? null,
-      })),
     },
-  };
-  const written = writeReport(out, report);
-  io.emit(written.html);
-  return { report: written.json, html: written.html, metrics };
+    { title: 'Depth', text: 'Depth of the first sample of each set, frame by frame (near = warm).', images },
+  ];
 }
