@@ -254,6 +254,8 @@ h1 { margin: 0; font-size: 26px; letter-spacing: -0.01em; }
 .stamp { margin: 8px 0 0; color: var(--muted); font-size: 13px; }
 nav { margin-top: 14px; display: flex; flex-wrap: wrap; gap: 6px 16px; font-size: 14px; }
 nav a { color: var(--accent); text-decoration: none; }
+.summary, figure.table { overflow-x: auto; }
+td:first-child { white-space: nowrap; }
 .ci { color: var(--muted); font-size: 0.85em; white-space: nowrap; }
 .resolved { font-weight: bold; }
 section, .summary { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 20px 24px; margin: 20px 0; }
