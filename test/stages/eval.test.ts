@@ -46,4 +46,25 @@ test('world → decode-geometry → eval: metrics against ground truth and a com
   assert.match(html, /ORB features/);
   const json = JSON.parse(readFileSync(res.report, 'utf8'));
   assert.equal(json.summary.rows[0][0], 'decoded');
+  // Every mean carries its 95% interval; metrics.csv has one row per video with every metric.
+  const cells = json.summary.rows[0].slice(2);
+  for (const c of cells.filter((x: unknown) => x !== null))
+    assert.ok(c.lo <= c.mean && c.mean <= c.hi, JSON.stringify(c));
+  const csv = readFileSync(join(dir, 'report', 'metrics.csv'), 'utf8')
+    .trim()
+    .split('\n');
+  assert.equal(csv.length, 1 + 4, 'header + 2 scenes × 2 videos');
+  const head = csv[0]!.split(',');
+  for (const k of [
+    'set',
+    'prompt_index',
+    'seed',
+    'reward/motion',
+    'coverage',
+    'epipolar',
+    'ate',
+    'epipolar_pairs_tried',
+  ])
+    assert.ok(head.includes(k), `metrics.csv has ${k}`);
+  assert.ok(csv.slice(1).every((l) => l.startsWith('decoded,')));
 });
