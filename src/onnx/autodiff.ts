@@ -17,12 +17,12 @@
 import { InputError } from '../errors.js';
 import { GraphBuilder, valueInfo } from './builder.js';
 import { foldOutputIdentities, GradContext, pruneDeadNodes } from './emit.js';
-import { attrInt, globMatch, nodeLabel } from './graph.js';
+import { globMatch, nodeLabel } from './graph.js';
 import { opDef } from './ops/index.js';
 import { covers, type GradDef } from './ops/types.js';
-import { isFloatType, normAxis } from './ops/util.js';
-import { DataType, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
-import { inferShapes, type ShapeInfo } from './shapes.js';
+import { isFloatType } from './ops/util.js';
+import type { GraphProto, ModelProto, NodeProto } from './proto.js';
+import { inferShapes } from './shapes.js';
 
 export { pruneDeadNodes } from './emit.js';
 
@@ -131,7 +131,12 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     return s;
   };
 
-  saveLayerNormStats(graph, info, b, source);
+  // rules may ask for more of the forward (e.g. LayerNormalization's saved statistics)
+  graph.node = (graph.node ?? []).map((n) => {
+    const grad = opDef(n)?.grad;
+    const onPath = (n.output ?? []).some((o) => source.has(o));
+    return onPath && grad && grad !== 'zero' && grad.prepare ? grad.prepare(n, info, (p) => b.fresh(p)) : n;
+  });
   const ctx = new GradContext(b, info, graph, total);
 
   // Backward walk (rules append their nodes after the forward ones).
@@ -227,34 +232,4 @@ export function trimOptionalInputs(n: NodeProto): NodeProto {
   let k = ins.length;
   while (k > 0 && !ins[k - 1]) k--;
   return k === ins.length ? n : { ...n, input: ins.slice(0, k) };
-}
-
-/**
- * LayerNormalization nodes on a gradient path get their optional Mean and InvStdDev outputs
- * (float32 stash type), so the backward pass reuses them instead of recomputing the statistics.
- * The forward node list is edited by replacing nodes, never the caller's node objects.
- */
-function saveLayerNormStats(
-  graph: GraphProto,
-  info: ShapeInfo,
-  b: GraphBuilder,
-  source: Map<string, string>,
-): void {
-  const nodes = graph.node!;
-  for (let i = 0; i < nodes.length; i++) {
-    const n = nodes[i]!;
-    if (n.opType !== 'LayerNormalization' || (n.domain && n.domain !== 'ai.onnx')) continue;
-    if (!source.has(n.output?.[0] ?? '')) continue;
-    const x = info.types.get(n.input![0]!)!;
-    if (x.elemType !== DataType.FLOAT || attrInt(n, 'stash_type', 1) !== 1) continue;
-    const outs = [...(n.output ?? [])];
-    const stat = x.shape.map((d, k) => (k < normAxis(attrInt(n, 'axis', -1), x.shape.length) ? d : 1));
-    for (const k of [1, 2]) {
-      if (!outs[k]) {
-        outs[k] = b.fresh(`${outs[0]}_${k === 1 ? 'mean' : 'inv_std'}`);
-        info.types.set(outs[k]!, { elemType: DataType.FLOAT, shape: stat });
-      }
-    }
-    nodes[i] = { ...n, output: outs };
-  }
 }

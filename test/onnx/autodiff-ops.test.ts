@@ -4,36 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type DTypeName, GraphBuilder } from '../../src/onnx/builder.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
 import { gradCheck } from './gradcheck.js';
-import { type Arr, randArr, rng } from './ort-helper.js';
-
-type Build = (g: GraphBuilder, x: string[]) => string | string[];
-
-/** One graph with float inputs of the given shapes, all of them parameters. */
-async function check(
-  name: string,
-  shapes: number[][],
-  build: Build,
-  o: { dtype?: DTypeName; opset?: number; seed?: number; positive?: boolean; rtol?: number; h?: number } = {},
-) {
-  const dtype = o.dtype ?? 'float64';
-  const g = new GraphBuilder(name, o.opset ?? 18);
-  const r = rng(o.seed ?? 7);
-  const feeds: Record<string, Arr> = {};
-  const xs = shapes.map((s, i) => {
-    const n = g.input(`x${i}`, dtype, s);
-    feeds[n] = randArr(r, s, dtype === 'float64', o.positive ? 0.5 : 1, o.positive ? 1 : 0);
-    return n;
-  });
-  const ys = build(g, xs);
-  (Array.isArray(ys) ? ys : [ys]).forEach((y, i) => {
-    g.output(y, `y${i}`);
-  });
-  await gradCheck(g.toModel(), { wrt: xs, feeds, rtol: o.rtol, h: o.h, seed: (o.seed ?? 7) + 1 });
-}
-
-const c64 = (g: GraphBuilder, v: number) => g.const([v], 'float64');
+import { c64, check } from './opcheck.js';
+import { randArr, rng } from './ort-helper.js';
 
 test('Add, Sub, Mul, Div with broadcasting both ways', async () => {
   await check('arith', [[2, 3, 4], [3, 1], [4]], (g, [a, b, c]) => [

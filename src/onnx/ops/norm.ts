@@ -1,8 +1,8 @@
 /** Normalizations: LayerNormalization (with its Mean and InvStdDev outputs), and the others. */
 import { attrFloat, attrInt } from '../graph.js';
-import { DataType } from '../proto.js';
+import { DataType, type NodeProto } from '../proto.js';
 import { sameAsInput } from './elementwise.js';
-import { I, O, type OpDef, type Vjp } from './types.js';
+import { type GradDef, I, O, type OpDef, type Vjp } from './types.js';
 import { normAxis } from './util.js';
 
 export const NORM: Record<string, OpDef> = {
@@ -19,13 +19,32 @@ export const NORM: Record<string, OpDef> = {
         { elemType: st, shape: [...stat] },
       ];
     },
-    grad: { vjp: layerNormVjp, inputs: 'all', outputs: 'all' },
+    grad: { vjp: layerNormVjp, inputs: 'all', outputs: 'all', prepare: saveLayerNormStats },
   },
   InstanceNormalization: { infer: sameAsInput },
   GroupNormalization: { infer: sameAsInput },
   BatchNormalization: { infer: sameAsInput },
   LpNormalization: { infer: sameAsInput },
 };
+
+/**
+ * LayerNormalization with its optional Mean and InvStdDev outputs (float32 stash type), so the
+ * backward pass reuses them instead of recomputing the statistics.
+ */
+function saveLayerNormStats(...[n, info, fresh]: Parameters<NonNullable<GradDef['prepare']>>): NodeProto {
+  const x = info.types.get(I(n, 0));
+  if (!x || x.elemType !== DataType.FLOAT || attrInt(n, 'stash_type', 1) !== 1) return n;
+  const outs = [...(n.output ?? [])];
+  const axis = normAxis(attrInt(n, 'axis', -1), x.shape.length);
+  const stat = x.shape.map((d, k) => (k < axis ? d : 1));
+  for (const k of [1, 2]) {
+    if (outs[k]) continue;
+    const name = fresh(`${outs[0]}_${k === 1 ? 'mean' : 'inv_std'}`);
+    outs[k] = name;
+    info.types.set(name, { elemType: DataType.FLOAT, shape: stat });
+  }
+  return { ...n, output: outs };
+}
 
 function layerNormVjp(...[c, n, [dY, dMu, dR], w]: Parameters<Vjp>): ReturnType<Vjp> {
   const X = I(n, 0);

@@ -56,6 +56,15 @@ export interface GradDef {
   outputs: number[] | 'all';
   /** The VJP takes cotangents that are still broadcastable (smaller than the output). */
   broadcast?: boolean;
+  /**
+   * The forward node as the VJP wants it (e.g. with optional outputs it reuses), for nodes on a
+   * gradient path; a new node, never the caller's edited. New values get types in `info`.
+   */
+  prepare?: (
+    node: NodeProto,
+    info: { types: Map<string, ValueType> },
+    fresh: (prefix: string) => string,
+  ) => NodeProto;
 }
 
 export interface OpDef {

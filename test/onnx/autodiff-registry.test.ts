@@ -1,0 +1,135 @@
+/**
+ * The registry's coverage declarations (a cotangent on an output or a parameter in an input that
+ * a rule does not cover is exit 2, never a silent zero) and the rules added with it, each against
+ * central finite differences through onnxruntime.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildGradientGraph } from '../../src/onnx/autodiff.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
+import { c64, check } from './opcheck.js';
+
+const f32 = { dtype: 'float32' as const };
+
+test('LayerNormalization: cotangents on Mean and InvStdDev reach X', async () => {
+  for (const [axis, shape] of [
+    [-1, [2, 3, 4]],
+    [1, [2, 3, 4]],
+  ] as const) {
+    await check(
+      `ln-stats${axis}`,
+      [[...shape], shape.slice(axis < 0 ? axis + 3 : axis), shape.slice(axis < 0 ? axis + 3 : axis)],
+      (g, [x, s, b]) => g.opN('LayerNormalization', [x!, s!, b!], { axis }, { outputs: 3 }),
+      f32,
+    );
+  }
+  // only the statistics are used
+  await check(
+    'ln-mean-only',
+    [[3, 5], [5]],
+    (g, [x, s]) => g.opN('LayerNormalization', [x!, s!], {}, { outputs: 3 }).slice(1),
+    f32,
+  );
+});
+
+test('a parameter reaching an input no rule covers is exit 2 naming node and input', () => {
+  const g = new GraphBuilder('pad', 18);
+  const x = g.input('x', 'float32', [3]);
+  const v = g.init('pad.value', Float32Array, [], () => 0.5);
+  g.output(g.op('Pad', [x, g.ints([1, 1]), v], {}, { name: 'pad1' }), 'y');
+  assert.throws(
+    () => buildGradientGraph(g.toModel(), { wrt: ['pad.value'] }),
+    (e: Error & { exitCode?: number }) =>
+      e.exitCode === 2 && /node 'pad1' \(Pad\).*input 2 \('pad\.value'\)/.test(e.message),
+  );
+  // the data input is covered
+  assert.ok(
+    buildGradientGraph(g.toModel(), { wrt: ['x'] }).model.graph?.output?.some((o) => o.name === 'grad:x'),
+  );
+});
+
+test('activations: Elu, Selu, Celu, PRelu, HardSigmoid, HardSwish, Mish, Softsign, Tan, Atan', async () => {
+  await check(
+    'act',
+    [[3, 7]],
+    (g, [x]) => {
+      // spread over [−4, 4] so every piece of HardSwish and HardSigmoid is hit, kinks avoided
+      const xs = g.op('Mul', [x!, g.const([4], 'float32')]);
+      return [
+        g.op('Elu', [xs], { alpha: 0.7 }),
+        g.op('Selu', [xs]),
+        g.op('Celu', [xs], { alpha: 1.3 }),
+        g.op('HardSigmoid', [xs], { alpha: 0.3, beta: 0.4 }),
+        g.op('HardSwish', [xs]),
+        g.op('Mish', [x!]),
+        g.op('Softsign', [x!]),
+        g.op('Tan', [x!]),
+        g.op('Atan', [x!]),
+      ];
+    },
+    { ...f32, seed: 3 },
+  );
+  await check(
+    'prelu',
+    [
+      [2, 3, 4],
+      [3, 1],
+    ],
+    (g, [x, s]) => g.op('PRelu', [x!, s!]),
+    { ...f32, seed: 5 },
+  );
+});
+
+test('TopK, CumSum (every direction), Trilu', async () => {
+  await check(
+    'topk',
+    [[3, 6]],
+    (g, [x]) => g.opN('TopK', [x!, g.ints([2])], { axis: 1 }, { outputs: 2 })[0]!,
+  );
+  await check('cumsum', [[3, 4]], (g, [x]) =>
+    [0, 1].flatMap((exclusive) =>
+      [0, 1].map((reverse) => g.op('CumSum', [x!, g.const([1], 'int64', [])], { exclusive, reverse })),
+    ),
+  );
+  await check('trilu', [[2, 4, 4]], (g, [x]) => [
+    g.op('Trilu', [x!]),
+    g.op('Trilu', [x!, g.const([-1], 'int64', [])], { upper: 0 }),
+  ]);
+});
+
+test('ScatterND and ScatterElements (none and add): data and updates', async () => {
+  await check(
+    'scatternd',
+    [
+      [4, 3],
+      [2, 3],
+    ],
+    (g, [x, u]) => [
+      g.op('ScatterND', [x!, g.const([2, 0], 'int64', [2, 1]), u!]),
+      g.op('ScatterND', [x!, g.const([1, 1], 'int64', [2, 1]), u!], { reduction: 'add' }),
+    ],
+  );
+  await check(
+    'scatterel',
+    [
+      [3, 4],
+      [3, 2],
+    ],
+    (g, [x, u]) => [
+      g.op('ScatterElements', [x!, g.const([0, 3, 1, 2, 3, 0], 'int64', [3, 2]), u!], { axis: 1 }),
+      g.op('ScatterElements', [x!, g.const([0, 0, 1, 1, 2, 2], 'int64', [3, 2]), u!], {
+        axis: 1,
+        reduction: 'add',
+      }),
+    ],
+  );
+});
+
+test('ReduceL1, ReduceLogSum, ReduceLogSumExp, GatherElements', async () => {
+  await check('reduce-more', [[2, 3, 4]], (g, [x]) => [
+    g.op('ReduceL1', [x!, g.ints([1])], { keepdims: 0 }),
+    g.op('ReduceLogSum', [g.op('Add', [g.op('Mul', [x!, x!]), c64(g, 1)]), g.ints([2])]),
+    g.op('ReduceLogSumExp', [x!, g.ints([0, 2])], { keepdims: 0 }),
+    g.op('GatherElements', [x!, g.const([0, 2, 2, 1, 0, 0, 1, 1], 'int64', [2, 1, 4])], { axis: 1 }),
+  ]);
+});
