@@ -23,6 +23,7 @@ import { covers, type GradDef } from './ops/types.js';
 import { isFloatType } from './ops/util.js';
 import type { GraphProto, ModelProto, NodeProto } from './proto.js';
 import { inferShapes } from './shapes.js';
+import { onlyTied, tiedNames, untie } from './tied.js';
 
 export { pruneDeadNodes } from './emit.js';
 
@@ -49,6 +50,9 @@ export const gradName = (v: string): string => `grad:${v}`;
  *   const { model } = buildGradientGraph(loadModel('denoiser.onnx'), { wrt: ['*.weight'], shapes: { latents: [1, 16, 5, 8, 8] } });
  */
 export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradResult {
+  const params = selectParams(model, opts.wrt);
+  // each tied name selected becomes an initializer of its own (src/onnx/tied.ts)
+  model = untie(model, (n) => params.includes(n));
   const info = inferShapes(model, { shapes: opts.shapes });
   if (info.opset < 13) {
     throw new InputError('model', `opset ${info.opset} is not supported for gradients (13 or newer is)`);
@@ -68,17 +72,6 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   const out: ModelProto = { ...model, graph };
   const b = GraphBuilder.extend(out);
 
-  // Parameters: initializers and graph inputs matched by name or glob.
-  const candidates = [
-    ...(src.initializer ?? []).map((t) => t.name ?? ''),
-    ...(src.input ?? []).map((v) => v.name ?? ''),
-  ].filter((n, i, a) => a.indexOf(n) === i);
-  const params: string[] = [];
-  for (const pat of opts.wrt) {
-    const hits = candidates.filter((c) => globMatch(pat, c));
-    if (!hits.length) throw new InputError(`--wrt ${pat}`, 'matches no initializer or graph input');
-    for (const h of hits) if (!params.includes(h)) params.push(h);
-  }
   for (const p of params) {
     const t = info.types.get(p);
     if (!t || !isFloatType(t.elemType)) throw new InputError(`--wrt ${p}`, 'is not a floating-point tensor');
@@ -179,6 +172,43 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   pruneDeadNodes(graph);
   foldOutputIdentities(graph, new Set(forward));
   return { model: out, params, warnings };
+}
+
+/**
+ * Parameters: initializers, graph inputs and tied names (Identity copies of an initializer)
+ * matched by name or glob, in the order of `wrt`. An initializer read only through tied names
+ * is no parameter of its own.
+ */
+export function selectParams(model: ModelProto, wrt: string[]): string[] {
+  const src = model.graph ?? {};
+  const shared = onlyTied(model);
+  const candidates = [
+    ...(src.initializer ?? []).map((t) => t.name ?? '').filter((n) => !shared.has(n)),
+    ...(src.input ?? []).map((v) => v.name ?? ''),
+    ...[...tiedNames(model).keys()].filter((n) => !shared.has(n)),
+  ].filter((n, i, a) => a.indexOf(n) === i);
+  const params: string[] = [];
+  for (const pat of wrt) {
+    const hits = candidates.filter((c) => globMatch(pat, c));
+    if (!hits.length) {
+      const why = shared.has(pat) ? ' (it is read only through its tied copies; name those)' : '';
+      throw new InputError(`--wrt ${pat}`, `matches no initializer or graph input${why}`);
+    }
+    for (const h of hits) if (!params.includes(h)) params.push(h);
+  }
+  return params;
+}
+
+/**
+ * The default parameters of `onnx grad`: every floating-point initializer and tied name (an
+ * initializer read only through tied names is left out).
+ */
+export function defaultParams(model: ModelProto): string[] {
+  const float = new Set([1, 10, 11, 16]);
+  const shared = onlyTied(model);
+  const inits = (model.graph?.initializer ?? []).filter((t) => float.has(t.dataType ?? 0));
+  const tied = [...tiedNames(model)].filter(([n, t]) => float.has(t.dataType ?? 0) && !shared.has(n));
+  return [...inits.map((t) => t.name ?? '').filter((n) => !shared.has(n)), ...tied.map(([n]) => n)];
 }
 
 /** The node's gradient rule, or an InputError naming the node and the parameter it is needed for. */
