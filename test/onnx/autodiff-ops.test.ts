@@ -307,15 +307,21 @@ test('Sum, Mean, Tile, Pad, LogSoftmax, LeakyRelu, Softplus, CastLike, Dropout',
   ]);
 });
 
-test('Gather at opset 13: unique constant indices work, repeated ones are an input error', async () => {
+test('Gather and GatherElements at opset 13: distinct indices scatter, repeated ones go through a one-hot product', async () => {
   await check('gather13', [[4, 3]], (g, [x]) => g.op('Gather', [x!, g.const([2, 0], 'int64')], { axis: 0 }), {
     opset: 13,
   });
-  await assert.rejects(
-    check('gather13r', [[4, 3]], (g, [x]) => g.op('Gather', [x!, g.const([1, 1], 'int64')], { axis: 0 }), {
-      opset: 13,
-    }),
-    /repeated or runtime indices needs opset 16/,
+  await check(
+    'gather13r',
+    [[2, 4, 3]],
+    (g, [x]) => g.op('Gather', [x!, g.const([1, -3, 3, 1], 'int64', [2, 2])], { axis: 1 }),
+    { opset: 13 },
+  );
+  await check(
+    'gatherel13',
+    [[3, 4]],
+    (g, [x]) => g.op('GatherElements', [x!, g.const([0, 0, 3, 1, -1, 1], 'int64', [2, 3])], { axis: 1 }),
+    { opset: 13 },
   );
 });
 

@@ -242,9 +242,7 @@ export const SHAPE: Record<string, OpDef> = {
     grad: {
       vjp: (c, n, [dY]) => {
         const x = I(n, 0);
-        if (c.opset < 16) {
-          throw new InputError('model', `GatherElements ${nodeLabel(n)}: gradient needs opset 16+`);
-        }
+        if (c.opset < 16) return [gatherElementsOneHot(c, n, dY!), undefined];
         const axis = normAxis(attrInt(n, 'axis', 0), c.shape(x).length);
         const z = c.zeros(c.shape(x), c.et(x));
         return [c.op('ScatterElements', [z, I(n, 1), dY!], { axis, reduction: 'add' }), undefined];
@@ -333,7 +331,7 @@ export const SHAPE: Record<string, OpDef> = {
       });
       return withShape(ins, shape);
     },
-    grad: { vjp: padVjp, inputs: [0], constant: [1, 3], outputs: [0] },
+    grad: { vjp: padVjp, inputs: [0, 2], constant: [1, 3], outputs: [0] },
   },
   Trilu: {
     infer: sameAsInput,
@@ -409,7 +407,7 @@ function shapeRange(node: NodeProto, r: number): [number, number] {
   return [clamp(attrInt(node, 'start', 0)), clamp(attrInt(node, 'end', r))];
 }
 
-function padVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
+function padVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
   if (attrString(n, 'mode', 'constant') !== 'constant') {
     throw new InputError('model', `Pad ${nodeLabel(n)}: only constant mode has a gradient rule`);
   }
@@ -421,7 +419,17 @@ function padVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
   if (!ax) throw new InputError('model', `Pad ${nodeLabel(n)}: axes must be constant`);
   const starts = ax.map((_, i) => pads[i] ?? 0);
   const ends = ax.map((a, i) => (pads[i] ?? 0) + (xs[a] ?? 0));
-  return [c.op('Slice', [dY!, c.ints(starts), c.ints(ends), c.ints(ax)])];
+  const inner = c.op('Slice', [dY!, c.ints(starts), c.ints(ends), c.ints(ax)]);
+  // the padding value fills everything outside the slice
+  const all = (v: string) =>
+    c.reduceSum(
+      v,
+      c.shape(v).map((_, i) => i),
+      false,
+    );
+  const value = n.input?.[2];
+  const dV = w[2] && value ? c.reshape(c.op('Sub', [all(dY!), all(inner)]), c.shape(value)) : undefined;
+  return [inner, undefined, dV];
 }
 
 function gatherVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
@@ -442,13 +450,44 @@ function gatherVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
   const ic = c.constOf(idxName);
   const dim = xs[axis] ?? 0;
   const uniq = ic && new Set(ic.data.map((v) => (v < 0 ? v + dim : v))).size === ic.data.length;
-  if (!uniq) {
-    throw new InputError(
-      'model',
-      `Gather ${nodeLabel(n)}: gradient with repeated or runtime indices needs opset 16+`,
-    );
-  }
-  return [c.op('ScatterElements', [zeros, idx, d], { axis }), undefined];
+  if (uniq) return [c.op('ScatterElements', [zeros, idx, d], { axis }), undefined];
+  // before opset 16 (no ScatterElements 'add'): dX[pre, j, post] = Σ_q [idx_q = j]·dY[pre, q, post],
+  // a product with the one-hot matrix of the indices
+  const pre = numElements(xs.slice(0, axis));
+  const post = numElements(xs.slice(axis + 1));
+  const hot = oneHot(c, c.reshape(idxName, [qn, 1]), dim, c.et(x));
+  const dX = c.op('MatMul', [c.transpose(hot, [1, 0]), c.reshape(dY!, [pre, qn, post])]);
+  return [c.reshape(dX, xs), undefined];
+}
+
+/** [..., dim] with 1 where the (possibly negative) index in the last axis of `idx` [..., 1] is j. */
+function oneHot(c: GradContext, idx: string, dim: number, et: number): string {
+  let q = c.et(idx) === DataType.INT64 ? idx : c.op('Cast', [idx], { to: DataType.INT64 });
+  q = c.op('Where', [c.op('Less', [q, c.ints([0])]), c.op('Add', [q, c.ints([dim])]), q]);
+  const range = c.ints(Array.from({ length: dim }, (_, j) => j));
+  return c.op('Cast', [c.op('Equal', [q, range])], { to: et });
+}
+
+/** GatherElements before opset 16: per position, a one-hot product along the axis. */
+function gatherElementsOneHot(c: GradContext, n: NodeProto, dY: string): string {
+  const x = I(n, 0);
+  const xs = c.shape(x);
+  const idx = I(n, 1);
+  const s = c.shape(idx);
+  const r = xs.length;
+  const axis = normAxis(attrInt(n, 'axis', 0), r);
+  const dim = xs[axis] ?? 0;
+  // the axis moved last: idx, dY [S, q]; hot [S, q, dim]; dX = dY [S, 1, q] · hot → [S, dim]
+  const perm = [...Array.from({ length: r }, (_, i) => i).filter((i) => i !== axis), axis];
+  const inv = perm.map((_, i) => perm.indexOf(i));
+  const rest = perm.slice(0, -1).map((i) => s[i] ?? 1);
+  const q = s[axis] ?? 1;
+  const hot = oneHot(c, c.reshape(c.transpose(idx, perm), [...rest, q, 1]), dim, c.et(x));
+  const d = c.reshape(c.transpose(dY, perm), [...rest, 1, q]);
+  const dX = c.transpose(c.reshape(c.op('MatMul', [d, hot]), [...rest, dim]), inv);
+  // positions past the indices' extent (smaller along the other axes) get no gradient
+  const short = xs.map((v, i) => (i === axis ? 0 : v - (s[i] ?? v)));
+  return short.some((v) => v > 0) ? c.op('Pad', [dX, c.ints([...xs.map(() => 0), ...short])]) : dX;
 }
 
 function sliceVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
