@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildGradientGraph } from '../../src/onnx/autodiff.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
+import { gradCheck } from './gradcheck.js';
 import { c64, check } from './opcheck.js';
+import { randArr, rng } from './ort-helper.js';
 
 const f32 = { dtype: 'float32' as const };
 
@@ -120,4 +122,68 @@ test('ReduceL1, ReduceLogSum, ReduceLogSumExp, GatherElements', async () => {
     g.op('ReduceLogSumExp', [x!, g.ints([0, 2])], { keepdims: 0 }),
     g.op('GatherElements', [x!, g.const([0, 2, 2, 1, 0, 0, 1, 1], 'int64', [2, 1, 4])], { axis: 1 }),
   ]);
+});
+
+test('BatchNormalization (inference and training), InstanceNormalization', async () => {
+  await check(
+    'bn',
+    [[2, 3, 4], [3], [3], [3], [3]],
+    (g, [x, s, b, m, v]) =>
+      g.op('BatchNormalization', [
+        x!,
+        s!,
+        b!,
+        m!,
+        g.op('Add', [g.op('Mul', [v!, v!]), g.const([0.5], 'float32')]),
+      ]),
+    f32,
+  );
+  await check(
+    'bn-train',
+    [[3, 2, 2, 2], [2], [2], [2], [2]],
+    (g, [x, s, b, m, v]) =>
+      g.opN(
+        'BatchNormalization',
+        [x!, s!, b!, m!, g.op('Add', [g.op('Mul', [v!, v!]), g.const([0.5], 'float32')])],
+        { training_mode: 1, momentum: 0.8 },
+        { outputs: 3 },
+      ),
+    f32,
+  );
+  await check(
+    'instnorm',
+    [[2, 3, 5], [3], [3]],
+    (g, [x, s, b]) => g.op('InstanceNormalization', [x!, s!, b!], { epsilon: 1e-3 }),
+    f32,
+  );
+});
+
+test('GroupNormalization, per-group scale (opset 18) and per-channel (opset 21)', async () => {
+  await check(
+    'gn18',
+    [[2, 4, 3], [2], [2]],
+    (g, [x, s, b]) => g.op('GroupNormalization', [x!, s!, b!], { num_groups: 2 }),
+    {
+      ...f32,
+      opset: 18,
+    },
+  );
+  await check(
+    'gn21',
+    [[2, 4, 3], [4], [4]],
+    (g, [x, s, b]) => g.op('GroupNormalization', [x!, s!, b!], { num_groups: 2 }),
+    {
+      ...f32,
+      opset: 21,
+    },
+  );
+});
+
+test('Range: start and delta are differentiable, limit sets the length', async () => {
+  const g = new GraphBuilder('range', 18);
+  const s = g.init('start', Float64Array, [], () => 0.25);
+  const d = g.init('delta', Float64Array, [], () => 0.5);
+  const x = g.input('x', 'float64', [5]);
+  g.output(g.op('Mul', [g.op('Range', [s, g.const([2.6], 'float64', []), d]), x]), 'y');
+  await gradCheck(g.toModel(), { wrt: ['start', 'delta', 'x'], feeds: { x: randArr(rng(2), [5], true) } });
 });

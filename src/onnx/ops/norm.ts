@@ -1,4 +1,5 @@
 /** Normalizations: LayerNormalization (with its Mean and InvStdDev outputs), and the others. */
+import type { GradContext } from '../emit.js';
 import { attrFloat, attrInt } from '../graph.js';
 import { DataType, type NodeProto } from '../proto.js';
 import { sameAsInput } from './elementwise.js';
@@ -21,9 +22,28 @@ export const NORM: Record<string, OpDef> = {
     },
     grad: { vjp: layerNormVjp, inputs: 'all', outputs: 'all', prepare: saveLayerNormStats },
   },
-  InstanceNormalization: { infer: sameAsInput },
-  GroupNormalization: { infer: sameAsInput },
-  BatchNormalization: { infer: sameAsInput },
+  InstanceNormalization: {
+    infer: sameAsInput,
+    grad: { vjp: instanceNormVjp, inputs: 'all', outputs: [0] },
+  },
+  GroupNormalization: {
+    infer: sameAsInput,
+    grad: { vjp: groupNormVjp, inputs: 'all', outputs: [0] },
+  },
+  BatchNormalization: {
+    infer: (node, ins) => {
+      const x = ins[0];
+      if (!x) throw new Error('missing input 0');
+      const c = { elemType: x.elemType, shape: [x.shape[1] ?? 1] };
+      const outs = node.output ?? [];
+      return [
+        { elemType: x.elemType, shape: [...x.shape] },
+        ...outs.slice(1).map(() => ({ ...c, shape: [...c.shape] })),
+      ];
+    },
+    // outputs 3 and 4 (opset < 14's saved statistics) have no rule
+    grad: { vjp: batchNormVjp, inputs: 'all', outputs: [0, 1, 2] },
+  },
   LpNormalization: { infer: sameAsInput },
 };
 
@@ -94,4 +114,113 @@ function layerNormVjp(...[c, n, [dY, dMu, dR], w]: Parameters<Vjp>): ReturnType<
   const dS = w[1] && dY ? c.unbroadcast(c.mul(dY, xh), xs, c.shape(I(n, 1))) : undefined;
   const dB = w[2] && dY && n.input?.[2] ? c.unbroadcast(dY, xs, c.shape(I(n, 2))) : undefined;
   return [dX, dS, dB];
+}
+
+/** x̂ = (x − mean)·r over `axes`, r = (var + ε)^−½ (keepdims), the statistics of a normalization. */
+function standardize(c: GradContext, x: string, axes: number[], eps: number): { xh: string; rs: string } {
+  const et = c.et(x);
+  const xc = c.op('Sub', [x, c.reduceMean(x, axes, true)]);
+  const v = c.reduceMean(c.mul(xc, xc), axes, true);
+  const rs = c.op('Reciprocal', [c.op('Sqrt', [c.op('Add', [v, c.scalar(eps, et)])])]);
+  return { xh: c.mul(xc, rs), rs };
+}
+
+/** dX of x̂ = standardize(x) over `axes` from g = ∂L/∂x̂: r·(g − mean g − x̂·mean(g·x̂)). */
+function standardizeVjp(c: GradContext, g: string, xh: string, rs: string, axes: number[]): string {
+  const mg = c.reduceMean(g, axes, true);
+  const mgx = c.reduceMean(c.mul(g, xh), axes, true);
+  return c.mul(rs, c.op('Sub', [c.op('Sub', [g, mg]), c.mul(xh, mgx)]));
+}
+
+/** A per-channel vector [C] as [1, C, 1, …] for an input of rank `r`. */
+const perChannel = (c: GradContext, v: string, r: number) =>
+  c.reshape(v, [1, c.shape(v)[0] ?? 1, ...Array.from({ length: r - 2 }, () => 1)]);
+
+/** Sum over every axis but the channel axis 1: a per-channel parameter's gradient [C]. */
+const channelSum = (c: GradContext, v: string, r: number) =>
+  c.reduceSum(v, [0, ...Array.from({ length: r - 2 }, (_, i) => i + 2)], false);
+
+/** y = x̂·scale + B with x̂ standardized per sample and channel over the spatial axes. */
+function instanceNormVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
+  const x = I(n, 0);
+  const r = c.shape(x).length;
+  const axes = Array.from({ length: r - 2 }, (_, i) => i + 2);
+  const { xh, rs } = standardize(c, x, axes, attrFloat(n, 'epsilon', 1e-5));
+  return [
+    w[0] ? standardizeVjp(c, c.mul(dY!, perChannel(c, I(n, 1), r)), xh, rs, axes) : undefined,
+    w[1] ? channelSum(c, c.mul(dY!, xh), r) : undefined,
+    w[2] ? channelSum(c, dY!, r) : undefined,
+  ];
+}
+
+/**
+ * Channels split into groups, each standardized over its channels and the spatial axes; scale
+ * and bias per group before opset 21, per channel from 21.
+ */
+function groupNormVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
+  const x = I(n, 0);
+  const xs = c.shape(x);
+  const r = xs.length;
+  const G = attrInt(n, 'num_groups', 1);
+  const grouped = [xs[0] ?? 1, G, -1];
+  const xg = c.reshape(x, grouped);
+  const { xh, rs } = standardize(c, xg, [2], attrFloat(n, 'epsilon', 1e-5));
+  const perGroup = c.opset < 21;
+  const scale = I(n, 1);
+  // the scale broadcast against X (per channel) or against the grouped view (per group)
+  const sB = perGroup ? c.reshape(scale, [1, G, 1]) : perChannel(c, scale, r);
+  const gFull = perGroup ? c.mul(c.reshape(dY!, grouped), sB) : c.reshape(c.mul(dY!, sB), grouped);
+  const dX = w[0] ? c.reshape(standardizeVjp(c, gFull, xh, rs, [2]), xs) : undefined;
+  const paramSum = (v: string) =>
+    perGroup ? c.reduceSum(c.reshape(v, grouped), [0, 2], false) : channelSum(c, v, r);
+  return [dX, w[1] ? paramSum(c.mul(dY!, c.reshape(xh, xs))) : undefined, w[2] ? paramSum(dY!) : undefined];
+}
+
+/**
+ * Inference form: y = (x − mean)·scale/√(var + ε) + B with the given statistics. Training form
+ * (training_mode = 1): the batch's statistics over every axis but the channel's, and the
+ * running statistics mean·m + batch·(1 − m) as outputs 1 and 2.
+ */
+function batchNormVjp(...[c, n, [dY, dRm, dRv], w]: Parameters<Vjp>): ReturnType<Vjp> {
+  const x = I(n, 0);
+  const xs = c.shape(x);
+  const r = xs.length;
+  const et = c.et(x);
+  const eps = attrFloat(n, 'epsilon', 1e-5);
+  const s = perChannel(c, I(n, 1), r);
+  const training = attrInt(n, 'training_mode', 0) === 1 || (c.opset < 14 && (n.output?.length ?? 1) > 1);
+  if (!training) {
+    const [mean, v] = [perChannel(c, I(n, 3), r), perChannel(c, I(n, 4), r)];
+    const rs = c.op('Reciprocal', [c.op('Sqrt', [c.op('Add', [v, c.scalar(eps, et)])])]);
+    const xh = c.mul(c.op('Sub', [x, mean]), rs);
+    const gs = dY && c.mul(dY, c.mul(s, rs));
+    return [
+      w[0] && gs ? gs : undefined,
+      w[1] && dY ? channelSum(c, c.mul(dY, xh), r) : undefined,
+      w[2] && dY ? channelSum(c, dY, r) : undefined,
+      w[3] && gs ? c.op('Neg', [channelSum(c, gs, r)]) : undefined,
+      // ∂/∂var of (x − mean)·(var + ε)^−½ = −½·x̂·r²·… : −½·Σ dY·scale·x̂·r
+      w[4] && gs ? c.mul(channelSum(c, c.mul(gs, c.mul(xh, rs)), r), c.scalar(-0.5, et)) : undefined,
+    ];
+  }
+  const axes = [0, ...Array.from({ length: r - 2 }, (_, i) => i + 2)];
+  const { xh, rs } = standardize(c, x, axes, eps);
+  const m = attrFloat(n, 'momentum', 0.9);
+  const count = axes.reduce((p, a) => p * (xs[a] ?? 1), 1);
+  const terms: string[] = [];
+  if (dY) terms.push(standardizeVjp(c, c.mul(dY, s), xh, rs, axes));
+  // batch mean: ∂/∂x = 1/N; batch (population) variance: ∂/∂x = 2(x − μ)/N = 2·x̂/(r·N)
+  if (dRm) terms.push(c.mul(perChannel(c, dRm, r), c.scalar((1 - m) / count, et)));
+  if (dRv) {
+    const xc = c.op('Div', [xh, rs]);
+    terms.push(c.mul(c.mul(perChannel(c, dRv, r), xc), c.scalar((2 * (1 - m)) / count, et)));
+  }
+  const dX = w[0] && terms.length ? terms.reduce((a, b) => c.op('Add', [a, b])) : undefined;
+  return [
+    dX && c.expandTo(dX, xs),
+    w[1] && dY ? channelSum(c, c.mul(dY, xh), r) : undefined,
+    w[2] && dY ? channelSum(c, dY, r) : undefined,
+    w[3] && dRm ? c.mul(dRm, c.scalar(m, et)) : undefined,
+    w[4] && dRv ? c.mul(dRv, c.scalar(m, et)) : undefined,
+  ];
 }

@@ -391,7 +391,23 @@ export const SHAPE: Record<string, OpDef> = {
       const [s, d] = [need(cs[0], 'start').data[0] ?? 0, need(cs[2], 'delta').data[0] ?? 1];
       return Array.from({ length: out.shape[0] ?? 0 }, (_, i) => s + i * d);
     },
-    grad: 'zero',
+    grad: {
+      // y_i = start + i·delta (the length, set by limit, is piecewise constant)
+      vjp: (c, n, [dY], w) => {
+        const et = c.et(O(n));
+        const len = c.shape(O(n))[0] ?? 0;
+        const sum = (v: string) => c.reduceSum(v, [0], false);
+        const iota = c.op('Range', [c.scalar(0, et), c.scalar(len, et), c.scalar(1, et)]);
+        return [
+          w[0] ? c.reshape(sum(dY!), c.shape(I(n, 0))) : undefined,
+          undefined,
+          w[2] ? c.reshape(sum(c.mul(dY!, iota)), c.shape(I(n, 2))) : undefined,
+        ];
+      },
+      inputs: [0, 2],
+      constant: [1],
+      outputs: [0],
+    },
   },
   NonZero: { grad: 'zero' },
 };
