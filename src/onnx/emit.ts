@@ -115,6 +115,19 @@ export class GradContext {
     }
     return n;
   }
+  /** A float constant of element type `et` (float32 or float64). */
+  floats(shape: number[], data: readonly number[], et: number): string {
+    const key = `f:${et}:${shape.join(',')}:${data.join(',')}`;
+    let n = this.cache.get(key);
+    if (!n) {
+      n = this.b.fresh('grad_const');
+      const arr = et === DataType.DOUBLE ? Float64Array.from(data) : Float32Array.from(data);
+      this.b.graph.initializer?.push(makeTensor(n, shape, arr));
+      this.info.types.set(n, { elemType: et, shape });
+      this.cache.set(key, n);
+    }
+    return n;
+  }
   /** A tensor of ones, of element type `et`. */
   ones(shape: number[], et: number): string {
     const key = `o:${et}:${shape.join(',')}`;

@@ -187,3 +187,62 @@ test('Range: start and delta are differentiable, limit sets the length', async (
   g.output(g.op('Mul', [g.op('Range', [s, g.const([2.6], 'float64', []), d]), x]), 'y');
   await gradCheck(g.toModel(), { wrt: ['start', 'delta', 'x'], feeds: { x: randArr(rng(2), [5], true) } });
 });
+
+test('ConvTranspose: strides, pads, output_padding, dilations, groups, auto_pad, output_shape, bias', async () => {
+  const cases: [string, number[], number[], Record<string, number[] | number | string>][] = [
+    ['plain', [1, 2, 4], [2, 3, 3], {}],
+    ['strided', [2, 2, 3, 4], [2, 3, 3, 2], { strides: [2, 3], pads: [1, 0, 0, 1], output_padding: [1, 2] }],
+    ['dilated-group', [1, 4, 5], [4, 1, 3], { dilations: [2], group: 2, strides: [2] }],
+    ['same-upper', [1, 2, 5], [2, 2, 4], { strides: [2], auto_pad: 'SAME_UPPER' }],
+    ['same-lower', [1, 2, 5], [2, 2, 4], { strides: [2], auto_pad: 'SAME_LOWER' }],
+    ['output-shape', [1, 1, 3, 3], [1, 2, 3, 3], { strides: [3, 2], output_shape: [10, 8] }],
+  ];
+  for (const [name, xs, ws, attrs] of cases) {
+    await check(`convT-${name}`, [xs, ws], (g, [x, w]) => g.op('ConvTranspose', [x!, w!], attrs), f32);
+  }
+  await check(
+    'convT-bias',
+    [[1, 2, 3], [2, 3, 2], [3]],
+    (g, [x, w, b]) => g.op('ConvTranspose', [x!, w!, b!]),
+    f32,
+  );
+});
+
+test('AveragePool, MaxPool (pads, strides, overlap, ceil_mode, count_include_pad, dilations), global pools', async () => {
+  const cases: [string, number[], Record<string, number[] | number | string>][] = [
+    ['k2', [1, 2, 4, 4], { kernel_shape: [2, 2], strides: [2, 2] }],
+    ['overlap-pads', [2, 1, 5, 4], { kernel_shape: [3, 2], pads: [1, 0, 1, 1] }],
+    ['ceil', [1, 1, 6], { kernel_shape: [3], strides: [2], ceil_mode: 1 }],
+    ['same', [1, 1, 5, 5], { kernel_shape: [3, 3], strides: [2, 2], auto_pad: 'SAME_UPPER' }],
+    ['dilated', [1, 2, 7], { kernel_shape: [2], dilations: [2], pads: [1, 1] }],
+  ];
+  for (const [name, xs, attrs] of cases) {
+    await check(`avg-${name}`, [xs], (g, [x]) => g.op('AveragePool', [x!], attrs), { ...f32, opset: 19 });
+    await check(
+      `avgpad-${name}`,
+      [xs],
+      (g, [x]) => g.op('AveragePool', [x!], { ...attrs, count_include_pad: 1 }),
+      {
+        ...f32,
+        opset: 19,
+      },
+    );
+    await check(`max-${name}`, [xs], (g, [x]) => g.op('MaxPool', [x!], attrs), { ...f32, opset: 18 });
+  }
+  // non-overlapping windows below opset 16 scatter without reduction
+  await check(
+    'max13',
+    [[1, 2, 4, 4]],
+    (g, [x]) => g.op('MaxPool', [x!], { kernel_shape: [2, 2], strides: [2, 2] }),
+    {
+      ...f32,
+      opset: 13,
+    },
+  );
+  await check(
+    'global',
+    [[2, 3, 4, 2]],
+    (g, [x]) => [g.op('GlobalAveragePool', [x!]), g.op('GlobalMaxPool', [x!])],
+    f32,
+  );
+});

@@ -280,3 +280,54 @@ export function castValue(v: number, et: number): number {
 
 export const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
   a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** ConvTranspose's resolved attributes for X [N, C, ...] and W [C, M/g, ...]: pads from auto_pad or output_shape. */
+export function convTransposeSpec(
+  node: NodeProto,
+  x: number[],
+  w: number[],
+): ConvSpec & { outputPadding: number[] } {
+  const nsp = x.length - 2;
+  const kernel = attrInts(node, 'kernel_shape') ?? w.slice(2);
+  const strides = attrInts(node, 'strides') ?? kernel.map(() => 1);
+  const dilations = attrInts(node, 'dilations') ?? kernel.map(() => 1);
+  const group = attrInt(node, 'group', 1);
+  const outputPadding = [...(attrInts(node, 'output_padding') ?? kernel.map(() => 0))];
+  const autoPad = attrString(node, 'auto_pad', 'NOTSET');
+  const given = attrInts(node, 'output_shape');
+  const full = kernel.map(
+    (k, i) =>
+      (strides[i] ?? 1) * ((x[i + 2] ?? 1) - 1) + (outputPadding[i] ?? 0) + (k - 1) * (dilations[i] ?? 1) + 1,
+  );
+  let pads = attrInts(node, 'pads') ?? new Array<number>(2 * nsp).fill(0);
+  const same = autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER';
+  if (given?.length || same) {
+    // the output size is given (or input·stride): the padding is what it takes, split as the spec says
+    const target = given?.length
+      ? given.slice(-nsp)
+      : kernel.map((_, i) => (x[i + 2] ?? 1) * (strides[i] ?? 1));
+    pads = new Array<number>(2 * nsp).fill(0);
+    full.forEach((f, i) => {
+      // a larger output than the kernel covers grows at the end, like output_padding
+      const total = f - (target[i] ?? f);
+      if (total < 0) {
+        outputPadding[i] = (outputPadding[i] ?? 0) - total;
+        full[i] = f - total;
+        return;
+      }
+      const half = Math.floor(total / 2);
+      pads[i] = autoPad === 'SAME_UPPER' ? half : total - half;
+      pads[i + nsp] = total - (pads[i] ?? 0);
+    });
+  } else if (autoPad === 'VALID') pads = new Array<number>(2 * nsp).fill(0);
+  const spatial = full.map((f, i) => f - (pads[i] ?? 0) - (pads[i + nsp] ?? 0));
+  return {
+    kernel,
+    strides,
+    dilations,
+    pads,
+    group,
+    outputPadding,
+    outShape: [x[0] ?? 1, (w[1] ?? 1) * group, ...spatial],
+  };
+}
