@@ -246,3 +246,84 @@ test('AveragePool, MaxPool (pads, strides, overlap, ceil_mode, count_include_pad
     f32,
   );
 });
+
+test('Resize: nearest (every rounding), linear, cubic; scales and sizes; every coordinate mode', async () => {
+  const sc = (g: GraphBuilder, v: number[]) => g.const(v, 'float32');
+  const sz = (g: GraphBuilder, v: number[]) => g.const(v, 'int64');
+  const cases: [string, number[], (g: GraphBuilder, x: string) => string][] = [
+    ['nearest-up2', [1, 2, 3, 4], (g, x) => g.op('Resize', [x, '', sc(g, [1, 1, 2, 2])])],
+    ['nearest-down', [1, 1, 5, 6], (g, x) => g.op('Resize', [x, '', sc(g, [1, 1, 0.6, 0.5])])],
+    [
+      'nearest-sizes-ceil',
+      [1, 1, 3, 4],
+      (g, x) =>
+        g.op('Resize', [x, '', '', sz(g, [1, 1, 7, 5])], {
+          nearest_mode: 'ceil',
+          coordinate_transformation_mode: 'asymmetric',
+        }),
+    ],
+    [
+      'nearest-align-prefer-ceil',
+      [1, 1, 4],
+      (g, x) =>
+        g.op('Resize', [x, '', '', sz(g, [1, 1, 9])], {
+          nearest_mode: 'round_prefer_ceil',
+          coordinate_transformation_mode: 'align_corners',
+        }),
+    ],
+    ['linear-up', [1, 2, 3, 4], (g, x) => g.op('Resize', [x, '', sc(g, [1, 1, 2, 1.5])], { mode: 'linear' })],
+    [
+      'linear-down-pytorch',
+      [1, 1, 6, 5],
+      (g, x) =>
+        g.op('Resize', [x, '', '', sz(g, [1, 1, 3, 1])], {
+          mode: 'linear',
+          coordinate_transformation_mode: 'pytorch_half_pixel',
+        }),
+    ],
+    [
+      'linear-align',
+      [2, 1, 3],
+      (g, x) =>
+        g.op('Resize', [x, '', sc(g, [1, 1, 2.5])], {
+          mode: 'linear',
+          coordinate_transformation_mode: 'align_corners',
+        }),
+    ],
+    ['cubic', [1, 1, 4, 4], (g, x) => g.op('Resize', [x, '', sc(g, [1, 1, 1.5, 2])], { mode: 'cubic' })],
+    [
+      'cubic-exclude',
+      [1, 1, 3, 5],
+      (g, x) =>
+        g.op('Resize', [x, '', sc(g, [1, 1, 1, 0.8])], {
+          mode: 'cubic',
+          exclude_outside: 1,
+          cubic_coeff_a: -0.5,
+        }),
+    ],
+    [
+      'crop-extrapolate',
+      [1, 1, 4, 5],
+      (g, x) =>
+        g.op('Resize', [x, sc(g, [0, 0, 0.2, -0.3, 1, 1, 1.3, 0.8]), '', sz(g, [1, 1, 3, 4])], {
+          mode: 'linear',
+          coordinate_transformation_mode: 'tf_crop_and_resize',
+          extrapolation_value: 2,
+        }),
+    ],
+  ];
+  for (const [name, xs, build] of cases) await check(`resize-${name}`, [xs], (g, [x]) => build(g, x!), f32);
+});
+
+test('a parameter reaching an input no rule covers is exit 2 naming node and input', () => {
+  const g = new GraphBuilder('resize', 18);
+  const x = g.input('x', 'float32', [1, 1, 2, 2]);
+  const s = g.init('up.scales', Float32Array, [4], (i) => (i < 2 ? 1 : 2));
+  g.output(g.op('Resize', [x, '', s], { mode: 'linear' }, { name: 'up1' }), 'y');
+  assert.throws(
+    () => buildGradientGraph(g.toModel(), { wrt: ['up.scales'] }),
+    (e: Error & { exitCode?: number }) =>
+      e.exitCode === 2 && /node 'up1' \(Resize\).*input 2 \('up\.scales'\)/.test(e.message),
+  );
+  assert.ok(buildGradientGraph(g.toModel(), { wrt: ['x'] }).params.includes('x'));
+});

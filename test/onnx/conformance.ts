@@ -2,14 +2,15 @@
  * ONNX's own backend node tests (Debian's libonnx-testdata) as gradient checks: every test whose
  * nodes all have a rule in the registry (src/onnx/ops/index.ts) is differentiated with respect to
  * its float inputs and compared with central finite differences (gradcheck.ts), in float64 where
- * onnxruntime runs the graph in float64. Non-float inputs and inputs a rule declares constant
- * (shapes, axes, indices, scales) become constants of the graph.
+ * onnxruntime runs the graph in float64. Non-float inputs and inputs no rule differentiates
+ * (shapes, axes, indices, Resize's scales) become constants of the graph.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelOpset } from '../../src/onnx/graph.js';
 import { loadModel, makeTensor, tensorToArray } from '../../src/onnx/model.js';
 import { opDef } from '../../src/onnx/ops/index.js';
+import { covers } from '../../src/onnx/ops/types.js';
 import {
   DataType,
   type ModelProto,
@@ -41,11 +42,11 @@ export function candidates(root = NODE_TESTS): string[] {
 const readTensor = (path: string): TensorProto =>
   TensorProtoType.toObject(TensorProtoType.decode(readFileSync(path)), TO_OBJECT) as TensorProto;
 
-/** Whether graph input `name` is read by some node at an input its rule declares constant. */
+/** Whether graph input `name` is read by some node at an input its rule does not differentiate. */
 function constantUse(nodes: NodeProto[], name: string): boolean {
   return nodes.some((n) => {
     const g = opDef(n)?.grad;
-    return (n.input ?? []).some((x, i) => x === name && (g === 'zero' || !!g?.constant?.includes(i)));
+    return (n.input ?? []).some((x, i) => x === name && (g === 'zero' || !covers(g?.inputs, i)));
   });
 }
 

@@ -8,10 +8,11 @@ import { ELEMENTWISE } from './elementwise.js';
 import { LINALG } from './linalg.js';
 import { NORM } from './norm.js';
 import { REDUCE } from './reduce.js';
+import { RESAMPLE } from './resample.js';
 import { SHAPE } from './shape.js';
 import type { OpDef } from './types.js';
 
-const FAMILIES = [ELEMENTWISE, REDUCE, SHAPE, LINALG, CONV, NORM];
+const FAMILIES = [ELEMENTWISE, REDUCE, SHAPE, LINALG, CONV, NORM, RESAMPLE];
 const OPS = new Map<string, OpDef>();
 for (const f of FAMILIES) {
   for (const [name, def] of Object.entries(f)) {
