@@ -2,7 +2,6 @@
  * Every gradient rule against central finite differences through onnxruntime (float64 where
  * onnxruntime has float64 kernels, float32 otherwise), including broadcasting and edge shapes.
  */
-import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { gradCheck } from './gradcheck.js';
