@@ -24,6 +24,7 @@ import { isFloatType } from './ops/util.js';
 import type { GraphProto, ModelProto, NodeProto } from './proto.js';
 import { inferShapes } from './shapes.js';
 import { onlyTied, tiedNames, untie } from './tied.js';
+import { TARGET_OPSET, upgradeOpset } from './upgrade.js';
 
 export { pruneDeadNodes } from './emit.js';
 
@@ -53,9 +54,12 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   const params = selectParams(model, opts.wrt);
   // each tied name selected becomes an initializer of its own (src/onnx/tied.ts)
   model = untie(model, (n) => params.includes(n));
-  const info = inferShapes(model, { shapes: opts.shapes });
-  if (info.opset < 13) {
-    throw new InputError('model', `opset ${info.opset} is not supported for gradients (13 or newer is)`);
+  let info = inferShapes(model, { shapes: opts.shapes });
+  if (info.opset < TARGET_OPSET) {
+    // older graphs are read as opset 16 where their meaning allows (src/onnx/upgrade.ts)
+    const m = upgradeOpset(model, info);
+    if (m !== model) info = inferShapes(m, { shapes: opts.shapes });
+    model = m;
   }
   const src = model.graph ?? {};
   const graph: GraphProto = {

@@ -327,3 +327,32 @@ test('a parameter reaching an input no rule covers is exit 2 naming node and inp
   );
   assert.ok(buildGradientGraph(g.toModel(), { wrt: ['x'] }).params.includes('x'));
 });
+
+test('graphs below opset 13 are read as opset 16 with the same meaning (attribute forms, old Softmax)', async () => {
+  await check(
+    'opset11',
+    [[2, 3, 4]],
+    (g, [x]) => {
+      const [a, b] = g.opN('Split', [x!], { axis: 2, split: [1, 3] }, { outputs: 2 });
+      return [
+        g.op('Softmax', [x!], { axis: 1 }), // over the trailing 3·4 block before opset 13
+        g.op('LogSoftmax', [x!]),
+        g.op('ReduceSum', [g.op('Unsqueeze', [a!], { axes: [0] })], { axes: [3], keepdims: 0 }),
+        g.op('Squeeze', [g.op('ReduceMean', [b!], { axes: [1] })], { axes: [1] }),
+        g.op('Pad', [x!, g.ints([0, 1, 0, 0, 0, 2]), g.const([0.5], 'float64', [])]),
+      ];
+    },
+    { opset: 11 },
+  );
+  await check(
+    'opset9',
+    [[2, 5]],
+    (g, [x]) => [
+      g.op('Slice', [x!], { starts: [1], ends: [4], axes: [1] }),
+      g.op('Clip', [x!], { min: -0.3, max: 0.4 }),
+      g.op('Pad', [x!], { pads: [1, 0, 0, 2], value: 1.5 }),
+      g.opN('TopK', [x!], { k: 2 }, { outputs: 2 })[0]!,
+    ],
+    { opset: 9, dtype: 'float32' },
+  );
+});

@@ -12,8 +12,8 @@ import { test } from 'node:test';
 import { candidates, judge, NODE_TESTS } from './conformance.js';
 
 /** The list may shrink, never grow (except by tests of operators that newly get a rule); and this many judged tests must pass. */
-const MAX_NOT_JUDGEABLE = 181;
-const MIN_PASSED = 359;
+const MAX_NOT_JUDGEABLE = 99;
+const MIN_PASSED = 441;
 
 const listed: Record<string, string> = JSON.parse(
   readFileSync(new URL('./conformance-not-judgeable.json', import.meta.url), 'utf8'),

@@ -130,7 +130,8 @@ export const REDUCE: Record<string, OpDef> = {
       if (!x) throw new Error('missing input 0');
       const axis = normAxis(attrInt(node, 'axis', -1), x.shape.length);
       const shape = [...x.shape];
-      shape[axis] = need(cs[1], 'K').data[0] ?? 0;
+      // k is an attribute before opset 10
+      shape[axis] = node.input?.[1] ? (need(cs[1], 'K').data[0] ?? 0) : attrInt(node, 'k', 1);
       return [
         { elemType: x.elemType, shape },
         { elemType: DataType.INT64, shape: [...shape] },

@@ -81,6 +81,8 @@ function sourceCoord(
       return outD === 1 ? 0 : (o * (inD - 1)) / (outD - 1);
     case 'asymmetric':
       return o / scale;
+    case 'tf_half_pixel_for_nn':
+      return (o + 0.5) / scale;
     default:
       throw new Error(`coordinate_transformation_mode ${mode} has no gradient rule`);
   }
