@@ -356,3 +356,22 @@ test('graphs below opset 13 are read as opset 16 with the same meaning (attribut
     { opset: 9, dtype: 'float32' },
   );
 });
+
+test('RMSNormalization (opset 23), last axis and from axis 1', async () => {
+  await check('rms', [[2, 3, 4], [4]], (g, [x, s]) => g.op('RMSNormalization', [x!, s!], { epsilon: 1e-3 }), {
+    ...f32,
+    opset: 23,
+  });
+  await check(
+    'rms-axis1',
+    [
+      [2, 3, 4],
+      [3, 4],
+    ],
+    (g, [x, s]) => g.op('RMSNormalization', [x!, s!], { axis: 1 }),
+    {
+      ...f32,
+      opset: 23,
+    },
+  );
+});

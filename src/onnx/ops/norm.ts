@@ -45,6 +45,10 @@ export const NORM: Record<string, OpDef> = {
     grad: { vjp: batchNormVjp, inputs: 'all', outputs: [0, 1, 2] },
   },
   LpNormalization: { infer: sameAsInput },
+  RMSNormalization: {
+    infer: sameAsInput,
+    grad: { vjp: rmsNormVjp, inputs: 'all', outputs: [0] },
+  },
 };
 
 /**
@@ -223,4 +227,29 @@ function batchNormVjp(...[c, n, [dY, dRm, dRv], w]: Parameters<Vjp>): ReturnType
     w[3] && dRm ? c.mul(dRm, c.scalar(m, et)) : undefined,
     w[4] && dRv ? c.mul(dRv, c.scalar(m, et)) : undefined,
   ];
+}
+
+/**
+ * Opset 23: y = x·r·scale, r = (mean x² + ε)^−½ over the axes from `axis`; with g = dY·scale,
+ * dX = r·g − x·r³·mean(g·x).
+ */
+function rmsNormVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
+  const x = I(n, 0);
+  const xs = c.shape(x);
+  const et = c.et(x);
+  const axis = normAxis(attrInt(n, 'axis', -1), xs.length);
+  const axes = xs.slice(axis).map((_, i) => axis + i);
+  const ms = c.reduceMean(c.mul(x, x), axes, true);
+  const r = c.op('Reciprocal', [
+    c.op('Sqrt', [c.op('Add', [ms, c.scalar(attrFloat(n, 'epsilon', 1e-5), et)])]),
+  ]);
+  const xr = c.mul(x, r);
+  let dX: string | undefined;
+  if (w[0]) {
+    const g = c.mul(dY!, I(n, 1));
+    const m = c.reduceMean(c.mul(g, x), axes, true);
+    dX = c.op('Sub', [c.mul(r, g), c.mul(c.mul(xr, c.mul(r, r)), m)]);
+  }
+  const dS = w[1] ? c.unbroadcast(c.mul(dY!, xr), xs, c.shape(I(n, 1))) : undefined;
+  return [dX, dS];
 }
