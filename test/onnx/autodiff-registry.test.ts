@@ -375,3 +375,46 @@ test('RMSNormalization (opset 23), last axis and from axis 1', async () => {
     },
   );
 });
+
+test('Attention (opset 23): 4-D with grouped heads, 3-D, additive and boolean masks, is_causal, scale', async () => {
+  const o23 = { ...f32, opset: 23 };
+  await check(
+    'attn4d-gqa',
+    [
+      [2, 4, 3, 5],
+      [2, 2, 6, 5],
+      [2, 2, 6, 3],
+    ],
+    (g, [q, k, v]) => g.op('Attention', [q!, k!, v!]),
+    o23,
+  );
+  await check(
+    'attn3d-mask',
+    [
+      [1, 3, 8],
+      [1, 4, 8],
+      [1, 4, 6],
+      [3, 4],
+    ],
+    (g, [q, k, v, m]) => g.op('Attention', [q!, k!, v!, m!], { q_num_heads: 2, kv_num_heads: 2, scale: 0.7 }),
+    o23,
+  );
+  await check(
+    'attn-bool-causal',
+    [
+      [1, 2, 4, 3],
+      [1, 2, 4, 3],
+      [1, 2, 4, 3],
+    ],
+    (g, [q, k, v]) => [
+      g.op('Attention', [q!, k!, v!], { is_causal: 1 }),
+      g.op('Attention', [
+        q!,
+        k!,
+        v!,
+        g.const([1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1], 'bool', [4, 4]),
+      ]),
+    ],
+    o23,
+  );
+});

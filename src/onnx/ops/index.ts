@@ -3,6 +3,7 @@
  * family's file with its shape rule, folding and gradient (src/onnx/ops/types.ts).
  */
 import type { NodeProto } from '../proto.js';
+import { ATTENTION } from './attention.js';
 import { CONV } from './conv.js';
 import { ELEMENTWISE } from './elementwise.js';
 import { LINALG } from './linalg.js';
@@ -12,7 +13,7 @@ import { RESAMPLE } from './resample.js';
 import { SHAPE } from './shape.js';
 import type { OpDef } from './types.js';
 
-const FAMILIES = [ELEMENTWISE, REDUCE, SHAPE, LINALG, CONV, NORM, RESAMPLE];
+const FAMILIES = [ELEMENTWISE, REDUCE, SHAPE, LINALG, CONV, NORM, RESAMPLE, ATTENTION];
 const OPS = new Map<string, OpDef>();
 for (const f of FAMILIES) {
   for (const [name, def] of Object.entries(f)) {
