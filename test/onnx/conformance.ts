@@ -5,6 +5,7 @@
  * onnxruntime runs the graph in float64. Non-float inputs and inputs no rule differentiates
  * (shapes, axes, indices, Resize's scales) become constants of the graph.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelOpset } from '../../src/onnx/graph.js';
@@ -158,4 +159,35 @@ function asInitializers(model: ModelProto, feeds: Record<string, Arr>): ModelPro
       initializer: [...(g.initializer ?? []), ...inits],
     },
   };
+}
+
+/**
+ * The candidates down-converted to each of `opsets` by onnx's version_converter
+ * (test/onnx/downconvert.py with /usr/bin/python3) into `out`; returns the directories written,
+ * named `<test>@opset<N>`. Conversions onnx cannot do (or that crash it) are left out.
+ */
+export function downConvert(names: string[], opsets: number[], out: string, root = NODE_TESTS): string[] {
+  const script = new URL('./downconvert.py', import.meta.url).pathname;
+  let todo = [...names];
+  while (todo.length) {
+    const r = spawnSync(
+      '/usr/bin/python3',
+      [script, '--root', root, '--out', out, '--opset', ...opsets.map(String)],
+      {
+        input: todo.join('\n'),
+        encoding: 'utf8',
+        timeout: 300_000,
+      },
+    );
+    if (r.status === 0) break;
+    // a crash: go on after the test it was converting
+    const started = (r.stdout ?? '')
+      .split('\n')
+      .filter((l) => l.startsWith('start '))
+      .pop();
+    const at = started ? todo.indexOf(started.slice(6)) : -1;
+    if (at < 0) throw new Error(`downconvert.py failed: ${r.stderr || r.error}`);
+    todo = todo.slice(at + 1);
+  }
+  return existsSync(out) ? readdirSync(out).sort() : [];
 }
