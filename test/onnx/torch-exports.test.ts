@@ -63,9 +63,9 @@ async function matchesAutograd(name: string, check?: (p: ReturnType<typeof expor
     assert.deepEqual(warnings, []);
     const out = await run(model, { x: peer.x, 'grad:y': peer.cot });
     const y = out.y?.data as Float32Array;
-    peer.y.data.forEach((v, i) =>
-      assert.ok(Math.abs(v - (y[i] ?? 0)) <= 1e-5 * (1 + Math.abs(v)), 'forward'),
-    );
+    peer.y.data.forEach((v, i) => {
+      assert.ok(Math.abs(v - (y[i] ?? 0)) <= 1e-5 * (1 + Math.abs(v)), 'forward');
+    });
     for (const p of peer.params) {
       const g = out[`grad:${p.name}`]?.data as Float32Array;
       assert.ok(g && g.length === p.grad.data.length, `grad:${p.name}`);
