@@ -23,6 +23,16 @@ export const TARGET_OPSET = 16;
 
 /** Operators whose opset-16 form means what every older form of it meant (after the rewrites below). */
 const SAME = new Set([
+  'Acosh',
+  'Asinh',
+  'Atanh',
+  'Cosh',
+  'Sinh',
+  'ThresholdedRelu',
+  'Shrink',
+  'DepthToSpace',
+  'SpaceToDepth',
+  'LpNormalization',
   'CastLike',
   'HardSwish',
   'Trilu',

@@ -418,3 +418,55 @@ test('Attention (opset 23): 4-D with grouped heads, 3-D, additive and boolean ma
     o23,
   );
 });
+
+test('inverse trigonometric and hyperbolic functions, ThresholdedRelu, Shrink', async () => {
+  await check(
+    'trig',
+    [[3, 4]],
+    (g, [x]) => {
+      const half = g.op('Mul', [x!, g.const([0.8], 'float32')]);
+      return [
+        g.op('Asin', [half]),
+        g.op('Acos', [half]),
+        g.op('Atanh', [half]),
+        g.op('Sinh', [x!]),
+        g.op('Cosh', [x!]),
+        g.op('Asinh', [x!]),
+        g.op('Acosh', [g.op('Add', [g.op('Mul', [x!, x!]), g.const([1.5], 'float32')])]),
+      ];
+    },
+    f32,
+  );
+  await check(
+    'cut',
+    [[3, 5]],
+    (g, [x]) => [
+      g.op('ThresholdedRelu', [x!], { alpha: 0.3 }),
+      g.op('Shrink', [x!], { lambd: 0.4, bias: 0.1 }),
+    ],
+    // a seed whose point is not within h of the jumps at α and ±λ (both functions jump there)
+    { ...f32, seed: 11 },
+  );
+});
+
+test('GatherND, DepthToSpace (DCR, CRD), SpaceToDepth, LpNormalization (p 1 and 2)', async () => {
+  await check('gathernd', [[3, 4, 2]], (g, [x]) =>
+    g.op('GatherND', [x!, g.const([0, 1, 2, 3, 0, 1], 'int64', [3, 2])]),
+  );
+  await check(
+    'd2s',
+    [[1, 8, 2, 3]],
+    (g, [x]) => [
+      g.op('DepthToSpace', [x!], { blocksize: 2 }),
+      g.op('DepthToSpace', [x!], { blocksize: 2, mode: 'CRD' }),
+      g.op('SpaceToDepth', [g.op('DepthToSpace', [x!], { blocksize: 2 })], { blocksize: 2 }),
+    ],
+    f32,
+  );
+  await check(
+    'lpnorm',
+    [[2, 3, 4]],
+    (g, [x]) => [g.op('LpNormalization', [x!], { p: 2 }), g.op('LpNormalization', [x!], { p: 1, axis: 1 })],
+    f32,
+  );
+});

@@ -295,6 +295,28 @@ export const ELEMENTWISE: Record<string, OpDef> = {
   Cos: unary((c, x) => c.op('Neg', [c.op('Sin', [x])])),
   Tan: unary((c, _x, y, et) => c.op('Add', [c.scalar(1, et), c.mul(y, y)])),
   Atan: unary((c, x, _y, et) => c.op('Reciprocal', [c.op('Add', [c.scalar(1, et), c.mul(x, x)])])),
+  Asin: unary((c, x, _y, et) =>
+    c.op('Reciprocal', [c.op('Sqrt', [c.op('Sub', [c.scalar(1, et), c.mul(x, x)])])]),
+  ),
+  Acos: unary((c, x, _y, et) =>
+    c.op('Neg', [c.op('Reciprocal', [c.op('Sqrt', [c.op('Sub', [c.scalar(1, et), c.mul(x, x)])])])]),
+  ),
+  Sinh: unary((c, x) => c.op('Cosh', [x])),
+  Cosh: unary((c, x) => c.op('Sinh', [x])),
+  Asinh: unary((c, x, _y, et) =>
+    c.op('Reciprocal', [c.op('Sqrt', [c.op('Add', [c.mul(x, x), c.scalar(1, et)])])]),
+  ),
+  Acosh: unary((c, x, _y, et) =>
+    c.op('Reciprocal', [c.op('Sqrt', [c.op('Sub', [c.mul(x, x), c.scalar(1, et)])])]),
+  ),
+  Atanh: unary((c, x, _y, et) => c.op('Reciprocal', [c.op('Sub', [c.scalar(1, et), c.mul(x, x)])])),
+  // 1 where the input passes (above alpha; outside ±lambd), 0 where it is cut
+  ThresholdedRelu: unary((c, x, _y, et, n) =>
+    c.op('Cast', [c.op('Greater', [x, c.scalar(attrFloat(n, 'alpha', 1), et)])], { to: et }),
+  ),
+  Shrink: unary((c, x, _y, et, n) =>
+    c.op('Cast', [c.op('Greater', [c.op('Abs', [x]), c.scalar(attrFloat(n, 'lambd', 0.5), et)])], { to: et }),
+  ),
   Relu: {
     infer: sameAsInput,
     fold: foldWith(([a = 0]) => Math.max(a, 0)),

@@ -44,7 +44,10 @@ export const NORM: Record<string, OpDef> = {
     // outputs 3 and 4 (opset < 14's saved statistics) have no rule
     grad: { vjp: batchNormVjp, inputs: 'all', outputs: [0, 1, 2] },
   },
-  LpNormalization: { infer: sameAsInput },
+  LpNormalization: {
+    infer: sameAsInput,
+    grad: { vjp: lpNormVjp, inputs: [0], outputs: [0] },
+  },
   RMSNormalization: {
     infer: sameAsInput,
     grad: { vjp: rmsNormVjp, inputs: 'all', outputs: [0] },
@@ -252,4 +255,22 @@ function rmsNormVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
   }
   const dS = w[1] ? c.unbroadcast(c.mul(dY!, xr), xs, c.shape(I(n, 1))) : undefined;
   return [dX, dS];
+}
+
+/**
+ * y = x/‖x‖ₚ along `axis` (p 1 or 2): dX = (g − y·Σ g·y)/‖x‖₂ for p = 2, and
+ * (g − sign(x)·Σ g·y)/‖x‖₁ for p = 1.
+ */
+function lpNormVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
+  const x = I(n, 0);
+  const axis = normAxis(attrInt(n, 'axis', -1), c.shape(x).length);
+  const p = attrInt(n, 'p', 2);
+  const y = O(n);
+  const norm =
+    p === 1
+      ? c.reduceSum(c.op('Abs', [x]), [axis], true)
+      : c.op('Sqrt', [c.reduceSum(c.mul(x, x), [axis], true)]);
+  const gy = c.reduceSum(c.mul(dY!, y), [axis], true);
+  const dir = p === 1 ? c.op('Sign', [x]) : y;
+  return [c.op('Div', [c.op('Sub', [dY!, c.mul(dir, gy)]), norm])];
 }

@@ -259,7 +259,41 @@ export const SHAPE: Record<string, OpDef> = {
       const last = idx[idx.length - 1] ?? 0;
       return withShape(ins, [...idx.slice(0, -1), ...X0(ins).shape.slice(bd + last)]);
     },
+    grad: {
+      // repeated indices accumulate: ScatterND with 'add' (opset 16; older graphs are read as 16)
+      vjp: (c, n, [dY]) => {
+        const x = I(n, 0);
+        if (attrInt(n, 'batch_dims', 0) !== 0 || c.opset < 16) {
+          throw new InputError(
+            'model',
+            `GatherND ${nodeLabel(n)}: gradient needs batch_dims 0 and opset 16+`,
+          );
+        }
+        return [
+          c.op('ScatterND', [c.zeros(c.shape(x), c.et(x)), I(n, 1), dY!], { reduction: 'add' }),
+          undefined,
+        ];
+      },
+      inputs: [0],
+      constant: [1],
+      outputs: [0],
+    },
   },
+  DepthToSpace: blockMove((n, [b, c, h, w]) => {
+    const k = attrInt(n, 'blocksize', 1);
+    const crd = attrString(n, 'mode', 'DCR') === 'CRD';
+    return crd
+      ? { split: [b, c / (k * k), k, k, h, w], perm: [0, 1, 4, 2, 5, 3], out: [b, c / (k * k), h * k, w * k] }
+      : {
+          split: [b, k, k, c / (k * k), h, w],
+          perm: [0, 3, 4, 1, 5, 2],
+          out: [b, c / (k * k), h * k, w * k],
+        };
+  }),
+  SpaceToDepth: blockMove((n, [b, c, h, w]) => {
+    const k = attrInt(n, 'blocksize', 1);
+    return { split: [b, c, h / k, k, w / k, k], perm: [0, 3, 5, 1, 2, 4], out: [b, c * k * k, h / k, w / k] };
+  }),
   ScatterND: {
     infer: sameAsInput,
     grad: { vjp: scatterVjp('GatherND'), inputs: [0, 2], constant: [1], outputs: [0] },
@@ -573,4 +607,32 @@ function scatterSliceVjp(
   const name = c.b.fresh('grad_slice_idx');
   c.b.graph.initializer?.push(makeTensor(name, [...os, xs.length], idx));
   return c.op('ScatterND', [c.zeros(xs, c.et(I(n, 0))), name, dY]);
+}
+
+interface BlockPlan {
+  split: number[];
+  perm: number[];
+  out: number[];
+}
+
+/** DepthToSpace/SpaceToDepth: a reshape, a transpose and a reshape; the gradient runs them backwards. */
+function blockMove(planOf: (n: NodeProto, xs: [number, number, number, number]) => BlockPlan): OpDef {
+  const plan = (n: NodeProto, xs: number[]) => {
+    const [b = 1, ch = 1, h = 1, w = 1] = xs;
+    return planOf(n, [b, ch, h, w]);
+  };
+  return {
+    infer: (n, ins) => withShape(ins, plan(n, X0(ins).shape).out),
+    grad: {
+      vjp: (c, n, [dY]) => {
+        const xs = c.shape(I(n, 0));
+        const p = plan(n, xs);
+        const inv = p.perm.map((_, i) => p.perm.indexOf(i));
+        const moved = p.perm.map((a) => p.split[a] ?? 1);
+        return [c.reshape(c.transpose(c.reshape(dY!, moved), inv), xs)];
+      },
+      inputs: [0],
+      outputs: [0],
+    },
+  };
 }
