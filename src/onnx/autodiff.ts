@@ -248,9 +248,6 @@ function checkCoverage(node: NodeProto, grad: GradDef, dYs: (string | undefined)
       `node ${nodeLabel(node)} (${node.opType}): no gradient rule for its input ${badIn} ('${ins[badIn]}'), which depends on a parameter`,
     );
   }
-  if (node.opType === 'Dropout' && ins[2]) {
-    throw new InputError('model', `node ${nodeLabel(node)} (Dropout): training mode has no gradient rule`);
-  }
 }
 
 /**

@@ -3,8 +3,9 @@
  * row-wise Softmax family.
  */
 
+import { InputError } from '../../errors.js';
 import type { GradContext } from '../emit.js';
-import { attrFloat, attrInt, attrString } from '../graph.js';
+import { attrFloat, attrInt, attrString, nodeLabel } from '../graph.js';
 import { DataType, type NodeProto } from '../proto.js';
 import { attentionRowSum } from './linalg.js';
 import { I, type Infer, O, type OpDef, type ValueType, type Vjp } from './types.js';
@@ -129,8 +130,18 @@ export const ELEMENTWISE: Record<string, OpDef> = {
       { elemType: DataType.BOOL, shape: [...X0(ins).shape] },
     ],
     grad: {
-      // inference form only: training mode (input 2 true) is random and refused in the walk
-      vjp: (_c, _n, [dY]) => [dY],
+      // the identity unless training mode (input 2) is on with a ratio above 0: that is random
+      vjp: (c, n, [dY]) => {
+        const training = n.input?.[2] ? c.constOf(I(n, 2))?.data[0] : 0;
+        const ratio = n.input?.[1] ? c.constOf(I(n, 1))?.data[0] : 0.5;
+        if (training !== 0 && ratio !== 0) {
+          throw new InputError(
+            'model',
+            `node ${nodeLabel(n)} (Dropout): training mode is random and has no gradient rule`,
+          );
+        }
+        return [dY];
+      },
       inputs: [0],
       constant: [1, 2],
       outputs: [0],
