@@ -152,7 +152,12 @@ export function upgradeOpset(model: ModelProto, info: ShapeInfo): ModelProto {
   const v = info.opset;
   if (v >= TARGET_OPSET) return model;
   const nodes = model.graph?.node ?? [];
-  const other = nodes.find((n) => (!n.domain || n.domain === 'ai.onnx') && !SAME.has(n.opType ?? ''));
+  // BatchNormalization's training outputs meant other things before opset 14
+  const bnTraining = (n: NodeProto) =>
+    n.opType === 'BatchNormalization' && v < 14 && (n.output ?? []).filter((o) => o).length > 1;
+  const other = nodes.find(
+    (n) => (!n.domain || n.domain === 'ai.onnx') && (!SAME.has(n.opType ?? '') || bnTraining(n)),
+  );
   if (other && v >= 13) return model;
   if (other) {
     throw new InputError(
