@@ -470,3 +470,20 @@ test('GatherND, DepthToSpace (DCR, CRD), SpaceToDepth, LpNormalization (p 1 and 
     f32,
   );
 });
+
+test('Einsum with an ellipsis (explicit and implicit output, different ellipsis ranks)', async () => {
+  await check(
+    'einsum-ell',
+    [
+      [2, 3, 4, 5],
+      [2, 3, 5, 2],
+      [3, 4, 5],
+      [5, 6],
+    ],
+    (g, [a, b, c, d]) => [
+      g.op('Einsum', [a!, b!], { equation: '...ij,...jk->...ik' }),
+      g.op('Einsum', [a!, d!], { equation: '...j,jk' }),
+      g.op('Einsum', [a!, c!], { equation: 'b...j,...j->...b' }),
+    ],
+  );
+});

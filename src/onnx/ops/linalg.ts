@@ -35,7 +35,11 @@ export const LINALG: Record<string, OpDef> = {
   },
   Einsum: {
     infer: (node, ins) => {
-      const eq = parseEinsum(attrString(node, 'equation', ''), ins.length);
+      const eq = parseEinsum(
+        attrString(node, 'equation', ''),
+        ins.length,
+        ins.map((t) => t?.shape.length ?? 0),
+      );
       const dims = new Map<string, number>();
       eq.inputs.forEach((spec, i) => {
         [...spec].forEach((l, k) => {
@@ -131,7 +135,11 @@ function gemmVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
 }
 
 function einsumVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
-  const eq = parseEinsum(attrString(n, 'equation', ''), n.input!.length);
+  const eq = parseEinsum(
+    attrString(n, 'equation', ''),
+    (n.input ?? []).length,
+    (n.input ?? []).map((x) => c.shape(x).length),
+  );
   const ins = n.input!;
   return ins.map((x, i) => {
     if (!w[i]) return undefined;
@@ -145,13 +153,16 @@ function einsumVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
     const others = eq.inputs.filter((_, k) => k !== i);
     const avail = new Set([...eq.output, ...others.join('')]);
     const kept = [...spec].filter((l) => avail.has(l)).join('');
-    const g = c.op('Einsum', [dY!, ...ins.filter((_, k) => k !== i)], {
+    const full = c.op('Einsum', [dY!, ...ins.filter((_, k) => k !== i)], {
       equation: `${[eq.output, ...others].join(',')}->${kept}`,
     });
+    // an index of size 1 here that broadcasts against a larger one elsewhere is summed
+    const xs = c.shape(x);
+    const keptShape = [...kept].map((l) => xs[spec.indexOf(l)] ?? 1);
+    const g = c.unbroadcast(full, c.shapeOr(full) ?? keptShape, keptShape);
     if (kept.length === spec.length) return g;
     // indices summed inside this operand alone: the gradient is constant along them
-    const xs = c.shape(x);
-    const withOnes = [...spec].map((l, k) => (avail.has(l) ? xs[k]! : 1));
+    const withOnes = [...spec].map((l, k) => (avail.has(l) ? (xs[k] ?? 1) : 1));
     return c.op('Expand', [c.reshape(g, withOnes), c.ints(xs)]);
   });
 }

@@ -69,22 +69,39 @@ export function squeezeAxes(node: NodeProto, cs: (Const | undefined)[]): number[
   return attrInts(node, 'axes');
 }
 
-/** An Einsum equation without ellipsis: one index string per input and the output's. */
-export function parseEinsum(equation: string, nInputs: number): { inputs: string[]; output: string } {
+/**
+ * An Einsum equation as one index string per input and the output's. An ellipsis becomes
+ * letters of its own (right-aligned across inputs), which needs the inputs' `ranks`.
+ */
+export function parseEinsum(
+  equation: string,
+  nInputs: number,
+  ranks?: number[],
+): { inputs: string[]; output: string } {
   const eq = equation.replace(/\s+/g, '');
-  if (eq.includes('...')) throw new Error(`Einsum '${equation}': ellipsis is not supported`);
   const [lhs, rhs] = eq.split('->') as [string, string | undefined];
-  const inputs = lhs.split(',');
+  let inputs = lhs.split(',');
   if (inputs.length !== nInputs)
     throw new Error(`Einsum '${equation}' names ${inputs.length} inputs, node has ${nInputs}`);
-  let output = rhs;
+  let ell = '';
+  if (eq.includes('...')) {
+    if (!ranks) throw new Error(`Einsum '${equation}': an ellipsis needs the input ranks`);
+    const free = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'].filter((l) => !eq.includes(l));
+    const widths = inputs.map((spec, i) => (spec.includes('...') ? (ranks[i] ?? 0) - (spec.length - 3) : 0));
+    ell = free.slice(0, Math.max(0, ...widths)).join('');
+    inputs = inputs.map((spec, i) => spec.replace('...', ell.slice(ell.length - (widths[i] ?? 0))));
+  }
+  let output = rhs?.replace('...', ell);
   if (output === undefined) {
+    // implicit output: the ellipsis, then the letters used once, sorted
     const count = new Map<string, number>();
     for (const l of inputs.join('')) count.set(l, (count.get(l) ?? 0) + 1);
-    output = [...count.keys()]
-      .filter((l) => count.get(l) === 1)
-      .sort()
-      .join('');
+    output =
+      ell +
+      [...count.keys()]
+        .filter((l) => count.get(l) === 1 && !ell.includes(l))
+        .sort()
+        .join('');
   }
   return { inputs, output };
 }
