@@ -487,3 +487,23 @@ test('Einsum with an ellipsis (explicit and implicit output, different ellipsis 
     ],
   );
 });
+
+test('an opset-13 graph that stays at 13 (an operator not read as 16): Gather/GatherElements through one-hot products', async () => {
+  const g = new GraphBuilder('onehot13', 13);
+  const x = g.input('x', 'float64', [4, 3]);
+  const idx = g.input('idx', 'int64', [5]);
+  const z = g.input('z', 'float32', [2, 3]);
+  g.output(g.op('Gather', [x, idx], { axis: 0 }), 'y0');
+  g.output(g.op('GatherElements', [x, g.const([0, 3, 3, -1, 1, 1], 'int64', [2, 3])], { axis: 0 }), 'y1');
+  g.output(g.op('Hardmax', [z]), 'h'); // no opset-16 reading: the graph keeps opset 13
+  const r = rng(4);
+  const feeds = {
+    x: randArr(r, [4, 3], true),
+    idx: { data: BigInt64Array.from([1n, 3n, -1n, 1n, 0n]), dims: [5] },
+    z: randArr(r, [2, 3]),
+  };
+  const { model } = buildGradientGraph(g.toModel(), { wrt: ['x'] });
+  assert.equal(model.opsetImport?.[0]?.version, 13);
+  assert.ok(!model.graph?.node?.some((n) => n.opType === 'ScatterElements'), 'one-hot, no ScatterElements');
+  await gradCheck(g.toModel(), { wrt: ['x'], feeds });
+});

@@ -260,6 +260,8 @@ export const ELEMENTWISE: Record<string, OpDef> = {
   Xor: compare((a, b) => !!a !== !!b),
   Not: { infer: sameAsInput, fold: foldWith(([a]) => +!a), grad: 'zero' },
   IsNaN: { infer: boolOut, grad: 'zero' },
+  // a one-hot of the row maximum: piecewise constant
+  Hardmax: { infer: sameAsInput, grad: 'zero' },
   IsInf: { infer: boolOut, grad: 'zero' },
   Floor: stepFn(Math.floor),
   Ceil: stepFn(Math.ceil),
