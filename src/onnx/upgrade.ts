@@ -269,6 +269,12 @@ function rewrite(n: NodeProto, v: number, info: ShapeInfo, b: GraphBuilder): Nod
         ];
       }
       return [drop(n, [])];
+    case 'Cast':
+    case 'Tile':
+      // Cast's target was a string, Tile took (tiles, axis) inputs, before opset 6
+      if (v < 6)
+        throw new InputError('model', `opset ${v}: ${op} ${nodeLabel(n)} is not read as a newer opset`);
+      return [drop(n, [])];
     case 'Concat':
       // axis was optional (default 1) before opset 4
       return [
