@@ -4,8 +4,9 @@
  * operator listed here means changed from 13 to 16, and below 13 attributes that later became inputs turn into constant
  * inputs (Squeeze/Unsqueeze/ReduceSum axes, Split sizes, Clip bounds, Pad, Slice, TopK's k,
  * Reshape's shape), removed legacy attributes go, and Softmax/LogSoftmax's old 2-D coercion
- * becomes an explicit reshape. An operator whose meaning changed in a way not handled here is an
- * InputError naming it.
+ * becomes an explicit reshape. Which operators read the same is declared next to their
+ * definitions (src/onnx/ops/*.ts, `*_SAME_BEFORE_16`); any other one is an InputError naming it
+ * below opset 13 and keeps the graph at its opset from 13 to 15.
  *
  * @example
  *   const m16 = upgradeOpset(model, inferShapes(model));
@@ -14,132 +15,13 @@ import { InputError } from '../errors.js';
 import { attr, GraphBuilder } from './builder.js';
 import { attrFloat, attrInt, attrInts, attrString, findAttr, nodeLabel } from './graph.js';
 import { makeTensor } from './model.js';
+import { sameBefore16 } from './ops/index.js';
 import { normAxis } from './ops/util.js';
 import { DataType, type ModelProto, type NodeProto } from './proto.js';
 import type { ShapeInfo } from './shapes.js';
 
 /** The opset gradient graphs of older models declare. */
 export const TARGET_OPSET = 16;
-
-/** Operators whose opset-16 form means what every older form of it meant (after the rewrites below). */
-const SAME = new Set([
-  'Acosh',
-  'Asinh',
-  'Atanh',
-  'Cosh',
-  'Sinh',
-  'ThresholdedRelu',
-  'Shrink',
-  'DepthToSpace',
-  'SpaceToDepth',
-  'LpNormalization',
-  'CastLike',
-  'HardSwish',
-  'Trilu',
-  'Abs',
-  'Acos',
-  'Add',
-  'And',
-  'ArgMax',
-  'ArgMin',
-  'Asin',
-  'Atan',
-  'AveragePool',
-  'BatchNormalization',
-  'Cast',
-  'Ceil',
-  'Celu',
-  'Clip',
-  'Concat',
-  'Constant',
-  'ConstantOfShape',
-  'Conv',
-  'ConvTranspose',
-  'Cos',
-  'CumSum',
-  'Div',
-  'Dropout',
-  'Einsum',
-  'Elu',
-  'Equal',
-  'Erf',
-  'Exp',
-  'Expand',
-  'Flatten',
-  'Floor',
-  'Gather',
-  'GatherElements',
-  'GatherND',
-  'Gemm',
-  'GlobalAveragePool',
-  'GlobalMaxPool',
-  'Greater',
-  'GreaterOrEqual',
-  'HardSigmoid',
-  'Identity',
-  'InstanceNormalization',
-  'IsInf',
-  'IsNaN',
-  'LeakyRelu',
-  'Less',
-  'LessOrEqual',
-  'Log',
-  'LogSoftmax',
-  'MatMul',
-  'Max',
-  'MaxPool',
-  'Mean',
-  'Min',
-  'Mod',
-  'Mul',
-  'Neg',
-  'Not',
-  'Or',
-  'Pad',
-  'Pow',
-  'PRelu',
-  'Range',
-  'Reciprocal',
-  'ReduceL1',
-  'ReduceL2',
-  'ReduceLogSum',
-  'ReduceLogSumExp',
-  'ReduceMax',
-  'ReduceMean',
-  'ReduceMin',
-  'ReduceProd',
-  'ReduceSum',
-  'ReduceSumSquare',
-  'Relu',
-  'Reshape',
-  'Resize',
-  'Round',
-  'ScatterElements',
-  'ScatterND',
-  'Selu',
-  'Shape',
-  'Sigmoid',
-  'Sign',
-  'Sin',
-  'Size',
-  'Slice',
-  'Softmax',
-  'Softplus',
-  'Softsign',
-  'Split',
-  'Sqrt',
-  'Squeeze',
-  'Sub',
-  'Sum',
-  'Tan',
-  'Tanh',
-  'Tile',
-  'TopK',
-  'Transpose',
-  'Unsqueeze',
-  'Where',
-  'Xor',
-]);
 
 /** Attributes older opsets had and 13 dropped (no effect on the inference meaning). */
 const LEGACY = new Set(['consumed_inputs', 'is_test', 'spatial', 'ratio']);
@@ -156,7 +38,7 @@ export function upgradeOpset(model: ModelProto, info: ShapeInfo): ModelProto {
   const bnTraining = (n: NodeProto) =>
     n.opType === 'BatchNormalization' && v < 14 && (n.output ?? []).filter((o) => o).length > 1;
   const other = nodes.find(
-    (n) => (!n.domain || n.domain === 'ai.onnx') && (!SAME.has(n.opType ?? '') || bnTraining(n)),
+    (n) => (!n.domain || n.domain === 'ai.onnx') && (!sameBefore16(n) || bnTraining(n)),
   );
   if (other && v >= 13) return model;
   if (other) {
@@ -189,15 +71,9 @@ const drop = (n: NodeProto, names: string[]): NodeProto => ({
   attribute: (n.attribute ?? []).filter((a) => !names.includes(a.name ?? '') && !LEGACY.has(a.name ?? '')),
 });
 
-/** The opset-13 node(s) for one node of opset `v`. */
+/** The opset-13 node(s) (the same from 13 to 16) for one node of opset `v` < 13. */
 function rewrite(n: NodeProto, v: number, info: ShapeInfo, b: GraphBuilder): NodeProto[] {
   const op = n.opType ?? '';
-  if (!SAME.has(op)) {
-    throw new InputError(
-      'model',
-      `opset ${v}: operator ${op} (node ${nodeLabel(n)}) cannot be read as opset 13`,
-    );
-  }
   const ins = [...(n.input ?? [])];
   const et = info.types.get(ins[0] ?? '')?.elemType ?? DataType.FLOAT;
   const moveInts = (name: string, at: number): NodeProto => {

@@ -152,3 +152,9 @@ export const ATTENTION: Record<string, OpDef> = {
     grad: { vjp: attentionVjp, inputs: [0, 1, 2, 3], outputs: [0] },
   },
 };
+
+/**
+ * The operators here whose forms before opset 16 mean what their opset-16 form means (after the
+ * rewrites of src/onnx/upgrade.ts): graphs using them are read as opset 16.
+ */
+export const ATTENTION_SAME_BEFORE_16: readonly string[] = [];

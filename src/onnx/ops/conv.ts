@@ -72,6 +72,19 @@ export const CONV: Record<string, OpDef> = {
   },
 };
 
+/**
+ * The operators here whose forms before opset 16 mean what their opset-16 form means (after the
+ * rewrites of src/onnx/upgrade.ts): graphs using them are read as opset 16.
+ */
+export const CONV_SAME_BEFORE_16: readonly string[] = [
+  'AveragePool',
+  'Conv',
+  'ConvTranspose',
+  'GlobalAveragePool',
+  'GlobalMaxPool',
+  'MaxPool',
+];
+
 function convVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
   const X = I(n, 0);
   const W = I(n, 1);

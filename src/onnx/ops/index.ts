@@ -3,14 +3,14 @@
  * family's file with its shape rule, folding and gradient (src/onnx/ops/types.ts).
  */
 import type { NodeProto } from '../proto.js';
-import { ATTENTION } from './attention.js';
-import { CONV } from './conv.js';
-import { ELEMENTWISE } from './elementwise.js';
-import { LINALG } from './linalg.js';
-import { NORM } from './norm.js';
-import { REDUCE } from './reduce.js';
-import { RESAMPLE } from './resample.js';
-import { SHAPE } from './shape.js';
+import { ATTENTION, ATTENTION_SAME_BEFORE_16 } from './attention.js';
+import { CONV, CONV_SAME_BEFORE_16 } from './conv.js';
+import { ELEMENTWISE, ELEMENTWISE_SAME_BEFORE_16 } from './elementwise.js';
+import { LINALG, LINALG_SAME_BEFORE_16 } from './linalg.js';
+import { NORM, NORM_SAME_BEFORE_16 } from './norm.js';
+import { REDUCE, REDUCE_SAME_BEFORE_16 } from './reduce.js';
+import { RESAMPLE, RESAMPLE_SAME_BEFORE_16 } from './resample.js';
+import { SHAPE, SHAPE_SAME_BEFORE_16 } from './shape.js';
 import type { OpDef } from './types.js';
 
 const FAMILIES = [ELEMENTWISE, REDUCE, SHAPE, LINALG, CONV, NORM, RESAMPLE, ATTENTION];
@@ -20,6 +20,25 @@ for (const f of FAMILIES) {
     if (OPS.has(name)) throw new Error(`operator ${name} is declared twice`);
     OPS.set(name, def);
   }
+}
+
+const SAME_BEFORE_16 = new Set([
+  ...ELEMENTWISE_SAME_BEFORE_16,
+  ...REDUCE_SAME_BEFORE_16,
+  ...SHAPE_SAME_BEFORE_16,
+  ...LINALG_SAME_BEFORE_16,
+  ...CONV_SAME_BEFORE_16,
+  ...NORM_SAME_BEFORE_16,
+  ...RESAMPLE_SAME_BEFORE_16,
+  ...ATTENTION_SAME_BEFORE_16,
+]);
+
+/**
+ * Whether a node of this operator in a graph older than opset 16 means what it means at 16 (after
+ * src/onnx/upgrade.ts's rewrites), as its family file declares.
+ */
+export function sameBefore16(node: NodeProto): boolean {
+  return (!node.domain || node.domain === 'ai.onnx') && SAME_BEFORE_16.has(node.opType ?? '');
 }
 
 /** The definition of a node's operator; undefined outside ai.onnx or for unknown operators. */

@@ -56,6 +56,12 @@ export const LINALG: Record<string, OpDef> = {
   },
 };
 
+/**
+ * The operators here whose forms before opset 16 mean what their opset-16 form means (after the
+ * rewrites of src/onnx/upgrade.ts): graphs using them are read as opset 16.
+ */
+export const LINALG_SAME_BEFORE_16: readonly string[] = ['Einsum', 'Gemm', 'MatMul'];
+
 function matmulVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
   const A = I(n, 0);
   const B = I(n, 1);

@@ -55,6 +55,16 @@ export const NORM: Record<string, OpDef> = {
 };
 
 /**
+ * The operators here whose forms before opset 16 mean what their opset-16 form means (after the
+ * rewrites of src/onnx/upgrade.ts): graphs using them are read as opset 16.
+ */
+export const NORM_SAME_BEFORE_16: readonly string[] = [
+  'BatchNormalization',
+  'InstanceNormalization',
+  'LpNormalization',
+];
+
+/**
  * LayerNormalization with its optional Mean and InvStdDev outputs (float32 stash type), so the
  * backward pass reuses them instead of recomputing the statistics.
  */

@@ -169,3 +169,22 @@ export const REDUCE: Record<string, OpDef> = {
     },
   },
 };
+
+/**
+ * The operators here whose forms before opset 16 mean what their opset-16 form means (after the
+ * rewrites of src/onnx/upgrade.ts): graphs using them are read as opset 16.
+ */
+export const REDUCE_SAME_BEFORE_16: readonly string[] = [
+  'ArgMax',
+  'ArgMin',
+  'CumSum',
+  'ReduceLogSum',
+  'ReduceLogSumExp',
+  'ReduceMax',
+  'ReduceMean',
+  'ReduceMin',
+  'ReduceProd',
+  'ReduceSum',
+  'ReduceSumSquare',
+  'TopK',
+];

@@ -213,3 +213,9 @@ export const RESAMPLE: Record<string, OpDef> = {
     grad: { vjp: resizeVjp, inputs: [0], constant: [3], outputs: [0] },
   },
 };
+
+/**
+ * The operators here whose forms before opset 16 mean what their opset-16 form means (after the
+ * rewrites of src/onnx/upgrade.ts): graphs using them are read as opset 16.
+ */
+export const RESAMPLE_SAME_BEFORE_16: readonly string[] = ['Resize'];

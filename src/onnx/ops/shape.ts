@@ -446,6 +446,37 @@ export const SHAPE: Record<string, OpDef> = {
   NonZero: { grad: 'zero' },
 };
 
+/**
+ * The operators here whose forms before opset 16 mean what their opset-16 form means (after the
+ * rewrites of src/onnx/upgrade.ts): graphs using them are read as opset 16.
+ */
+export const SHAPE_SAME_BEFORE_16: readonly string[] = [
+  'Concat',
+  'Constant',
+  'ConstantOfShape',
+  'DepthToSpace',
+  'Expand',
+  'Flatten',
+  'Gather',
+  'GatherElements',
+  'GatherND',
+  'Pad',
+  'Range',
+  'Reshape',
+  'ScatterElements',
+  'ScatterND',
+  'Shape',
+  'Size',
+  'Slice',
+  'SpaceToDepth',
+  'Split',
+  'Squeeze',
+  'Tile',
+  'Transpose',
+  'Trilu',
+  'Unsqueeze',
+];
+
 function need1(ins: (ValueType | undefined)[]): ValueType {
   const t = ins[1];
   if (!t) throw new Error('missing input 1');
