@@ -507,3 +507,40 @@ test('an opset-13 graph that stays at 13 (an operator not read as 16): Gather/Ga
   assert.ok(!model.graph?.node?.some((n) => n.opType === 'ScatterElements'), 'one-hot, no ScatterElements');
   await gradCheck(g.toModel(), { wrt: ['x'], feeds });
 });
+
+test('ScatterND and ScatterElements with reduction mul (distinct constant indices)', async () => {
+  await check(
+    'scatter-mul',
+    [
+      [4, 3],
+      [2, 3],
+      [3, 4],
+      [3, 2],
+    ],
+    (g, [x, u, y, v]) => [
+      g.op('ScatterND', [x!, g.const([2, 0], 'int64', [2, 1]), u!], { reduction: 'mul' }),
+      g.op('ScatterElements', [y!, g.const([0, 3, 1, 2, 3, 0], 'int64', [3, 2]), v!], {
+        axis: 1,
+        reduction: 'mul',
+      }),
+    ],
+  );
+  assert.throws(
+    () =>
+      buildGradientGraph(
+        (() => {
+          const g = new GraphBuilder('dup', 18);
+          const x = g.input('x', 'float64', [4]);
+          g.output(
+            g.op('ScatterND', [x, g.const([1, 1], 'int64', [2, 1]), g.const([2, 3], 'float64')], {
+              reduction: 'mul',
+            }),
+            'y',
+          );
+          return g.toModel();
+        })(),
+        { wrt: ['x'] },
+      ),
+    /only 'mul' with distinct constant indices/,
+  );
+});

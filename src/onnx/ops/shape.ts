@@ -61,16 +61,57 @@ function permuteIndex(shape: number[], perm: number[]): number[] {
 function scatterVjp(gather: 'GatherND' | 'GatherElements'): Vjp {
   return (c, n, [dY], w) => {
     const red = attrString(n, 'reduction', 'none');
-    if (red !== 'none' && red !== 'add') {
-      throw new InputError('model', `${n.opType} ${nodeLabel(n)}: reduction '${red}' has no gradient rule`);
-    }
     const axis: Record<string, number> = gather === 'GatherElements' ? { axis: attrInt(n, 'axis', 0) } : {};
-    const [idx, upd] = [I(n, 1), I(n, 2)];
-    // indices must be distinct for 'none' (the operator's own contract), so zeroing is exact
-    const dData =
-      red === 'add' ? dY : c.op(n.opType ?? '', [dY!, idx, c.zeros(c.shape(upd), c.et(upd))], axis);
-    return [w[0] ? dData : undefined, undefined, w[2] ? c.op(gather, [dY!, idx], axis) : undefined];
+    const [data, idx, upd] = [I(n, 0), I(n, 1), I(n, 2)];
+    const dAt = () => c.op(gather, [dY!, idx], axis);
+    if (red === 'none' || red === 'add') {
+      // indices must be distinct for 'none' (the operator's own contract), so zeroing is exact
+      const dData =
+        red === 'add' ? dY : c.op(n.opType ?? '', [dY!, idx, c.zeros(c.shape(upd), c.et(upd))], axis);
+      return [w[0] ? dData : undefined, undefined, w[2] ? dAt() : undefined];
+    }
+    if (red === 'mul' && distinctIndices(c, n, gather)) {
+      // out = data·u at the indices: each side's cotangent is dY times the other
+      const dData = c.op(n.opType ?? '', [dY!, idx, c.mul(dAt(), upd)], axis);
+      const dU = c.mul(dAt(), c.op(gather, [data, idx], axis));
+      return [w[0] ? dData : undefined, undefined, w[2] ? dU : undefined];
+    }
+    throw new InputError(
+      'model',
+      `${n.opType} ${nodeLabel(n)}: reduction '${red}' has no gradient rule (only 'mul' with distinct constant indices)`,
+    );
   };
+}
+
+/** Whether a scatter's indices are constants naming every target position once. */
+function distinctIndices(c: GradContext, n: NodeProto, gather: 'GatherND' | 'GatherElements'): boolean {
+  const ic = c.constOf(I(n, 1));
+  if (!ic) return false;
+  const xs = c.shape(I(n, 0));
+  if (gather === 'GatherND') {
+    const k = ic.shape[ic.shape.length - 1] ?? 1;
+    const keys = new Set<string>();
+    for (let i = 0; i < ic.data.length; i += k) {
+      keys.add(
+        ic.data
+          .slice(i, i + k)
+          .map((v, a) => (v < 0 ? v + (xs[a] ?? 0) : v))
+          .join(','),
+      );
+    }
+    return keys.size * k === ic.data.length;
+  }
+  // ScatterElements: a position is its index along the axis with the other coordinates
+  const axis = normAxis(attrInt(n, 'axis', 0), xs.length);
+  const st = strides(ic.shape);
+  const keys = new Set(
+    ic.data.map((v, i) => {
+      const coords = st.map((s, a) => Math.floor(i / s) % (ic.shape[a] ?? 1));
+      coords[axis] = v < 0 ? v + (xs[axis] ?? 0) : v;
+      return coords.join(',');
+    }),
+  );
+  return keys.size === ic.data.length;
 }
 
 export const SHAPE: Record<string, OpDef> = {
