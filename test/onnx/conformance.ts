@@ -155,7 +155,7 @@ function asInitializers(model: ModelProto, feeds: Record<string, Arr>): ModelPro
     ...model,
     graph: {
       ...g,
-      input: (g.input ?? []).filter((v) => !(v.name ?? '' in feeds)),
+      input: (g.input ?? []).filter((v) => !((v.name ?? '') in feeds)),
       initializer: [...(g.initializer ?? []), ...inits],
     },
   };
