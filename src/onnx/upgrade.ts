@@ -83,7 +83,8 @@ function rewrite(n: NodeProto, v: number, info: ShapeInfo, b: GraphBuilder): Nod
     ins[at] = ints(b, a);
     return { ...drop(n, [name]), input: ins };
   };
-  if (findAttr(n, 'broadcast') && findAttr(n, 'axis') && ['Add', 'Sub', 'Mul', 'Div', 'Pow'].includes(op)) {
+  // before opset 7 a broadcast could be aligned at an axis: no later form says that
+  if (findAttr(n, 'broadcast') && findAttr(n, 'axis')) {
     throw new InputError(
       'model',
       `opset ${v}: ${op} ${nodeLabel(n)} broadcasts along an axis (not read as a newer opset)`,
