@@ -12,8 +12,8 @@ import { loadModel, saveModel } from './model.js';
 import type { ModelProto } from './proto.js';
 
 /**
- * Parse `--shape` flags: `name=d0,d1,...` for an input's full shape, or `dim=value` for a
- * symbolic dim name. Repeatable; also accepts several separated by `;`.
+ * Parse `--shape` flags: `name=d0,d1,...` for an input's full shape (`name=` for a scalar), or
+ * `dim=value` for a symbolic dim name. Repeatable; also accepts several separated by `;`.
  *
  * @example
  *   parseShapes(['latents=1,16,5,8,8', 'batch=1']); // { latents: [1,16,5,8,8], batch: [1] }
@@ -23,11 +23,10 @@ export function parseShapes(flags: readonly string[] = []): Record<string, numbe
   for (const f of flags.flatMap((s) => s.split(';')).filter((s) => s.trim())) {
     const eq = f.lastIndexOf('=');
     const name = f.slice(0, eq).trim();
-    const dims = f
-      .slice(eq + 1)
-      .split(/[,x×]/)
-      .map((d) => Number(d.trim()));
-    if (eq <= 0 || !dims.length || dims.some((d) => !Number.isInteger(d) || d < 0)) {
+    const rest = f.slice(eq + 1).trim();
+    // `name=` (nothing after =) is a scalar's shape, []
+    const dims = rest ? rest.split(/[,x×]/).map((d) => Number(d.trim())) : [];
+    if (eq <= 0 || dims.some((d) => !Number.isInteger(d) || d < 0)) {
       throw new InputError(`--shape ${f}`, 'expected NAME=D0,D1,... with non-negative integers');
     }
     // Beyond these no tensor of that shape can be allocated: say so now, not as a RangeError later.

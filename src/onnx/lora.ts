@@ -2,7 +2,7 @@
  * LoRA injection into ONNX graphs: each MatMul/Gemm whose weight initializer matches a target
  * glob becomes y = xW + (α/r)·(x·A)·B, with A [in, r] and B [r, out] as new graph inputs named
  * `lora:<weight>:A` / `lora:<weight>:B` (onnx/README.md's LoRA contract). `mergeLora` folds trained
- * adapters back into the weights.
+ * adapters back into the weights. A tied weight (src/onnx/tied.ts) is a target of its own name.
  *
  * @example
  *   const { model: m, adapters } = injectLora(base, { rank: 8, alpha: 16, targets: ['*.attn.*.weight'] });
@@ -12,6 +12,7 @@ import { GraphBuilder } from './builder.js';
 import { attrInt, attrInts, globMatch } from './graph.js';
 import { makeTensor, tensorToArray } from './model.js';
 import { DataType, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
+import { untie } from './tied.js';
 
 export interface LoraOptions {
   rank: number;
@@ -87,7 +88,8 @@ export function injectLora(
 ): { model: ModelProto; adapters: LoraAdapter[] } {
   if (!(opts.rank >= 1 && Number.isInteger(opts.rank)))
     throw new InputError('lora.rank', 'must be a positive integer');
-  const src = model.graph ?? {};
+  // a tied weight (Identity of a shared initializer) gets its own initializer and adapter
+  const src = untie(model, (n) => opts.targets.some((t) => globMatch(t, n))).graph ?? {};
   const out: ModelProto = {
     ...model,
     graph: {
@@ -162,7 +164,8 @@ export function mergeLora(
   adapters: LoraAdapter[],
   weights: Record<string, Float32Array | Float64Array>,
 ): ModelProto {
-  const g = model.graph ?? {};
+  const names = new Set(adapters.map((a) => a.weight));
+  const g = untie(model, (n) => names.has(n)).graph ?? {};
   const byName = new Map(adapters.map((a) => [a.weight, a]));
   const initializer = (g.initializer ?? []).map((t) => {
     const ad = byName.get(t.name ?? '');

@@ -2,38 +2,11 @@
  * Every gradient rule against central finite differences through onnxruntime (float64 where
  * onnxruntime has float64 kernels, float32 otherwise), including broadcasting and edge shapes.
  */
-import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type DTypeName, GraphBuilder } from '../../src/onnx/builder.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
 import { gradCheck } from './gradcheck.js';
-import { type Arr, randArr, rng } from './ort-helper.js';
-
-type Build = (g: GraphBuilder, x: string[]) => string | string[];
-
-/** One graph with float inputs of the given shapes, all of them parameters. */
-async function check(
-  name: string,
-  shapes: number[][],
-  build: Build,
-  o: { dtype?: DTypeName; opset?: number; seed?: number; positive?: boolean; rtol?: number; h?: number } = {},
-) {
-  const dtype = o.dtype ?? 'float64';
-  const g = new GraphBuilder(name, o.opset ?? 18);
-  const r = rng(o.seed ?? 7);
-  const feeds: Record<string, Arr> = {};
-  const xs = shapes.map((s, i) => {
-    const n = g.input(`x${i}`, dtype, s);
-    feeds[n] = randArr(r, s, dtype === 'float64', o.positive ? 0.5 : 1, o.positive ? 1 : 0);
-    return n;
-  });
-  const ys = build(g, xs);
-  (Array.isArray(ys) ? ys : [ys]).forEach((y, i) => {
-    g.output(y, `y${i}`);
-  });
-  await gradCheck(g.toModel(), { wrt: xs, feeds, rtol: o.rtol, h: o.h, seed: (o.seed ?? 7) + 1 });
-}
-
-const c64 = (g: GraphBuilder, v: number) => g.const([v], 'float64');
+import { c64, check } from './opcheck.js';
+import { randArr, rng } from './ort-helper.js';
 
 test('Add, Sub, Mul, Div with broadcasting both ways', async () => {
   await check('arith', [[2, 3, 4], [3, 1], [4]], (g, [a, b, c]) => [
@@ -333,15 +306,21 @@ test('Sum, Mean, Tile, Pad, LogSoftmax, LeakyRelu, Softplus, CastLike, Dropout',
   ]);
 });
 
-test('Gather at opset 13: unique constant indices work, repeated ones are an input error', async () => {
+test('Gather and GatherElements at opset 13: distinct indices scatter, repeated ones go through a one-hot product', async () => {
   await check('gather13', [[4, 3]], (g, [x]) => g.op('Gather', [x!, g.const([2, 0], 'int64')], { axis: 0 }), {
     opset: 13,
   });
-  await assert.rejects(
-    check('gather13r', [[4, 3]], (g, [x]) => g.op('Gather', [x!, g.const([1, 1], 'int64')], { axis: 0 }), {
-      opset: 13,
-    }),
-    /repeated or runtime indices needs opset 16/,
+  await check(
+    'gather13r',
+    [[2, 4, 3]],
+    (g, [x]) => g.op('Gather', [x!, g.const([1, -3, 3, 1], 'int64', [2, 2])], { axis: 1 }),
+    { opset: 13 },
+  );
+  await check(
+    'gatherel13',
+    [[3, 4]],
+    (g, [x]) => g.op('GatherElements', [x!, g.const([0, 0, 3, 1, -1, 1], 'int64', [2, 3])], { axis: 1 }),
+    { opset: 13 },
   );
 });
 

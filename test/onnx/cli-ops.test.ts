@@ -6,6 +6,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { buildGradientGraph } from '../../src/onnx/autodiff.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
 import { gradCommand, loraCommand, parseShapes } from '../../src/onnx/cli-ops.js';
 import { loadModel, saveModel } from '../../src/onnx/model.js';
 import { buildToyDit } from '../../src/onnx/toy-dit.js';
@@ -18,6 +20,18 @@ test('parseShapes reads input shapes and symbolic dims, rejects junk', () => {
   });
   assert.throws(() => parseShapes(['latents=1,a']), /--shape latents=1,a/);
   assert.throws(() => parseShapes(['=3']), /NAME=D0/);
+});
+
+test('--shape c= gives a scalar input its shape []', () => {
+  assert.deepEqual(parseShapes(['c=', 'x=2']), { c: [], x: [2] });
+  const g = new GraphBuilder('scalar', 18);
+  const x = g.input('x', 'float32', [2]);
+  g.graph.input?.push({ name: 'c', type: { tensorType: { elemType: 1 } } }); // no shape declared
+  g.output(g.op('Mul', [x, 'c']), 'y');
+  assert.throws(() => buildGradientGraph(g.toModel(), { wrt: ['c'] }), /--shape c=/);
+  const { model } = buildGradientGraph(g.toModel(), { wrt: ['c'], shapes: parseShapes(['c=']) });
+  const out = model.graph?.output?.find((o) => o.name === 'grad:c');
+  assert.deepEqual(out?.type?.tensorType?.shape?.dim ?? [], []);
 });
 
 test('lora then grad on a saved toy DiT: the written gradient model has the contract names', () => {

@@ -65,8 +65,8 @@ export async function gradCheck(model: ModelProto, o: GradCheckOptions): Promise
   const gout = await run(gm, gfeeds);
   // forward outputs of the gradient model equal the forward model's
   for (const k of Object.keys(base)) {
-    const a = base[k]!.data as Float32Array;
-    const b = gout[k]!.data as Float32Array;
+    const a = Array.from(base[k]!.data as ArrayLike<number | bigint>, Number);
+    const b = Array.from(gout[k]!.data as ArrayLike<number | bigint>, Number);
     for (let i = 0; i < a.length; i++)
       assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-5 * (1 + Math.abs(a[i]!)), `output ${k}`);
   }

@@ -7,7 +7,7 @@ export default class OnnxGrad extends VggrpoCommand {
   static override summary =
     'Write a gradient model: the forward graph plus vector–Jacobian products, in standard ONNX ops.';
   static override description =
-    'The new model has every input of MODEL plus grad:Y (the cotangent, shaped like Y) for each float output Y, and every output plus grad:P for each selected parameter P (Σ_Y (∂Y/∂P)ᵀ·grad:Y). --wrt defaults to every floating-point initializer; graph inputs may be named too (e.g. gradients w.r.t. latents for reward guidance). Dynamic dimensions need --shape.';
+    'The new model has every input of MODEL plus grad:Y (the cotangent, shaped like Y) for each float output Y, and every output plus grad:P for each selected parameter P (Σ_Y (∂Y/∂P)ᵀ·grad:Y). --wrt defaults to every floating-point initializer (a name the exporter writes as Identity of a shared initializer is a parameter of its own); graph inputs may be named too (e.g. gradients w.r.t. latents for reward guidance). Dynamic dimensions need --shape.';
   static override examples = [
     '<%= config.bin %> onnx grad onnx/fixtures/denoiser.onnx --out /tmp/den.grad.onnx --shape B=2',
     '<%= config.bin %> onnx grad lgm.onnx --out lgm.grad.onnx --wrt latents --shape latents=1,16,5,60,104',
@@ -37,11 +37,9 @@ export default class OnnxGrad extends VggrpoCommand {
     const { args, flags } = await this.parse(OnnxGrad);
     let wrt = flags.wrt;
     if (!wrt) {
-      // Default: every floating-point initializer (F32, F16, F64, BF16).
-      const model = loadModel(args.model);
-      wrt = (model.graph?.initializer ?? [])
-        .filter((t) => [1, 10, 11, 16].includes(t.dataType ?? 0))
-        .map((t) => t.name ?? '');
+      // Default: every floating-point initializer (F32, F16, F64, BF16) and tied name.
+      const { defaultParams } = await import('../../onnx/autodiff.js');
+      wrt = defaultParams(loadModel(args.model));
       if (wrt.length === 0)
         throw new InputError(args.model, 'has no floating-point initializer; name parameters with --wrt');
     }
