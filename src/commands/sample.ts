@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { defined, numberFlag, VggrpoCommand } from '../cli/base.js';
+import { rewardGuidanceFlags } from '../rl/reward-guidance.js';
 import { runSample, type SampleResult } from '../stages/sample.js';
 
 export default class Sample extends VggrpoCommand {
@@ -31,6 +32,23 @@ export default class Sample extends VggrpoCommand {
     }),
     'per-shard': Flags.integer({ description: 'groups per shard (sampler.per_shard)', min: 1 }),
     policy: Flags.directory({ description: 'LoRA policy checkpoint folder (default: the base model)' }),
+    'reward-guidance': Flags.string({
+      description:
+        'test-time reward guidance scale s > 0: ṽ = v − s·σ/(1−σ)·∇r(x̂0) through the geometry model; not --guidance (sampler.reward_guidance.scale)',
+    }),
+    'reward-guidance-every': Flags.string({
+      description: 'guide every K-th step of the window, K ≥ 1 (sampler.reward_guidance.every)',
+    }),
+    'reward-guidance-steps': Flags.string({
+      description:
+        'START:END window of guided steps (END exclusive); an open START skips σ = 1 (sampler.reward_guidance.steps)',
+    }),
+    'reward-guidance-reward': Flags.string({
+      description: 'reward to guide by: motion, reprojection or both (sampler.reward_guidance.reward)',
+    }),
+    'reward-guidance-factor-cap': Flags.string({
+      description: 'cap on σ/(1−σ), which makes σ = 1 guidable (sampler.reward_guidance.factor_cap)',
+    }),
   };
 
   async run(): Promise<SampleResult> {
@@ -47,6 +65,14 @@ export default class Sample extends VggrpoCommand {
       per_shard: flags['per-shard'],
       seed: flags.seed,
     });
+    const rewardGuidance = rewardGuidanceFlags({
+      scale: flags['reward-guidance'],
+      every: flags['reward-guidance-every'],
+      steps: flags['reward-guidance-steps'],
+      reward: flags['reward-guidance-reward'],
+      factorCap: flags['reward-guidance-factor-cap'],
+    });
+    if (Object.keys(rewardGuidance).length) Object.assign(sampler, { reward_guidance: rewardGuidance });
     const config = this.resolveConfig({ file: flags.config, flags: { sampler } });
     return runSample(
       { config, prompts: flags.prompts, embeddings: flags.embeddings, out: flags.out, policy: flags.policy },
