@@ -49,6 +49,10 @@ export default class Sample extends VggrpoCommand {
     'reward-guidance-factor-cap': Flags.string({
       description: 'cap on σ/(1−σ), which makes σ = 1 guidable (sampler.reward_guidance.factor_cap)',
     }),
+    'reward-guidance-through': Flags.string({
+      description:
+        "x0_hat: gradient w.r.t. x̂0 = x − σv only; denoiser: w.r.t. x, also through the denoiser's Jacobian (sampler.reward_guidance.through)",
+    }),
   };
 
   async run(): Promise<SampleResult> {
@@ -71,6 +75,7 @@ export default class Sample extends VggrpoCommand {
       steps: flags['reward-guidance-steps'],
       reward: flags['reward-guidance-reward'],
       factorCap: flags['reward-guidance-factor-cap'],
+      through: flags['reward-guidance-through'],
     });
     if (Object.keys(rewardGuidance).length) Object.assign(sampler, { reward_guidance: rewardGuidance });
     const config = this.resolveConfig({ file: flags.config, flags: { sampler } });

@@ -29,6 +29,8 @@ export const RewardGuidanceConfig = z
     reward: z.enum(['motion', 'reprojection', 'both']).default('motion'),
     /** Cap on σ/(1−σ); null: steps at σ = 1 (infinite factor) cannot be guided. */
     factor_cap: z.number().positive().nullable().default(null),
+    /** x0_hat: ∇ w.r.t. x̂0 only; denoiser: w.r.t. x through x̂0 = x − σ·v(x). */
+    through: z.enum(['x0_hat', 'denoiser']).default('x0_hat'),
   })
   .strict();
 

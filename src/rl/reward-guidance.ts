@@ -5,9 +5,11 @@
  *
  *   x̂0 = x − σ·v,   ṽ = v − s·σ/(1−σ)·∇_{x̂0} r(LGM(x̂0)),   t = σ the step's noise level.
  *
- * The LGM reads clean latents, so the reward is taken at the predicted clean latent x̂0 and
- * differentiated w.r.t. x̂0 only (the denoiser's Jacobian ∂v/∂x is not included; that variant
- * is not built). The chain: r's VJP w.r.t. the LGM outputs (src/rewards/motion-vjp.ts,
+ * The LGM reads clean latents, so the reward is taken at the predicted clean latent x̂0 and, by
+ * default (`through: x0_hat`), differentiated w.r.t. x̂0 only. With `through: denoiser` the
+ * gradient is w.r.t. x itself, through x̂0 = x − σ·v(x) and the denoiser's Jacobian:
+ * ∇_x r = ∇_{x̂0} r − σ·(∂v/∂x)ᵀ∇_{x̂0} r (with classifier-free guidance, v = v_u + g(v_c − v_u)
+ * and both halves' Jacobians), one more denoiser forward and backward per guided step. The chain: r's VJP w.r.t. the LGM outputs (src/rewards/motion-vjp.ts,
  * src/rewards/reprojection-vjp.ts, src/geometry/pose-vjp.ts for the pose encoding), then the
  * LGM's gradient graph (buildGradientGraph, `onnx grad --wrt latents`) pulls it back to x̂0.
  *
@@ -21,14 +23,25 @@ import { InputError } from '../errors.js';
 import { poseEncodingToCameras } from '../geometry/cameras.js';
 import { poseEncodingVjp, poseFrames } from '../geometry/pose-vjp.js';
 import { buildGradientGraph } from '../onnx/autodiff.js';
-import { encodeModel, loadModel } from '../onnx/model.js';
+import { decodeModel, encodeModel, loadModel } from '../onnx/model.js';
 import { motion } from '../rewards/motion.js';
 import { motionVjp } from '../rewards/motion-vjp.js';
 import { reprojection } from '../rewards/reprojection.js';
 import { reprojectionVjp } from '../rewards/reprojection-vjp.js';
 import { ModelSession } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
-import { runtimeOptions } from './policy.js';
+import { loraTensors } from './checkpoint.js';
+import { type Policy, runtimeOptions } from './policy.js';
+import { cfgBatch } from './sde.js';
+
+/** What `through: denoiser` differentiates: the policy and the batch its velocity came from. */
+export interface DenoiserLink {
+  policy: Policy;
+  /** The context batch the velocity ran with: [B, L, D], or [2B, L, D] uncond-first with CFG. */
+  context: Tensor;
+  /** The classifier-free guidance scale g of that velocity (1: none). */
+  guidance: number;
+}
 
 export type GuidanceReward = 'motion' | 'reprojection' | 'both';
 
@@ -42,8 +55,8 @@ export interface RewardGuidancePlan {
   guided: number[];
   reward: GuidanceReward;
   factorCap: number | null;
-  /** What the gradient is taken with respect to. */
-  wrt: 'x0_hat';
+  /** x0_hat: ∇ w.r.t. x̂0 only; denoiser: w.r.t. x, through x̂0 = x − σ·v(x). */
+  through: 'x0_hat' | 'denoiser';
   /** Reward weights used for 'both' (rewards.<name>.weight). */
   weights: { motion: number; reprojection: number };
 }
@@ -54,6 +67,7 @@ const FLAG = {
   steps: '--reward-guidance-steps',
   reward: '--reward-guidance-reward',
   factor_cap: '--reward-guidance-factor-cap',
+  through: '--reward-guidance-through',
 } as const;
 
 /** The flag (and key) naming a reward-guidance setting in an error. */
@@ -74,6 +88,7 @@ export function rewardGuidanceFlags(f: {
   steps?: string;
   reward?: string;
   factorCap?: string;
+  through?: string;
 }): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const num = (v: string | undefined, key: keyof typeof FLAG, int: boolean, min: number, strict: boolean) => {
@@ -98,6 +113,11 @@ export function rewardGuidanceFlags(f: {
     if (!['motion', 'reprojection', 'both'].includes(f.reward))
       throw new InputError(FLAG.reward, `expected motion, reprojection or both, got '${f.reward}'`);
     out.reward = f.reward;
+  }
+  if (f.through !== undefined) {
+    if (!['x0_hat', 'denoiser'].includes(f.through))
+      throw new InputError(FLAG.through, `expected x0_hat or denoiser, got '${f.through}'`);
+    out.through = f.through;
   }
   return out;
 }
@@ -161,6 +181,9 @@ export class RewardGuidance {
     readonly batch: number,
   ) {}
 
+  /** Gradient graphs of the denoiser w.r.t. its latents, by batch size (through: denoiser). */
+  private readonly denoiserGrad = new Map<number, ModelSession>();
+
   /** Open the LGM and build its gradient graph w.r.t. the latents for batches of `batch`. */
   static async open(
     config: Config,
@@ -211,7 +234,7 @@ export class RewardGuidance {
       guided,
       reward: g.reward,
       factorCap: g.factor_cap,
-      wrt: 'x0_hat',
+      through: g.through,
       weights: { motion: weight('motion'), reprojection: weight('reprojection') },
     };
     return new RewardGuidance(plan, config, lgm, grad, latentShape, batch);
@@ -228,22 +251,78 @@ export class RewardGuidance {
   }
 
   /**
-   * ṽ for a batch x, v [B, C, F, H, W] at noise level σ, and the reward of each x̂0.
+   * ṽ for a batch x, v [B, C, F, H, W] at noise level σ, and the reward of each x̂0. With
+   * `through: denoiser`, `link` gives the policy and the batch the velocity came from.
    * A sample whose geometry is degenerate (zero quaternion, non-finite output) is not steered.
    */
   async correct(
     x: Float32Array,
     v: Float32Array,
     sigma: number,
+    link?: DenoiserLink,
   ): Promise<{ velocity: Float32Array; reward: Float64Array }> {
     const s = Math.fround(sigma);
     const x0 = new Float32Array(x.length);
     for (let j = 0; j < x.length; j++) x0[j] = x[j]! - Math.fround(s * v[j]!);
     const { grad, reward } = await this.rewardGradient(x0);
+    if (this.plan.through === 'denoiser') {
+      if (!link)
+        throw new InputError(guidanceWhere('through'), 'denoiser guidance needs the policy of the step');
+      const back = await this.denoiserVjp(link, x, s, grad);
+      for (let j = 0; j < grad.length; j++) grad[j]! += back[j]!;
+    }
     const k = Math.fround(this.plan.scale * this.factor(s));
     const out = new Float32Array(v.length);
     for (let j = 0; j < v.length; j++) out[j] = v[j]! - Math.fround(k * grad[j]!);
     return { velocity: out, reward };
+  }
+
+  /** −σ·(∂v/∂x)ᵀu for the velocity the sampler used (CFG: both halves of the [2B] batch). */
+  async denoiserVjp(
+    link: DenoiserLink,
+    x: Float32Array,
+    sigma: number,
+    u: Float32Array,
+  ): Promise<Float32Array> {
+    const { policy, context, guidance } = link;
+    const nb = context.shape[0]!;
+    const cfg = nb === 2 * this.batch;
+    const { C, F, H, W, L, D } = policy.shape;
+    let session = this.denoiserGrad.get(nb);
+    if (!session) {
+      const { model } = buildGradientGraph(decodeModel(policy.modelBytes), {
+        wrt: ['latents'],
+        shapes: { latents: [nb, C, F, H, W], timestep: [nb], context: [nb, L, D] },
+      });
+      session = await ModelSession.open(
+        encodeModel(model),
+        runtimeOptions(this.config),
+        `${policy.denoiserPath} (gradient w.r.t. latents)`,
+      );
+      this.denoiserGrad.set(nb, session);
+    }
+    // v = v_u + g(v_c − v_u): the uncond half's cotangent is (1−g)·ḡ, the cond half's g·ḡ.
+    const gv = new Float32Array(nb * (u.length / this.batch));
+    const m = u.length;
+    for (let j = 0; j < m; j++) {
+      const c = -sigma * u[j]!;
+      if (cfg) {
+        gv[j] = (1 - guidance) * c;
+        gv[m + j] = guidance * c;
+      } else gv[j] = c;
+    }
+    const feeds: Record<string, Tensor> = {
+      latents: f32([nb, C, F, H, W], cfg ? cfgBatch(x) : x),
+      timestep: f32([nb], new Float32Array(nb).fill(Math.fround(1000 * sigma))),
+      context,
+      'grad:velocity': f32([nb, C, F, H, W], gv),
+    };
+    for (const [name, t] of loraTensors(policy.lora)) feeds[name] = t;
+    const g = (await session.run(feeds, ['grad:latents']))['grad:latents']!.data as Float32Array;
+    if (!cfg) return g;
+    const out = new Float32Array(m);
+    for (let j = 0; j < m; j++) out[j] = g[j]! + g[m + j]!;
+    return out;
   }
 
   /** ∇_{x̂0} r and r per sample, for latents x̂0 [B, C, F, H, W]. */
@@ -354,6 +433,7 @@ export class RewardGuidance {
   async release(): Promise<void> {
     await this.lgm.release();
     await this.grad.release();
+    for (const d of this.denoiserGrad.values()) await d.release();
   }
 }
 

@@ -131,7 +131,10 @@ export async function runSample(
             : await velocity(policy, x, G, sigmas[i]!, ctxT);
           const noise = t >= 0 ? await noiseP : undefined;
           const vPolicy = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
-          const v = guide?.guides(i) ? (await guide.correct(x, vPolicy, sigmas[i]!)).velocity : vPolicy;
+          const v = guide?.guides(i)
+            ? (await guide.correct(x, vPolicy, sigmas[i]!, { policy, context: ctxT, guidance: s.guidance }))
+                .velocity
+            : vPolicy;
           if (t >= 0) {
             for (let b = 0; b < G; b++)
               latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);

@@ -115,8 +115,8 @@ test('a guided run records vggrpo.reward_guidance; grpo-step refuses its rollout
   const shard = s.stdout.trim();
   const rec = JSON.parse(readSafetensors(shard).metadata['vggrpo.reward_guidance']!);
   assert.deepEqual(
-    { scale: rec.scale, every: rec.every, guided: rec.guided, reward: rec.reward, wrt: rec.wrt },
-    { scale: 20, every: 2, guided: [1], reward: 'motion', wrt: 'x0_hat' },
+    { scale: rec.scale, every: rec.every, guided: rec.guided, reward: rec.reward, through: rec.through },
+    { scale: 20, every: 2, guided: [1], reward: 'motion', through: 'x0_hat' },
   );
   const g = await runCli(['decode-geometry', shard]);
   assert.equal(g.code, 0, g.stderr);

@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/config/load.js';
 import { InputError } from '../../src/errors.js';
+import { loadPolicy, velocity } from '../../src/rl/policy.js';
 import { guidedSteps, RewardGuidance, rewardGuidanceFlags } from '../../src/rl/reward-guidance.js';
 import { shiftedSigmas } from '../../src/rl/schedule.js';
+import { cfgBatch, cfgCombineHalves } from '../../src/rl/sde.js';
+import { f32 } from '../../src/shards/tensor.js';
 import { encodeScene } from '../../src/toy/encoder.js';
 import { LATENT_SHAPE, LATENT_SIZE } from '../../src/toy/latent.js';
 import { makeScene, makeTrajectory } from '../../src/world/index.js';
@@ -149,5 +152,49 @@ test('the corrected velocity is v − s·σ/(1−σ)·∇r(x − σv); the cap b
     assert.deepEqual(guide.plan.guided, [0, 1, 2, 3, 4, 5, 6, 7]);
   } finally {
     await guide.release();
+  }
+});
+
+test('through the denoiser: ∇_x r(LGM(x − σ·v(x))) = finite differences, with and without classifier-free guidance', async () => {
+  const config = resolveConfig([
+    { sampler: { reward_guidance: { scale: 1, through: 'denoiser' } }, runtime: { threads: 1 } },
+  ]);
+  const policy = await loadPolicy(config);
+  const guide = await RewardGuidance.open(config, LATENT_SHAPE, 2, sigmas);
+  try {
+    const { L, D } = policy.shape;
+    const x = latents().map((v, j) => v + 0.3 * Math.sin(j)); // a noisy latent at σ
+    const sigma = sigmas[3]!;
+    for (const g of [1, 3]) {
+      const nb = g === 1 ? 2 : 4;
+      const context = f32(
+        [nb, L, D],
+        Float32Array.from({ length: nb * L * D }, (_, j) => Math.cos(0.37 * j)),
+      );
+      const vOf = async (z: Float32Array) =>
+        g === 1
+          ? velocity(policy, z, 2, sigma, context)
+          : cfgCombineHalves(await velocity(policy, cfgBatch(z), 4, sigma, context), g);
+      const f = async (z: Float32Array) => {
+        const v = await vOf(z);
+        return total((await guide.rewardGradient(z.map((zv, j) => zv - Math.fround(sigma * v[j]!)))).reward);
+      };
+      const v = await vOf(x);
+      const u = (await guide.rewardGradient(x.map((xv, j) => xv - Math.fround(sigma * v[j]!)))).grad;
+      const back = await guide.denoiserVjp({ policy, context, guidance: g }, x, sigma, u);
+      const full = u.map((a, j) => a + back[j]!);
+      const norm = Math.hypot(...full);
+      const h = 1e-2;
+      const fd =
+        ((await f(x.map((a, j) => a + (h * full[j]!) / norm))) -
+          (await f(x.map((a, j) => a - (h * full[j]!) / norm)))) /
+        (2 * h);
+      assert.ok(Math.abs(fd - norm) < 0.03 * norm, `g ${g}: finite differences ${fd}, ‖∇‖ ${norm}`);
+      const backNorm = Math.hypot(...back);
+      assert.ok(backNorm > 0.1 * Math.hypot(...u), `the denoiser term is not negligible (${backNorm})`);
+    }
+  } finally {
+    await guide.release();
+    await policy.session.release();
   }
 });
