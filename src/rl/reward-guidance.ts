@@ -9,9 +9,13 @@
  * default (`through: x0_hat`), differentiated w.r.t. x̂0 only. With `through: denoiser` the
  * gradient is w.r.t. x itself, through x̂0 = x − σ·v(x) and the denoiser's Jacobian:
  * ∇_x r = ∇_{x̂0} r − σ·(∂v/∂x)ᵀ∇_{x̂0} r (with classifier-free guidance, v = v_u + g(v_c − v_u)
- * and both halves' Jacobians), one more denoiser forward and backward per guided step. The chain: r's VJP w.r.t. the LGM outputs (src/rewards/motion-vjp.ts,
- * src/rewards/reprojection-vjp.ts, src/geometry/pose-vjp.ts for the pose encoding), then the
- * LGM's gradient graph (buildGradientGraph, `onnx grad --wrt latents`) pulls it back to x̂0.
+ * and both halves' Jacobians), one more denoiser forward and backward per guided step.
+ *
+ * The chain: r's VJP w.r.t. the LGM outputs (src/rewards/motion-vjp.ts,
+ * src/rewards/reprojection-vjp.ts with visibility held fixed, src/geometry/pose-vjp.ts for the
+ * pose encoding), then the LGM's gradient graph (buildGradientGraph, `onnx grad --wrt latents`)
+ * pulls it back to x̂0. 'both' guides by w_m·r_motion + w_g·r_geo with the weights
+ * rewards.<name>.weight; every reward reads its rewards.<name>.options, as `score` does.
  *
  * Since ṽ enters x_{i+1} = x + dt·ṽ with dt < 0, x moves by |dt|·s·σ/(1−σ) along +∇r: up the
  * reward. The factor σ/(1−σ) is infinite at σ = 1 (the first step of the schedule): such steps
@@ -169,7 +173,7 @@ function neededOutputs(reward: GuidanceReward, o: Config['lgm_outputs']): [strin
  *
  * @example
  *   const guide = await RewardGuidance.open(config, [C, F, H, W], G, sigmas);
- *   if (guide.guides(i)) v = (await guide.correct(x, v, sigmas[i], G)).velocity;
+ *   if (guide.guides(i)) v = (await guide.correct(x, v, sigmas[i])).velocity;
  */
 export class RewardGuidance {
   private constructor(
