@@ -46,7 +46,8 @@ interface Row {
   reprojError: Float64Array;
   /** Mean over views of E_i (the worst-3 mean is the reward). */
   reprojMean: Float64Array;
-  secondsPerVideo: number;
+  /** Wall and CPU (all threads) seconds per video. */
+  cost: { wall: number; cpu: number };
 }
 
 function configFor(scale: number, prompts = a.prompts!) {
@@ -73,16 +74,19 @@ const quiet = () => {};
  * Seconds per video of one group (the first prompt), the fastest of `timing-repeats` runs: the
  * machine is shared, and the minimum is the least disturbed measurement.
  */
-async function secondsPerVideo(scale: number): Promise<number> {
+async function secondsPerVideo(scale: number): Promise<{ wall: number; cpu: number }> {
   const first = join(mkdtempSync(join(tmpdir(), 'vggrpo-guidance-')), 'p.txt');
   writeFileSync(first, `${readFileSync(a.prompts!, 'utf8').split('\n')[0]}\n`);
   const { config } = configFor(scale, first);
-  let best = Number.POSITIVE_INFINITY;
+  const best = { wall: Number.POSITIVE_INFINITY, cpu: Number.POSITIVE_INFINITY };
   for (let k = 0; k < Number(a['timing-repeats']); k++) {
     const out = mkdtempSync(join(tmpdir(), 'vggrpo-guidance-'));
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const res = await runSample({ config, prompts: first, out }, quiet, quiet);
-    best = Math.min(best, (performance.now() - t0) / 1000 / res.samples);
+    const c = process.cpuUsage(c0);
+    best.wall = Math.min(best.wall, (performance.now() - t0) / 1000 / res.samples);
+    best.cpu = Math.min(best.cpu, (c.user + c.system) / 1e6 / res.samples);
     rmSync(out, { recursive: true, force: true });
   }
   rmSync(dirname(first), { recursive: true, force: true });
@@ -125,7 +129,7 @@ async function measure(scale: number): Promise<Row> {
       motionGap: Float64Array.from(gaps),
       reprojError: Float64Array.from(errors),
       reprojMean: Float64Array.from(means),
-      secondsPerVideo: await secondsPerVideo(scale),
+      cost: await secondsPerVideo(scale),
     };
   } finally {
     rmSync(out, { recursive: true, force: true });
@@ -168,12 +172,12 @@ console.log(
 );
 console.log('');
 console.log(
-  '| scale s | 1 − r_motion | Δ vs unguided [95% CI] | reprojection error, mean / worst 3 | Δ worst 3 vs unguided [95% CI] | s / video | cost × |',
+  '| scale s | 1 − r_motion | Δ vs unguided [95% CI] | reprojection error, mean / worst 3 | Δ worst 3 vs unguided [95% CI] | wall s / video (×) | CPU s / video (×) |',
 );
 console.log('|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const unguided = r.scale === 0;
   console.log(
-    `| ${unguided ? '0 (unguided)' : r.scale} | ${mean(r.motionGap).toFixed(4)} | ${unguided ? '—' : paired(r.motionGap, base.motionGap)} | ${mean(r.reprojMean).toFixed(4)} / ${mean(r.reprojError).toFixed(4)} | ${unguided ? '—' : paired(r.reprojError, base.reprojError)} | ${r.secondsPerVideo.toFixed(3)} | ${(r.secondsPerVideo / base.secondsPerVideo).toFixed(1)} |`,
+    `| ${unguided ? '0 (unguided)' : r.scale} | ${mean(r.motionGap).toFixed(4)} | ${unguided ? '—' : paired(r.motionGap, base.motionGap)} | ${mean(r.reprojMean).toFixed(4)} / ${mean(r.reprojError).toFixed(4)} | ${unguided ? '—' : paired(r.reprojError, base.reprojError)} | ${r.cost.wall.toFixed(3)} (${(r.cost.wall / base.cost.wall).toFixed(1)}) | ${r.cost.cpu.toFixed(3)} (${(r.cost.cpu / base.cost.cpu).toFixed(1)}) |`,
   );
 }
