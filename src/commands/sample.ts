@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { defined, numberFlag, VggrpoCommand } from '../cli/base.js';
+import { defined, InputError, numberFlag, VggrpoCommand } from '../cli/base.js';
 import { rewardGuidanceFlags } from '../rl/reward-guidance.js';
 import { runSample, type SampleResult } from '../stages/sample.js';
 
@@ -79,6 +79,12 @@ export default class Sample extends VggrpoCommand {
     });
     if (Object.keys(rewardGuidance).length) Object.assign(sampler, { reward_guidance: rewardGuidance });
     const config = this.resolveConfig({ file: flags.config, flags: { sampler } });
+    if (Object.keys(rewardGuidance).length && config.sampler.reward_guidance.scale === null) {
+      throw new InputError(
+        '--reward-guidance',
+        'not set: the --reward-guidance-* flags need a scale (or sampler.reward_guidance.scale in --config)',
+      );
+    }
     return runSample(
       { config, prompts: flags.prompts, embeddings: flags.embeddings, out: flags.out, policy: flags.policy },
       (path) => this.log(path),

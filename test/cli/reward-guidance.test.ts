@@ -44,6 +44,14 @@ test('bad scale, K, reward or cap: exit 2 naming the flag', async () => {
     ['--reward-guidance', '1', '--reward-guidance-steps', '1-2'],
     /--reward-guidance-steps: expected START:END/,
   );
+  await refused(
+    ['--reward-guidance-every', '2', '--reward-guidance-through', 'denoiser'],
+    /^vggrpo sample: --reward-guidance: not set: the --reward-guidance-\* flags need a scale/,
+  );
+  await refused(
+    ['--reward-guidance', '1', '--reward-guidance-through', 'rgb'],
+    /--reward-guidance-through: expected x0_hat or denoiser/,
+  );
 });
 
 test('a guided step outside the schedule, or at σ = 1 without a cap: exit 2 naming --reward-guidance-steps', async () => {
