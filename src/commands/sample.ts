@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { defined, InputError, numberFlag, VggrpoCommand } from '../cli/base.js';
+import { rewardGuidanceFlags } from '../rl/reward-guidance.js';
 import { runSample, type SampleResult } from '../stages/sample.js';
 
 export default class Sample extends VggrpoCommand {
@@ -35,6 +36,27 @@ export default class Sample extends VggrpoCommand {
       description:
         'I/N: sample only the I-th (0-based) of N parts of the run, whole shards with their global indices and seeds (one job-array task each)',
     }),
+    'reward-guidance': Flags.string({
+      description:
+        'test-time reward guidance scale s > 0: ṽ = v − s·σ/(1−σ)·∇r(x̂0) through the geometry model; not --guidance (sampler.reward_guidance.scale)',
+    }),
+    'reward-guidance-every': Flags.string({
+      description: 'guide every K-th step of the window, K ≥ 1 (sampler.reward_guidance.every)',
+    }),
+    'reward-guidance-steps': Flags.string({
+      description:
+        'START:END window of guided steps (END exclusive); an open START skips σ = 1 (sampler.reward_guidance.steps)',
+    }),
+    'reward-guidance-reward': Flags.string({
+      description: 'reward to guide by: motion, reprojection or both (sampler.reward_guidance.reward)',
+    }),
+    'reward-guidance-factor-cap': Flags.string({
+      description: 'cap on σ/(1−σ), which makes σ = 1 guidable (sampler.reward_guidance.factor_cap)',
+    }),
+    'reward-guidance-through': Flags.string({
+      description:
+        "x0_hat: gradient w.r.t. x̂0 = x − σv only; denoiser: w.r.t. x, also through the denoiser's Jacobian (sampler.reward_guidance.through)",
+    }),
   };
 
   async run(): Promise<SampleResult> {
@@ -51,7 +73,22 @@ export default class Sample extends VggrpoCommand {
       per_shard: flags['per-shard'],
       seed: flags.seed,
     });
+    const rewardGuidance = rewardGuidanceFlags({
+      scale: flags['reward-guidance'],
+      every: flags['reward-guidance-every'],
+      steps: flags['reward-guidance-steps'],
+      reward: flags['reward-guidance-reward'],
+      factorCap: flags['reward-guidance-factor-cap'],
+      through: flags['reward-guidance-through'],
+    });
+    if (Object.keys(rewardGuidance).length) Object.assign(sampler, { reward_guidance: rewardGuidance });
     const config = this.resolveConfig({ file: flags.config, flags: { sampler } });
+    if (Object.keys(rewardGuidance).length && config.sampler.reward_guidance.scale === null) {
+      throw new InputError(
+        '--reward-guidance',
+        'not set: the --reward-guidance-* flags need a scale (or sampler.reward_guidance.scale in --config)',
+      );
+    }
     return runSample(
       {
         config,

@@ -13,6 +13,27 @@ export const FIXTURES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..
 
 const positiveInt = z.number().int().positive();
 
+/**
+ * Test-time reward guidance (src/rl/reward-guidance.ts): ṽ = v − s·σ/(1−σ)·∇r(x̂0) on the guided
+ * steps. Not classifier-free `guidance`. scale null = off.
+ */
+export const RewardGuidanceConfig = z
+  .object({
+    scale: z.number().positive().nullable().default(null),
+    every: positiveInt.default(1),
+    /** `START:END` (END exclusive) of the steps that may be guided; an open START skips σ = 1. */
+    steps: z
+      .string()
+      .regex(/^\d*:\d*$/, 'expected START:END')
+      .default(':'),
+    reward: z.enum(['motion', 'reprojection', 'both']).default('motion'),
+    /** Cap on σ/(1−σ); null: steps at σ = 1 (infinite factor) cannot be guided. */
+    factor_cap: z.number().positive().nullable().default(null),
+    /** x0_hat: ∇ w.r.t. x̂0 only; denoiser: w.r.t. x through x̂0 = x − σ·v(x). */
+    through: z.enum(['x0_hat', 'denoiser']).default('x0_hat'),
+  })
+  .strict();
+
 export const SamplerConfig = z
   .object({
     steps: positiveInt.default(10),
@@ -38,6 +59,7 @@ export const SamplerConfig = z
     latent_shape: z.array(positiveInt).length(4).optional(),
     /** Negative / unconditional prompt for classifier-free guidance. */
     negative_prompt: z.string().default(''),
+    reward_guidance: RewardGuidanceConfig.default(RewardGuidanceConfig.parse({})),
   })
   .strict();
 

@@ -183,6 +183,14 @@ export async function runGrpoStep(
     const trajectory = findTrajectory(rewards, roots);
     return { rewards, trajectory };
   });
+  for (const r of rollouts) {
+    if (r.trajectory.metadata['vggrpo.reward_guidance']) {
+      throw new InputError(
+        r.trajectory.path,
+        'was sampled with test-time reward guidance (metadata vggrpo.reward_guidance): its steps are not samples of the policy, so GRPO cannot train on them; sample without --reward-guidance',
+      );
+    }
+  }
   const config = resolveConfig(rollouts[0]!.rewards.config, rollouts[0]!.rewards.path);
   // Without --policy, the policy the rollouts were sampled with is followed (checked as lineage).
   const policyDir = opts.policy ?? recordedPolicy(rollouts[0]!.trajectory, roots);

@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import { NoisePool } from '../rl/noise-pool.js';
 import { loadPolicy, velocity } from '../rl/policy.js';
 import { groupSeed, sampleSeed } from '../rl/prng.js';
+import { RewardGuidance } from '../rl/reward-guidance.js';
 import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
 import { cfgBatch, cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
 import { checkDims } from '../runtime/contract.js';
@@ -85,6 +86,14 @@ export async function runSample(
   const L = cond.L;
   const D = cond.D;
   const started = Date.now();
+  // Test-time reward guidance (src/rl/reward-guidance.ts): checked and built before any work.
+  const guide =
+    s.reward_guidance.scale !== null
+      ? await RewardGuidance.open(config, [C, F, H, W], G, sigmas).catch(async (err) => {
+          await policy.session.release();
+          throw err;
+        })
+      : undefined;
   const noisePool = new NoisePool();
   const seedsOf = (p: number) => Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b));
   // A group's initial latents; the next group's are drawn on the worker while this group runs.
@@ -138,7 +147,11 @@ export async function runSample(
             ? await velocity(policy, cfgBatch(x), 2 * G, sigmas[i]!, ctxT)
             : await velocity(policy, x, G, sigmas[i]!, ctxT);
           const noise = t >= 0 ? await noiseP : undefined;
-          const v = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
+          const vPolicy = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
+          const v = guide?.guides(i)
+            ? (await guide.correct(x, vPolicy, sigmas[i]!, { policy, context: ctxT, guidance: s.guidance }))
+                .velocity
+            : vPolicy;
           if (t >= 0) {
             for (let b = 0; b < G; b++)
               latents.set(x.subarray(b * M, (b + 1) * M), ((k * G + b) * (T + 1) + t) * M);
@@ -196,6 +209,8 @@ export async function runSample(
           // Relative to the shard's folder, like every lineage entry (src/shards/lineage.ts).
           'vggrpo.policy': opts.policy ? relative(outDir, resolve(opts.policy)) || '.' : '',
           'vggrpo.denoiser': modelFingerprint(policy.denoiserPath),
+          // Guided rollouts are not samples of the policy: grpo-step refuses them.
+          ...(guide ? { 'vggrpo.reward_guidance': JSON.stringify(guide.plan) } : {}),
         },
       });
       shards.push(path);
@@ -203,6 +218,7 @@ export async function runSample(
     }
   } finally {
     await policy.session.release();
+    await guide?.release();
     await noisePool.close();
   }
   return { shards, samples: (endPrompt - firstShard * s.per_shard) * G, warnings };
