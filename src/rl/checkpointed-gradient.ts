@@ -16,11 +16,12 @@
  */
 import { buildGradientGraph, gradName } from '../onnx/autodiff.js';
 import { globMatch } from '../onnx/graph.js';
+import { allTensors, encodeModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { cutSegments, type Segment } from '../onnx/segments.js';
 import { isFloatType } from '../onnx/shapes.js';
-import { openModel } from '../runtime/model-cache.js';
-import type { ModelSession, RuntimeOptions } from '../runtime/session.js';
+import { cachedModelFile } from '../runtime/model-cache.js';
+import { ModelSession, type RuntimeOptions } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
 import { COTANGENT_OFFSET, COTANGENT_SCALE } from './policy-gradient.js';
 
@@ -31,24 +32,39 @@ export interface CheckpointOptions {
   shapes: Record<string, number[]>;
   /** Boundary tensors; default: after every `blocks.N.` block (src/onnx/segments.ts). */
   boundaries?: string[];
+  /**
+   * Keep every segment's sessions open between runs. Default: only for models without external
+   * data. Open sessions hold their segment's weights, so kept sessions of a big model would hold
+   * all its weights twice more (forward and gradient segments); streamed, only one segment's
+   * session is open at a time, at the cost of opening it each run.
+   */
+  keepSessions?: boolean;
 }
+
+/** A segment's model: its file in the model cache (external data) or its bytes. */
+type Source = string | Uint8Array;
 
 interface Stage {
   segment: Segment;
-  forward: ModelSession;
+  forward: Source;
   /** Undefined when nothing upstream needs this segment's gradient. */
-  gradient?: ModelSession;
+  gradient?: Source;
   /** The segment's wrt: selected parameters and the float values earlier segments produced. */
   wrt: string[];
   floatOutputs: string[];
 }
 
 export class CheckpointedGradient {
+  private readonly open = new Map<Source, ModelSession>();
+
   private constructor(
     private readonly stages: Stage[],
+    private readonly runtime: Partial<RuntimeOptions>,
+    private readonly keep: boolean,
     private readonly params: string[],
     private readonly paramShapes: Map<string, number[]>,
     private readonly outputs: string[],
+    private readonly label: string,
   ) {}
 
   get boundaries(): number {
@@ -72,6 +88,7 @@ export class CheckpointedGradient {
     const wanted = new Set(params);
     const graphInputs = new Set((graph.input ?? []).map((v) => v.name ?? ''));
     const stages: Stage[] = [];
+    const external = [...allTensors(model)].some((t) => t.dataLocation === 1);
     for (const segment of plan.segments) {
       const m = segment.model;
       const own = [
@@ -82,28 +99,57 @@ export class CheckpointedGradient {
         (i) => !graphInputs.has(i) && isFloatType(plan.info.types.get(i)?.elemType ?? 0),
       );
       const wrt = [...new Set([...own, ...upstream])];
-      const where = `${label} (segment ${segment.index})`;
-      const forward = await openModel(m, runtime, where);
-      const gradient = wrt.length
-        ? await openModel(buildGradientGraph(m, { wrt }).model, runtime, `${where} gradient`)
-        : undefined;
+      const forward = source(m, external);
+      const gradient = wrt.length ? source(buildGradientGraph(m, { wrt }).model, external) : undefined;
       const floatOutputs = segment.outputs.filter((o) => isFloatType(plan.info.types.get(o)?.elemType ?? 0));
       stages.push({ segment, forward, gradient, wrt, floatOutputs });
     }
     const shapes = new Map(params.map((p) => [p, plan.info.types.get(p)?.shape ?? []]));
-    return new CheckpointedGradient(
+    // Without arenas: each session would keep its segment's peak activations between runs.
+    const rt = { ...runtime, memoryArena: false };
+    const cg = new CheckpointedGradient(
       stages,
+      rt,
+      opts.keepSessions ?? !external,
       params,
       shapes,
       (graph.output ?? []).map((o) => o.name ?? ''),
+      label,
     );
+    // Kept sessions open now (a segment onnxruntime cannot load fails here); streamed ones per run.
+    if (cg.keep)
+      for (const st of stages)
+        for (const src of [st.forward, st.gradient]) if (src) await cg.session(src, st);
+    return cg;
+  }
+
+  private async session(src: Source, st: Stage): Promise<ModelSession> {
+    const hit = this.open.get(src);
+    if (hit) return hit;
+    const kind = src === st.forward ? '' : ' gradient';
+    const s = await ModelSession.open(
+      src,
+      this.runtime,
+      `${this.label} (segment ${st.segment.index}${kind})`,
+    );
+    this.open.set(src, s);
+    return s;
+  }
+
+  /** Close a streamed session once its run is over. */
+  private async done(s: ModelSession): Promise<void> {
+    if (this.keep) return;
+    for (const [k, v] of this.open) if (v === s) this.open.delete(k);
+    await s.release();
   }
 
   /** Outputs and `grad:P` for every selected parameter, as one gradient-graph run would give. */
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     const values = new Map<string, Tensor>(Object.entries(feeds));
     for (const st of this.stages) {
-      const out = await st.forward.run(pick(values, st.segment.inputs));
+      const fwd = await this.session(st.forward, st);
+      const out = await fwd.run(pick(values, st.segment.inputs));
+      await this.done(fwd);
       for (const [k, v] of Object.entries(out)) values.set(k, v);
     }
     const cot = new Map<string, Float32Array>();
@@ -117,7 +163,9 @@ export class CheckpointedGradient {
         const t = values.get(y)!;
         gFeeds[gradName(y)] = f32(t.shape, cot.get(y) ?? new Float32Array(t.data.length));
       }
-      const out = await st.gradient.run(gFeeds, st.wrt.map(gradName));
+      const gs = await this.session(st.gradient, st);
+      const out = await gs.run(gFeeds, st.wrt.map(gradName));
+      await this.done(gs);
       for (const p of st.wrt) {
         const g = out[gradName(p)]!.data as Float32Array;
         const into = this.params.includes(p) ? grads : cot;
@@ -141,11 +189,14 @@ export class CheckpointedGradient {
   }
 
   async release(): Promise<void> {
-    for (const st of this.stages) {
-      await st.forward.release();
-      await st.gradient?.release();
-    }
+    for (const s of this.open.values()) await s.release();
+    this.open.clear();
   }
+}
+
+/** What ModelSession.open takes for a segment model (as openModel decides, src/runtime/model-cache.ts). */
+function source(model: ModelProto, external: boolean): Source {
+  return external ? cachedModelFile(model) : encodeModel(model);
 }
 
 function pick(values: Map<string, Tensor>, names: string[]): Record<string, Tensor> {
