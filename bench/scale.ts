@@ -8,11 +8,13 @@
  * The full 30 blocks take too long on this project's shared 2-core machine, so by default the
  * bench measures models of 1, 2 and 4 blocks (VGGRPO_SCALE_BLOCKS=1,2,4; 30 for the real size)
  * and fits value = a + b·blocks on the smallest and largest points; the middle one checks the
- * fit, and the fit is extrapolated to 30 blocks (onnx/README.md, "What fits").
+ * fit, and the fit is extrapolated to 30 blocks (onnx/README.md, "What fits"). The same
+ * grpo-step also runs with the unsplit gradient graph (`grpo.checkpointing: none`) to show what
+ * checkpointing saves; at 30 blocks that one would not fit, so it is for the small points only.
  * Micro-batches smaller than a group are not built on this branch, so grpo-step's micro-batch
  * is the group (2).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { WAN_1_3B, writeWanDenoiser } from '../onnx/wan-builder.js';
@@ -75,8 +77,8 @@ function probeLgm(path: string): void {
   saveModel(g.toModel(), path);
 }
 
-function config(dir: string, denoiser: string, lgm: string): string {
-  const path = join(dir, 'scale.yaml');
+function config(dir: string, denoiser: string, lgm: string, checkpointing: 'blocks' | 'none'): string {
+  const path = join(dir, `scale-${checkpointing}.yaml`);
   writeFileSync(
     path,
     [
@@ -87,7 +89,7 @@ function config(dir: string, denoiser: string, lgm: string): string {
       '  text_encoder: null',
       'sampler: { steps: 2, group_size: 2, per_shard: 1, guidance: 1, sde_window: ":" }',
       `lora: { rank: 32, alpha: 64, targets: ${JSON.stringify(TARGETS)} }`,
-      'grpo: { checkpointing: blocks }',
+      `grpo: { checkpointing: ${checkpointing} }`,
       'runtime: { threads: 2 }',
       '',
     ].join('\n'),
@@ -99,6 +101,7 @@ interface Timed {
   seconds: number;
   peakGiB: number;
   stdout: string;
+  stderr: string;
 }
 
 /** Run the CLI under /usr/bin/time -v: wall time and peak RSS of that process alone. */
@@ -106,21 +109,30 @@ function timed(args: string[], env: Record<string, string>): Timed {
   const bin = resolve(import.meta.dirname, '..', 'bin', 'run.js');
   const log = join(env.VGGRPO_CACHE!, `time-${Date.now()}.txt`);
   const t0 = performance.now();
-  const stdout = execFileSync('/usr/bin/time', ['-v', '-o', log, process.execPath, bin, ...args], {
+  const r = spawnSync('/usr/bin/time', ['-v', '-o', log, process.execPath, bin, ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }).toString();
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 1 << 26,
+  });
   const seconds = (performance.now() - t0) / 1000;
+  const stderr = r.stderr.toString();
+  if (r.status !== 0) throw new Error(`${args[0]} exited ${r.status}: ${stderr.trim().split('\n').pop()}`);
   const kb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(readFileSync(log, 'utf8'))?.[1]);
-  return { seconds, peakGiB: kb / 2 ** 20, stdout };
+  return { seconds, peakGiB: kb / 2 ** 20, stdout: r.stdout.toString(), stderr };
 }
 
 interface Point {
   blocks: number;
+  /** The sampler's own time per denoising step (its log line; no process start or model load). */
   sampleS: number;
+  sampleProcessS: number;
+  /** The whole grpo-step process (one step: load, gradient graphs, sessions, the update). */
   grpoS: number;
   samplePeak: number;
   grpoPeak: number;
+  /** The same step with the unsplit gradient graph (grpo.checkpointing: none). */
+  unsplitS: number;
+  unsplitPeak: number;
   weightsGiB: number;
 }
 
@@ -141,7 +153,7 @@ function measure(blocks: number): Point {
       { context: f32([1, 512, 4096], ctx) },
       { 'vggrpo.kind': 'embeddings', 'vggrpo.schema': '1' },
     );
-    const cfg = config(dir, built.path, lgm);
+    const cfg = config(dir, built.path, lgm, 'blocks');
     const env = { VGGRPO_CACHE: join(dir, 'cache') };
     execFileSync('mkdir', ['-p', env.VGGRPO_CACHE]);
     const run = join(dir, 'run');
@@ -154,19 +166,26 @@ function measure(blocks: number): Point {
       env,
     );
     const sc = timed(['score', ...geo.stdout.trim().split('\n'), '--out', join(run, 'rewards')], env);
-    const grpo = timed(
-      ['grpo-step', ...sc.stdout.trim().split('\n'), '--out', join(run, 'policy'), '--config', cfg],
-      env,
-    );
+    const rewards = sc.stdout.trim().split('\n');
+    const grpo = timed(['grpo-step', ...rewards, '--out', join(run, 'policy'), '--config', cfg], env);
     if (!readdirSync(join(run, 'policy')).includes('adapter_model.safetensors'))
       throw new Error('grpo-step wrote no checkpoint');
+    const plain = config(dir, built.path, lgm, 'none');
+    const unsplit = timed(
+      ['grpo-step', ...rewards, '--out', join(run, 'policy-unsplit'), '--config', plain],
+      env,
+    );
+    const group = /group 1\/1 \(prompt 0\) in ([\d.]+) s/.exec(sample.stderr);
     // 2 sampling steps; one trained step (the last step is never stochastic) in one micro-batch.
     return {
       blocks,
-      sampleS: sample.seconds / 2,
+      sampleS: group ? Number(group[1]) / 2 : Number.NaN,
+      sampleProcessS: sample.seconds,
       grpoS: grpo.seconds,
       samplePeak: sample.peakGiB,
       grpoPeak: grpo.peakGiB,
+      unsplitS: unsplit.seconds,
+      unsplitPeak: unsplit.peakGiB,
       weightsGiB: built.dataBytes / 2 ** 30,
     };
   } finally {
@@ -190,8 +209,10 @@ export async function benchScale(): Promise<Record<string, number | string>> {
     const p = measure(n);
     points.push(p);
     process.stdout.write(
-      `  blocks ${n}: sample ${p.sampleS.toFixed(1)} s/step, peak ${p.samplePeak.toFixed(2)} GiB; ` +
-        `grpo-step ${p.grpoS.toFixed(1)} s/step, peak ${p.grpoPeak.toFixed(2)} GiB; weights ${p.weightsGiB.toFixed(2)} GiB\n`,
+      `  blocks ${n}: weights ${p.weightsGiB.toFixed(2)} GiB; sample ${p.sampleS.toFixed(1)} s/step ` +
+        `(process ${p.sampleProcessS.toFixed(1)} s), peak ${p.samplePeak.toFixed(2)} GiB; grpo-step ` +
+        `${p.grpoS.toFixed(1)} s, peak ${p.grpoPeak.toFixed(2)} GiB; unsplit ${p.unsplitS.toFixed(1)} s, ` +
+        `peak ${p.unsplitPeak.toFixed(2)} GiB\n`,
     );
   }
   const last = points[points.length - 1]!;
@@ -201,9 +222,11 @@ export async function benchScale(): Promise<Record<string, number | string>> {
     'scale.grpo_s_per_step': +last.grpoS.toFixed(2),
     'scale.sample_peak_gib': +last.samplePeak.toFixed(3),
     'scale.grpo_peak_gib': +last.grpoPeak.toFixed(3),
+    'scale.grpo_unsplit_s_per_step': +last.unsplitS.toFixed(2),
+    'scale.grpo_unsplit_peak_gib': +last.unsplitPeak.toFixed(3),
   };
   if (points.length >= 2 && last.blocks !== 30) {
-    for (const key of ['sampleS', 'grpoS', 'samplePeak', 'grpoPeak'] as const) {
+    for (const key of ['sampleS', 'grpoS', 'samplePeak', 'grpoPeak', 'unsplitS', 'unsplitPeak'] as const) {
       const f = fit(points, key);
       out[`scale.${key}.fit`] = `${f.a.toFixed(3)} + ${f.b.toFixed(3)}·blocks`;
       for (const p of points.slice(1, -1))
