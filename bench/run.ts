@@ -18,6 +18,7 @@ await load('autodiff', './autodiff.js', 'benchAutodiff');
 await load('score', './score.js', 'benchScore');
 await load('sample', './sample.js', 'benchSample');
 await load('grpo-step', './grpo-step.js', 'benchGrpoStep');
+await load('scale', './scale.js', 'benchScale');
 
 let failed = false;
 for (const [name, fn] of benches) {

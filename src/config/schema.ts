@@ -84,6 +84,10 @@ export const GrpoConfig = z
     kl_form: z.enum(['true', 'sd3']).default('true'),
     timestep_fraction: z.number().gt(0).max(1).default(1),
     inner_steps: positiveInt.default(1),
+    /** 'blocks': the denoiser's gradient segment by segment (src/rl/checkpointed-gradient.ts). */
+    checkpointing: z.enum(['none', 'blocks']).default('none'),
+    /** Cut tensors for 'blocks' in graph order; empty: after every `blocks.N.` block. */
+    checkpoint_boundaries: z.array(z.string().min(1)).default([]),
   })
   .strict();
 

@@ -21,6 +21,9 @@ import { grpoLoss, type KlForm, klPenalty, velocityCotangent } from './grpo.js';
 import type { Policy } from './policy.js';
 import { cfgBatch, cfgCombineHalves, sdeCoefficients, sdeStep } from './sde.js';
 
+/** What runs a gradient graph: its session, or the checkpointed runner (src/rl/checkpointed-gradient.ts). */
+export type GradientSession = Pick<ModelSession, 'run'>;
+
 export interface MicroBatch {
   /** x before the step and the recorded x after it, [G·M] each. */
   x: Float32Array;
@@ -161,7 +164,7 @@ function result(
  */
 export async function microBatchGradient(
   policy: Policy,
-  gradSession: ModelSession,
+  gradSession: GradientSession,
   mb: MicroBatch,
   s: GrpoSettings,
 ): Promise<MicroBatchResult> {
@@ -253,7 +256,7 @@ export function withAffineCotangent(model: ModelProto, output: string, shape: nu
  */
 export async function onePassGradient(
   policy: Policy,
-  fusedSession: ModelSession,
+  fusedSession: GradientSession,
   mb: MicroBatch,
   s: GrpoSettings,
 ): Promise<MicroBatchResult> {

@@ -17,6 +17,9 @@ export interface RuntimeOptions {
   /** 0 lets onnxruntime choose. */
   threads: number;
   graphOptimization: 'disabled' | 'basic' | 'extended' | 'all';
+  /** false: memory goes back after each run instead of staying in the session's arena (many
+   * sessions run one after another: src/rl/checkpointed-gradient.ts). Default true. */
+  memoryArena?: boolean;
 }
 
 export const DEFAULT_RUNTIME: RuntimeOptions = { device: 'cpu', threads: 0, graphOptimization: 'all' };
@@ -114,6 +117,7 @@ export class ModelSession {
       graphOptimizationLevel: o.graphOptimization,
       // Sequential execution keeps results independent of inter-op scheduling.
       executionMode: 'sequential',
+      ...(o.memoryArena === false ? { enableCpuMemArena: false, enableMemPattern: false } : {}),
       ...(o.threads > 0 ? { intraOpNumThreads: o.threads, interOpNumThreads: 1 } : {}),
     };
     try {

@@ -15,6 +15,7 @@ import { buildGradientGraph } from '../onnx/autodiff.js';
 import { decodeModel } from '../onnx/model.js';
 import { adamwInit, adamwStep, clipGradNorm, nonFiniteGrads, type ParamMap } from '../rl/adamw.js';
 import { saveCheckpoint } from '../rl/checkpoint.js';
+import { CheckpointedGradient } from '../rl/checkpointed-gradient.js';
 import { assertRatioOne } from '../rl/grpo.js';
 import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
 import { microBatchGradient, onePassGradient, withAffineCotangent } from '../rl/policy-gradient.js';
@@ -27,6 +28,9 @@ import { followInput, LineageRoots, lineagePath } from '../shards/lineage.js';
 import { modelFingerprint, readShard, type Shard, writeShard } from '../shards/shard.js';
 import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
 import type { ConfigResolver, StageInputs, StageIo } from './types.js';
+
+/** A gradient graph's session, or the checkpointed runner with the same contract. */
+type GradientRunner = ModelSession | CheckpointedGradient;
 
 export interface GrpoStepResult {
   checkpoint?: string;
@@ -130,22 +134,35 @@ export async function gradientSession(
   policy: Policy,
   config: Config,
   batch: number,
-  cache: Map<string, ModelSession>,
+  cache: Map<string, GradientRunner>,
   onePass = false,
-) {
+): Promise<GradientRunner> {
   const key = `${batch}:${onePass}`;
   const hit = cache.get(key);
   if (hit) return hit;
   const { C, F, H, W, L, D } = policy.shape;
   const wrt = [...policy.lora.params.keys()];
+  const shapes = {
+    latents: [batch, C, F, H, W],
+    timestep: [batch],
+    context: [batch, L, D],
+    ...loraShapes(policy),
+  };
+  if (config.grpo.checkpointing === 'blocks') {
+    // Same contract as the one-run graph, segment by segment (it reads the affine cotangent too).
+    const b = config.grpo.checkpoint_boundaries;
+    const s = await CheckpointedGradient.open(
+      decodeModel(policy.modelBytes, policy.denoiserPath),
+      { wrt, shapes, boundaries: b.length ? b : undefined },
+      runtimeOptions(config),
+      `${policy.denoiserPath} (checkpointed gradient)`,
+    );
+    cache.set(key, s);
+    return s;
+  }
   const { model } = buildGradientGraph(decodeModel(policy.modelBytes, policy.denoiserPath), {
     wrt,
-    shapes: {
-      latents: [batch, C, F, H, W],
-      timestep: [batch],
-      context: [batch, L, D],
-      ...loraShapes(policy),
-    },
+    shapes,
   });
   const s = await openModel(
     onePass ? withAffineCotangent(model, 'velocity', [batch, C, F, H, W]) : model,
@@ -224,7 +241,7 @@ export async function runGrpoStep(
     // Summed here, divided by the number of micro-batches actually trained (skipped groups excluded).
     weight: 1,
   };
-  const sessions = new Map<string, ModelSession>();
+  const sessions = new Map<string, GradientRunner>();
   const skipped: string[] = [];
   const firstTrainStep = toNumbers(rollouts[0]!.trajectory.tensors.get('step_index')!)[trainSteps[0]!];
   const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
