@@ -20,7 +20,7 @@ import { check } from '../errors.js';
 import { depthFromPoints } from '../geometry/unproject.js';
 import { pointCloudFromFrames } from '../geometry/zbuffer.js';
 import { medianPixels } from './motion-vjp.js';
-import { checkSizes, type ReprojectionOptions, reprojection } from './reprojection.js';
+import { checkSizes, type ReprojectionOptions, reprojection, usableMask } from './reprojection.js';
 import type { GeometrySample } from './types.js';
 
 /** One scored view under fixed visibility. */
@@ -179,31 +179,6 @@ export function traceReprojection(
     .sort((a, b) => errors[a]! - errors[b]! || a - b)
     .slice(F - k);
   return trace;
-}
-
-/** The usable pixels exactly as reprojection.ts selects them. */
-function usableMask(
-  geom: GeometrySample,
-  depth: ArrayLike<number>,
-  o: ReprojectionOptions,
-  scale: number,
-): Uint8Array {
-  const n = depth.length;
-  const usable = new Uint8Array(n);
-  const conf = geom.confidence;
-  const flow = geom.sceneFlow;
-  const tau2 = (o.dynamicThreshold * scale) ** 2;
-  for (let p = 0; p < n; p++) {
-    const d = depth[p]!;
-    if (!(d > 0 && d < Number.POSITIVE_INFINITY)) continue;
-    if (o.confidence === 'mask' && conf && !(conf[p]! > o.confidenceThreshold)) continue;
-    if (flow) {
-      const f2 = flow[3 * p]! ** 2 + flow[3 * p + 1]! ** 2 + flow[3 * p + 2]! ** 2;
-      if (f2 > tau2) continue;
-    }
-    usable[p] = 1;
-  }
-  return usable;
 }
 
 /**

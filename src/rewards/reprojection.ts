@@ -145,22 +145,8 @@ export function reprojectionConsistency(
   }
 
   // Which pixels may be scored and which points enter the cloud.
-  const usable = new Uint8Array(n);
+  const usable = usableMask(geom, depth, o, scale);
   const conf = geom.confidence;
-  const flow = geom.sceneFlow;
-  const tau2 = (o.dynamicThreshold * scale) ** 2;
-  for (let p = 0; p < n; p++) {
-    const d = depth[p]!;
-    if (!(d > 0 && d < Number.POSITIVE_INFINITY)) continue;
-    if (o.confidence === 'mask' && conf && !(conf[p]! > o.confidenceThreshold)) continue;
-    if (flow) {
-      const f0 = flow[3 * p]!;
-      const f1 = flow[3 * p + 1]!;
-      const f2 = flow[3 * p + 2]!;
-      if (f0 * f0 + f1 * f1 + f2 * f2 > tau2) continue;
-    }
-    usable[p] = 1;
-  }
   const cloud = pointCloudFromFrames(geom.points, geom.extrinsics, geom.intrinsics, F, hw, usable);
   const splatter = new DepthSplatter(h, w);
   const splat: SplatOptions = {
@@ -213,6 +199,36 @@ export function reprojectionConsistency(
     viewErrors[i] = sw > 0 ? se / sw : o.uncoveredError;
   }
   return { reward: finish(viewErrors, o), viewErrors, coverage, scale };
+}
+
+/**
+ * The pixels a view may be scored on and that enter the point cloud: valid depth, confidence
+ * above the threshold (with confidence 'mask'), and not moving more than τ·scale (scene flow).
+ */
+export function usableMask(
+  geom: GeometrySample,
+  depth: ArrayLike<number>,
+  o: ReprojectionOptions,
+  scale: number,
+): Uint8Array {
+  const n = depth.length;
+  const usable = new Uint8Array(n);
+  const conf = geom.confidence;
+  const flow = geom.sceneFlow;
+  const tau2 = (o.dynamicThreshold * scale) ** 2;
+  for (let p = 0; p < n; p++) {
+    const d = depth[p]!;
+    if (!(d > 0 && d < Number.POSITIVE_INFINITY)) continue;
+    if (o.confidence === 'mask' && conf && !(conf[p]! > o.confidenceThreshold)) continue;
+    if (flow) {
+      const f0 = flow[3 * p]!;
+      const f1 = flow[3 * p + 1]!;
+      const f2 = flow[3 * p + 2]!;
+      if (f0 * f0 + f1 * f1 + f2 * f2 > tau2) continue;
+    }
+    usable[p] = 1;
+  }
+  return usable;
 }
 
 function allFinite(a: ArrayLike<number>): boolean {
