@@ -114,8 +114,8 @@ test('kill -9 of sample mid-run: every later stage exits 2 and grpo-step writes 
   });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  // Kill sample as soon as its first trajectory shard is on disk.
-  const first = join(run, 'trajectory', 'shard-0000.safetensors');
+  // Kill sample once decode-geometry has written its first shard (so sample printed that path).
+  const first = join(run, 'geometry', 'shard-0000.safetensors');
   const deadline = Date.now() + 60_000;
   while (!existsSync(first) || !existsSync(pidFile)) {
     assert.ok(Date.now() < deadline, `sample wrote nothing: ${stderr}`);
