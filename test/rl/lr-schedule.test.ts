@@ -30,7 +30,7 @@ test('cosine: warm-up, then a half cosine from lr to min_lr at total_steps', () 
     0.001,
     0.001,
   ];
-  want.forEach((v, k) => close(learningRate(0.004, c, k + 1), v));
+  for (const [k, v] of want.entries()) close(learningRate(0.004, c, k + 1), v);
   // Without warm-up the first step is already on the cosine: p = 1/4 of 4 steps.
   close(
     learningRate(1, { kind: 'cosine', warmup_steps: 0, total_steps: 4, min_lr: 0 }, 1),
