@@ -124,6 +124,8 @@ async function runMicroBatch(
 /** A trajectory shard as the training reads it. */
 export interface TrajectoryView {
   path: string;
+  /** The policy folder it was sampled with, as recorded ('' for the base model). */
+  policy: string;
   /** The sampler settings it was sampled with (its recorded config). */
   sampler: Config['sampler'];
   layout: RolloutLayout;
@@ -158,6 +160,7 @@ export function trajectoryView(traj: Shard, sampler: Config['sampler']): Traject
     throw new InputError(traj.path, "guidance ≠ 1 but the shard has no 'uncond_context'");
   return {
     path: traj.path,
+    policy: traj.metadata['vggrpo.policy'] ?? '',
     sampler,
     layout,
     B,

@@ -337,7 +337,7 @@ function checkSamplerSettings(given: Config['sampler'], view: TrajectoryView, io
         `${given[key]} contradicts ${rec[key] ?? '(absent)'} recorded in ${view.path}; sampler settings come from the trajectory shard`,
       );
   }
-  if (rec.use_ema)
+  if (rec.use_ema && view.policy)
     throw new InputError(
       view.path,
       'sampler.use_ema: sampled with the EMA weights, not the policy being trained; its log-probs cannot be reproduced',

@@ -5,7 +5,6 @@
  */
 import { join, relative, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
-import { InputError } from '../errors.js';
 import { NoisePool } from '../rl/noise-pool.js';
 import { loadPolicy } from '../rl/policy.js';
 import { groupSeed, sampleSeed } from '../rl/prng.js';
@@ -65,8 +64,7 @@ export async function runSample(
   const { config } = opts;
   const s = config.sampler;
   const cond = await conditioning(config, opts);
-  if (s.use_ema && !opts.policy)
-    throw new InputError('sampler.use_ema', 'needs --policy (a checkpoint trained with grpo.ema)');
+  // use_ema without --policy: the base model, which is its own average.
   const policy = await loadPolicy(config, opts.policy, { ema: s.use_ema });
   const { C, F, H, W } = policy.shape;
   checkDims(

@@ -61,6 +61,7 @@ test('units: one per micro-batch of each group; a non-finite sample drops only i
   latents[4 * (T + 1) * M + 1] = Number.NaN; // sample 4: group 1, second micro-batch
   const view = {
     path: 'traj.safetensors',
+    policy: '',
     sampler: { group_size: 3, micro_batch: 2, guidance: 1 },
     layout: rolloutLayout({ group_size: 3, micro_batch: 2, guidance: 1 }),
     B,
