@@ -7,7 +7,7 @@
  * values, rewards, runtime and eval settings.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { canonicalJson } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
@@ -15,9 +15,20 @@ import { modelFingerprint } from '../shards/shard.js';
 
 export type TrainingKeys = Record<string, unknown>;
 
+/** Fingerprints by path, size and mtime: `--apply` asks once per gradient shard. */
+const fingerprints = new Map<string, string>();
+
+/** A model's content fingerprint, or its path when it is not on this machine. */
+function model(path: string | null): string | null {
+  if (path === null || !existsSync(path)) return path;
+  const st = statSync(path);
+  const key = `${path}\0${st.size}\0${st.mtimeMs}`;
+  if (!fingerprints.has(key)) fingerprints.set(key, modelFingerprint(path));
+  return fingerprints.get(key)!;
+}
+
 /** The hashed keys as a flat map `section.key` → value. */
 export function trainingKeys(config: Config): TrainingKeys {
-  const model = (p: string | null) => (p === null ? null : existsSync(p) ? modelFingerprint(p) : p);
   const g = config.grpo;
   const out: TrainingKeys = {
     'models.denoiser': model(config.models.denoiser),

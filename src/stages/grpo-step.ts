@@ -177,6 +177,7 @@ export async function runGrpoStep(
   const outDir = resolve(
     opts.out ?? join(dirname(dirname(resolve(paths[0]!))), opts.gradsOnly ? 'gradients' : 'policy'),
   );
+  const sessions = new Map<string, ModelSession>();
   try {
     for (const r of rollouts) checkRolloutShapes(r.trajectory, policy);
     if (policyDir)
@@ -187,7 +188,7 @@ export async function runGrpoStep(
         'grpo.minibatches',
         `${minibatches}: a gradient shard is one optimiser step (--grads-only and --apply need 1)`,
       );
-    const run = trainingRun(policy, config, rollouts, opts.seed);
+    const run = trainingRun(policy, config, rollouts, sessions, opts.seed);
     const units = rollouts.flatMap((r) =>
       rolloutUnits(r.view, run.skipped).map((unit) => ({ unit, advantages: advantagesOf(r) })),
     );
@@ -268,6 +269,7 @@ export async function runGrpoStep(
     io.emit(outDir);
     return { checkpoint: outDir, metrics };
   } finally {
+    for (const s of sessions.values()) await s.release();
     await policy.session.release();
   }
 }
@@ -389,7 +391,13 @@ interface TrainingRun {
   skipped: string[];
 }
 
-function trainingRun(policy: Policy, config: Config, rollouts: Rollouts[], seed?: number): TrainingRun {
+function trainingRun(
+  policy: Policy,
+  config: Config,
+  rollouts: Rollouts[],
+  sessions: Map<string, ModelSession>,
+  seed?: number,
+): TrainingRun {
   const g = config.grpo;
   const view = rollouts[0]!.view;
   const trainSteps = selectTrainSteps(view.T, g.timestep_fraction, seed);
@@ -408,7 +416,7 @@ function trainingRun(policy: Policy, config: Config, rollouts: Rollouts[], seed?
       // Summed here, divided by the number of micro-batches actually trained (skipped ones excluded).
       weight: 1,
     },
-    sessions: new Map(),
+    sessions,
     skipped: [],
   };
 }
