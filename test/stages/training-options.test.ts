@@ -135,6 +135,18 @@ test('grpo.minibatches 2: two optimiser steps, each on its part, as taken by han
   assert.ok(lines[0].ratio_min === 1 && lines[0].ratio_max === 1, 'the first part is on-policy');
   assert.ok(lines[1].ratio_min !== 1 || lines[1].ratio_max !== 1, 'the second part sees the updated policy');
   assert.equal(loadCheckpoint(out).optimizer.step, 2);
+  // A gradient shard is one optimiser step: map-reduce cannot split it.
+  const go = await runCli([
+    'grpo-step',
+    rewards[0]!,
+    '--grads-only',
+    '--config',
+    mb,
+    '--out',
+    join(dir, 'g-mb'),
+  ]);
+  assert.equal(go.code, 2);
+  assert.match(go.stderr, /grpo\.minibatches: 2: a gradient shard is one optimiser step/);
 
   // By hand: the three groups (two in shard 0, one in shard 1) split as [g0], [g1, g2].
   const config = resolveConfig([{}, parse(readFileSync(mb, 'utf8'))]);
