@@ -2,8 +2,10 @@
  * Micro-batches smaller than a group (sampler.micro_batch): `sample` runs a group of 3 as
  * batches of 2 and 1 ([uncond × n; cond × n] with guidance), records it, and `grpo-step`
  * reproduces the recorded log-probs exactly (r = 1, not just within assertRatioOne's tolerance).
- * Sampler settings come from the trajectory: a --config that contradicts them is exit 2 naming
- * the key.
+ * The denoiser here is the toy's plus half the batch mean of its velocity, so its output depends
+ * on the batch composition (on CPU the toy's own does not, bit for bit): a grpo-step that ran
+ * another layout would see r ≠ 1. Sampler settings come from the trajectory: a --config that
+ * contradicts them is exit 2 naming the key.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,22 +14,61 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
+import { attr } from '../../src/onnx/builder.js';
+import { loadModel, makeTensor, saveModel } from '../../src/onnx/model.js';
 import { assertRatioOne } from '../../src/rl/grpo.js';
 import { loadPolicy } from '../../src/rl/policy.js';
 import { microBatchGradient } from '../../src/rl/policy-gradient.js';
+import { trajectoryView, unitMicroBatch } from '../../src/rl/rollout.js';
 import type { ModelSession } from '../../src/runtime/session.js';
+import type { Shard } from '../../src/shards/shard.js';
 import { readShard } from '../../src/shards/shard.js';
 import { findTrajectory, gradientSession, microBatches } from '../../src/stages/grpo-step.js';
 import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
+
+const advantages = (rw: Shard) => rw.tensors.get('advantages')!.data as Float32Array;
 
 const dir = tempDir('vggrpo-mb-');
 const prompts = join(dir, 'prompts.txt');
 writeFileSync(prompts, 'orbit around the red box\ndolly toward the blue sphere\npan across the room\n');
 
-/** The toy config at a small size, with `sampler` overrides. */
+/** The toy denoiser with v ← v + ½·mean over the batch of v: a batch-coupled model. */
+function batchCoupledDenoiser(path: string): string {
+  const m = loadModel(join(ROOT, 'onnx/fixtures/denoiser.onnx'));
+  const g = m.graph!;
+  const producer = g.node!.find((n) => n.output?.includes('velocity'))!;
+  producer.output = producer.output!.map((o) => (o === 'velocity' ? 'velocity:own' : o));
+  g.initializer = [
+    ...(g.initializer ?? []),
+    makeTensor('coupling:axes', [1], BigInt64Array.of(0n)),
+    makeTensor('coupling:half', [], Float32Array.of(0.5)),
+  ];
+  g.node!.push(
+    {
+      opType: 'ReduceMean',
+      input: ['velocity:own', 'coupling:axes'],
+      output: ['velocity:mean'],
+      attribute: [attr('keepdims', 1)],
+      name: 'coupling:mean',
+    },
+    {
+      opType: 'Mul',
+      input: ['velocity:mean', 'coupling:half'],
+      output: ['velocity:shared'],
+      name: 'coupling:mul',
+    },
+    { opType: 'Add', input: ['velocity:own', 'velocity:shared'], output: ['velocity'], name: 'coupling:add' },
+  );
+  saveModel(m, path);
+  return path;
+}
+const coupled = batchCoupledDenoiser(join(dir, 'coupled-denoiser.onnx'));
+
+/** The toy config at a small size with the batch-coupled denoiser, with `sampler` overrides. */
 function configFile(name: string, sampler: Record<string, unknown>): string {
   const doc = parse(readFileSync(join(ROOT, 'examples/toy/config.yaml'), 'utf8'));
   for (const k of Object.keys(doc.models)) doc.models[k] = join(ROOT, 'examples/toy', doc.models[k]);
+  doc.models.denoiser = coupled;
   Object.assign(doc.sampler, { group_size: 3, steps: 4, per_shard: 2, ...sampler });
   const path = join(dir, `${name}.yaml`);
   writeFileSync(path, stringify(doc));
@@ -92,6 +133,24 @@ for (const guidance of [1, 3]) {
       }
       // Two groups in the first shard, each as 2 + 1, at each of the two recorded steps.
       assert.deepEqual(sizes, [2, 2, 1, 1, 2, 2, 1, 1]);
+      // The control: group 0 recomputed as one batch of 3 misses the recorded log-probs.
+      const view = trajectoryView(traj, config.sampler);
+      const whole = unitMicroBatch({ view, groupId: 0, members: [0, 1, 2] }, advantages(r.rewards), 1);
+      const nb = guidance === 1 ? 3 : 6;
+      const res = await microBatchGradient(
+        policy,
+        await gradientSession(policy, config, nb, sessions),
+        whole,
+        {
+          clipRange: 1e-3,
+          klBeta: 0,
+          klForm: 'true',
+          noiseLevel: config.sampler.noise_level,
+          guidance,
+          weight: 1,
+        },
+      );
+      assert.throws(() => assertRatioOne(res.logpNew, whole.logpOld), /GRPO ratio ≠ 1/);
     } finally {
       for (const s of sessions.values()) await s.release();
       await policy.session.release();
