@@ -63,6 +63,7 @@ export async function runSample(
 ): Promise<SampleResult> {
   const { config } = opts;
   const s = config.sampler;
+  const layout = rolloutLayout(s);
   const cond = await conditioning(config, opts);
   // use_ema without --policy: the base model, which is its own average.
   const policy = await loadPolicy(config, opts.policy, { ema: s.use_ema });
@@ -76,7 +77,6 @@ export async function runSample(
   );
   const M = C * F * H * W;
   const G = s.group_size;
-  const layout = rolloutLayout(s);
   // The schedule as stored (F32), so sample and grpo-step compute from identical sigmas.
   const sigmas = Float32Array.from(shiftedSigmas(s.steps, s.shift));
   const window = s.ode ? [] : sdeWindow(s.sde_window, s.steps);
