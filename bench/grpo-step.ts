@@ -48,7 +48,7 @@ export async function benchGrpoStep(): Promise<Record<string, number | string>> 
       const rewards = readShard(join(dir, f), 'rewards');
       const rollouts = { rewards, trajectory: findTrajectory(rewards) };
       const T = rollouts.trajectory.tensors.get('log_probs')!.shape[1]!;
-      for (const mb of microBatches(rollouts, config, [...Array(T).keys()], [])) {
+      for (const mb of microBatches(rollouts, [...Array(T).keys()], [])) {
         const s1 = await gradientSession(policy, config, mb.batch, sessions, true);
         const s2 = await gradientSession(policy, config, mb.batch, sessions);
         // Alternate, three times each, keeping the fastest (the least disturbed by the other core's load).

@@ -49,7 +49,7 @@ async function stepGradients(run: string): Promise<Float64Array[]> {
   const out: Float64Array[] = [];
   try {
     for (const r of rollouts) {
-      for (const mb of microBatches(r, config, [...Array(T).keys()], [])) {
+      for (const mb of microBatches(r, [...Array(T).keys()], [])) {
         const session = await gradientSession(policy, config, mb.batch, sessions);
         const res = await microBatchGradient(policy, session, mb, {
           clipRange: config.grpo.clip_range,

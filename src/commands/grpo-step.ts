@@ -30,6 +30,10 @@ export default class GrpoStep extends VggrpoCommand {
       exclusive: ['apply'],
     }),
     apply: Flags.boolean({ description: 'average the given gradient shards and apply one update' }),
+    force: Flags.boolean({
+      description:
+        "resume even when --policy's training hash differs from this config's (README.md, Resuming)",
+    }),
   };
 
   async run(): Promise<GrpoStepResult> {
@@ -56,6 +60,7 @@ export default class GrpoStep extends VggrpoCommand {
         gradsOnly: flags['grads-only'],
         apply: flags.apply,
         seed: flags.seed,
+        force: flags.force,
       },
       (recorded, source) => this.resolveConfig({ file: flags.config, recorded, source, flags: { grpo } }),
       { emit: (p) => this.log(p), note: (m) => this.note(m) },

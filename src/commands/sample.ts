@@ -17,6 +17,10 @@ export default class Sample extends VggrpoCommand {
     embeddings: Flags.file({ description: 'embeddings shard (context [P, L, D]) instead of prompts' }),
     out: Flags.directory({ description: 'output folder (default runs/<UTC time>/trajectory)' }),
     'group-size': Flags.integer({ description: 'videos per prompt (sampler.group_size)', min: 2 }),
+    'micro-batch': Flags.integer({
+      description: 'samples per denoiser batch, ×2 with guidance (sampler.micro_batch; default: the group)',
+      min: 1,
+    }),
     steps: Flags.integer({ description: 'denoising steps (sampler.steps)', min: 1 }),
     shift: Flags.string({ description: 'schedule shift (sampler.shift)' }),
     'noise-level': Flags.string({ description: 'SDE noise level a (sampler.noise_level)' }),
@@ -63,6 +67,7 @@ export default class Sample extends VggrpoCommand {
     const { flags } = await this.parse(Sample);
     const sampler = defined({
       group_size: flags['group-size'],
+      micro_batch: flags['micro-batch'],
       steps: flags.steps,
       shift: numberFlag(flags.shift, 'shift'),
       noise_level: numberFlag(flags['noise-level'], 'noise-level'),

@@ -48,6 +48,11 @@ export const SamplerConfig = z
     ode: z.boolean().default(false),
     group_size: positiveInt.default(8),
     /**
+     * Samples per denoiser batch (CFG doubles it: [uncond × m; cond × m]); absent: the whole
+     * group. The batch composition `grpo-step` reproduces (src/rl/rollout.ts).
+     */
+    micro_batch: positiveInt.optional(),
+    /**
      * 'group': the G videos of a group start from the same initial noise (DanceGRPO), so their
      * rewards differ only through the recorded SDE steps, the part the update can credit.
      * 'sample': each video draws its own.
@@ -60,6 +65,8 @@ export const SamplerConfig = z
     /** Negative / unconditional prompt for classifier-free guidance. */
     negative_prompt: z.string().default(''),
     reward_guidance: RewardGuidanceConfig.default(RewardGuidanceConfig.parse({})),
+    /** Sample with the EMA of the LoRA weights (`grpo.ema`) instead of the adapter: eval only. */
+    use_ema: z.boolean().optional(),
   })
   .strict();
 
@@ -70,6 +77,30 @@ export const LoraConfig = z
     targets: z.array(z.string()).default(['*']),
   })
   .strict();
+
+/**
+ * constant: `lr`; warmup: lr·t/warmup_steps up to t = warmup_steps, then `lr`; cosine: the
+ * warm-up, then from `lr` down to `min_lr` at t = total_steps along a half cosine (t: the
+ * optimiser step, 1-based, counted across iterations).
+ */
+export const LrScheduleConfig = z
+  .object({
+    kind: z.enum(['constant', 'warmup', 'cosine']),
+    warmup_steps: z.number().int().nonnegative().default(0),
+    total_steps: positiveInt.optional(),
+    min_lr: z.number().nonnegative().default(0),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    if (v.kind === 'warmup' && v.warmup_steps === 0)
+      ctx.addIssue({ code: 'custom', path: ['warmup_steps'], message: 'must be ≥ 1 for kind warmup' });
+    if (v.kind === 'cosine' && !(v.total_steps !== undefined && v.total_steps > v.warmup_steps))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['total_steps'],
+        message: 'kind cosine needs total_steps > warmup_steps',
+      });
+  });
 
 export const GrpoConfig = z
   .object({
@@ -88,6 +119,15 @@ export const GrpoConfig = z
     checkpointing: z.enum(['none', 'blocks']).default('none'),
     /** Cut tensors for 'blocks' in graph order; empty: after every `blocks.N.` block. */
     checkpoint_boundaries: z.array(z.string().min(1)).default([]),
+    /** Optimiser steps per inner step, each over one of this many disjoint parts of the rollouts; absent: 1. */
+    minibatches: positiveInt.optional(),
+    /** Learning rate over optimiser steps (src/rl/lr-schedule.ts); absent: constant `lr`. */
+    lr_schedule: LrScheduleConfig.optional(),
+    /** EMA of the LoRA weights after every optimiser step, kept in the checkpoint; absent: none. */
+    ema: z
+      .object({ decay: z.number().gt(0).lt(1) })
+      .strict()
+      .optional(),
   })
   .strict();
 

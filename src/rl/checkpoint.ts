@@ -7,7 +7,9 @@
  *   adapter_config.json        peft's LoraConfig fields (r, lora_alpha, target_modules, …)
  *   optimizer.safetensors      AdamW moments `<param>.exp_avg`, `<param>.exp_avg_sq` in the
  *                              internal layout, step in metadata `vggrpo.adamw_step`
- *   state.json                 { step, config_hash, metrics }
+ *   ema_model.safetensors      with `grpo.ema`: the EMA of the LoRA weights, in the adapter's
+ *                              layout (a peft adapter too), decay in metadata `vggrpo.ema_decay`
+ *   state.json                 { step, config_hash, training_hash, training, metrics }
  *
  * Internally (and as ONNX graph inputs) a LoRA pair is `lora:<weight>:A` [in, r] and
  * `lora:<weight>:B` [r, out], with y = x·W + (α/r)·(x·A)·B; peft stores the nn.Linear layout,
@@ -34,6 +36,7 @@ export const ADAPTER_FILE = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const STATE_FILE = 'state.json';
+export const EMA_FILE = 'ema_model.safetensors';
 
 /** One adapted weight: its ONNX initializer name and the y = x·W dims of W [in, out]. */
 export interface LoraAdapter {
@@ -57,6 +60,9 @@ export interface CheckpointState {
   /** Hash of the resolved config that produced this policy. */
   configHash: string;
   metrics: Record<string, number>;
+  /** Hash of the keys that define the training (src/rl/training-hash.ts), and those keys. */
+  trainingHash?: string;
+  training?: Record<string, unknown>;
 }
 
 export interface PolicyCheckpoint {
@@ -65,6 +71,8 @@ export interface PolicyCheckpoint {
   state: CheckpointState;
   /** peft's base_model_name_or_path (the denoiser file), null when unknown. */
   baseModel?: string | null;
+  /** The EMA of the LoRA parameters (same names and sizes), with its decay. */
+  ema?: { params: ParamMap; decay: number };
 }
 
 /** Test hook: runs after all files are in the temp folder, before it is renamed into place. */
@@ -184,31 +192,24 @@ export function saveCheckpoint(dir: string, ckpt: PolicyCheckpoint): void {
   mkdirSync(tmp);
   let aside: string | null = null;
   try {
-    // adapter: peft layout (transposed), modules in adapter order, A before B.
-    const adapterTensors = new Map<string, Tensor>();
-    const weights: Record<string, string> = {};
-    for (const ad of lora.adapters) {
-      const mod = moduleName(ad.weight);
-      check(
-        weights[mod] === undefined,
-        dir,
-        `weights '${weights[mod]}' and '${ad.weight}' map to one module '${mod}'`,
-      );
-      weights[mod] = ad.weight;
-      const n = loraInputNames(ad.weight);
-      adapterTensors.set(
-        peftKey(mod, 'A'),
-        tensor('F32', [lora.rank, ad.inDim], transpose(lora.params.get(n.a)!, ad.inDim, lora.rank)),
-      );
-      adapterTensors.set(
-        peftKey(mod, 'B'),
-        tensor('F32', [ad.outDim, lora.rank], transpose(lora.params.get(n.b)!, lora.rank, ad.outDim)),
-      );
-    }
+    const weights = moduleWeights(lora, dir);
     atomicWrite(
       join(tmp, ADAPTER_FILE),
-      encodeSafetensors(adapterTensors, { format: 'pt', 'vggrpo.weights': JSON.stringify(weights) }),
+      encodeSafetensors(peftTensors(lora, lora.params), {
+        format: 'pt',
+        'vggrpo.weights': JSON.stringify(weights),
+      }),
     );
+    if (ckpt.ema) {
+      atomicWrite(
+        join(tmp, EMA_FILE),
+        encodeSafetensors(peftTensors(lora, ckpt.ema.params), {
+          format: 'pt',
+          'vggrpo.weights': JSON.stringify(weights),
+          'vggrpo.ema_decay': String(ckpt.ema.decay),
+        }),
+      );
+    }
     atomicWrite(
       join(tmp, ADAPTER_CONFIG_FILE),
       `${JSON.stringify(adapterConfig(lora, ckpt.baseModel ?? null), null, 2)}\n`,
@@ -240,7 +241,12 @@ export function saveCheckpoint(dir: string, ckpt: PolicyCheckpoint): void {
         'vggrpo.adamw_step': String(optimizer.step),
       }),
     );
-    const stateJson = { step: state.step, config_hash: state.configHash, metrics: state.metrics };
+    const stateJson = {
+      step: state.step,
+      config_hash: state.configHash,
+      ...(state.trainingHash ? { training_hash: state.trainingHash, training: state.training } : {}),
+      metrics: state.metrics,
+    };
     atomicWrite(join(tmp, STATE_FILE), `${JSON.stringify(stateJson, null, 2)}\n`);
     fsyncDir(tmp);
     checkpointHooks.beforeRename?.(tmp);
@@ -262,6 +268,39 @@ export function saveCheckpoint(dir: string, ckpt: PolicyCheckpoint): void {
   }
   settleTemp(tmp);
   if (aside) rmSync(aside, { recursive: true, force: true });
+}
+
+/** peft module name → ONNX weight name, one module per weight. */
+function moduleWeights(lora: LoraWeights, dir: string): Record<string, string> {
+  const weights: Record<string, string> = {};
+  for (const ad of lora.adapters) {
+    const mod = moduleName(ad.weight);
+    check(
+      weights[mod] === undefined,
+      dir,
+      `weights '${weights[mod]}' and '${ad.weight}' map to one module '${mod}'`,
+    );
+    weights[mod] = ad.weight;
+  }
+  return weights;
+}
+
+/** Parameters in peft's layout (transposed), modules in adapter order, A before B. */
+function peftTensors(lora: LoraWeights, params: ParamMap): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const ad of lora.adapters) {
+    const mod = moduleName(ad.weight);
+    const n = loraInputNames(ad.weight);
+    out.set(
+      peftKey(mod, 'A'),
+      tensor('F32', [lora.rank, ad.inDim], transpose(params.get(n.a)!, ad.inDim, lora.rank)),
+    );
+    out.set(
+      peftKey(mod, 'B'),
+      tensor('F32', [ad.outDim, lora.rank], transpose(params.get(n.b)!, lora.rank, ad.outDim)),
+    );
+  }
+  return out;
 }
 
 function validateLora(lora: LoraWeights, where: string): void {
@@ -327,6 +366,8 @@ const AdapterConfigJson = z.looseObject({
 const StateJson = z.looseObject({
   step: z.number().int().nonnegative(),
   config_hash: z.string(),
+  training_hash: z.string().optional(),
+  training: z.record(z.string(), z.unknown()).optional(),
   metrics: z.record(z.string(), z.number().nullable()).default({}),
 });
 
@@ -461,10 +502,49 @@ export function loadCheckpoint(dir: string, opts: { adapterOnly?: boolean } = {}
   if (statePath) {
     const s = readJson(statePath, StateJson);
     const metrics = s.metrics;
-    state = { step: s.step, configHash: s.config_hash, metrics: metrics as Record<string, number> };
+    state = {
+      step: s.step,
+      configHash: s.config_hash,
+      metrics: metrics as Record<string, number>,
+      ...(s.training_hash ? { trainingHash: s.training_hash, training: s.training ?? undefined } : {}),
+    };
   }
   const base = cfg.base_model_name_or_path ?? null;
-  return { lora, optimizer, state, baseModel: typeof base === 'string' ? base : null };
+  const emaPath = join(dir, EMA_FILE);
+  const ema = existsSync(emaPath) ? readEma(emaPath, lora) : undefined;
+  return { lora, optimizer, state, baseModel: typeof base === 'string' ? base : null, ema };
+}
+
+/** ema_model.safetensors: the adapter's modules and shapes, in peft's layout. */
+function readEma(path: string, lora: LoraWeights): { params: ParamMap; decay: number } {
+  const file = readSafetensors(path);
+  const decay = Number(file.metadata['vggrpo.ema_decay']);
+  if (!(decay > 0 && decay < 1))
+    throw new InputError(
+      path,
+      `metadata vggrpo.ema_decay must lie in (0, 1), got ${file.metadata['vggrpo.ema_decay']}`,
+    );
+  const params: ParamMap = new Map();
+  for (const ad of lora.adapters) {
+    const mod = moduleName(ad.weight);
+    const n = loraInputNames(ad.weight);
+    for (const [which, name, rows, cols] of [
+      ['A', n.a, lora.rank, ad.inDim],
+      ['B', n.b, ad.outDim, lora.rank],
+    ] as const) {
+      const t = file.tensors.get(peftKey(mod, which));
+      if (t?.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols)
+        throw new InputError(
+          path,
+          `tensor '${peftKey(mod, which)}' missing or not of shape [${rows}, ${cols}]`,
+        );
+      params.set(name, transpose(toFloat32(t), rows, cols));
+      checkFinite(params.get(name)!, path, peftKey(mod, which));
+    }
+  }
+  if (file.tensors.size !== 2 * lora.adapters.length)
+    throw new InputError(path, 'holds tensors that match no module of the adapter');
+  return { params, decay };
 }
 
 function checkFinite(data: Float32Array, file: string, name: string): void {

@@ -52,12 +52,17 @@ export const LORA_INIT_SEED = 0x10a;
 
 /**
  * Load the denoiser, inject LoRA per `config.lora`, and take the adapter weights from the
- * checkpoint folder (or a fresh peft-style init, B = 0, when there is none).
+ * checkpoint folder (or a fresh peft-style init, B = 0, when there is none); with `ema`, the
+ * checkpoint's EMA of them (src/rl/ema.ts).
  *
  * @example
  *   const policy = await loadPolicy(config, 'runs/x/iter-0003/policy');
  */
-export async function loadPolicy(config: Config, checkpointDir?: string): Promise<Policy> {
+export async function loadPolicy(
+  config: Config,
+  checkpointDir?: string,
+  opts: { ema?: boolean } = {},
+): Promise<Policy> {
   const path = config.models.denoiser;
   if (!path)
     throw new InputError('config', 'models.denoiser is not set (give --config with models.denoiser)');
@@ -80,6 +85,15 @@ export async function loadPolicy(config: Config, checkpointDir?: string): Promis
   if (checkpointDir) {
     checkpoint = loadCheckpoint(checkpointDir);
     lora = checkpoint.lora;
+    if (opts.ema) {
+      // Sampling with the EMA weights (sampler.use_ema): the same adapters, other values.
+      if (!checkpoint.ema)
+        throw new InputError(
+          join(checkpointDir, 'ema_model.safetensors'),
+          'missing: sampler.use_ema needs a checkpoint trained with grpo.ema',
+        );
+      lora = { ...lora, params: checkpoint.ema.params };
+    }
     for (const a of adapterDims) {
       const got = lora.adapters.find((x) => x.weight === a.weight);
       if (!got || got.inDim !== a.inDim || got.outDim !== a.outDim) {

@@ -8,18 +8,48 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { canonicalJson } from '../config/load.js';
+import { canonicalJson, resolveConfig as resolveLayers } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { InputError, RuntimeFailure } from '../errors.js';
 import { buildGradientGraph } from '../onnx/autodiff.js';
 import { decodeModel } from '../onnx/model.js';
-import { adamwInit, adamwStep, clipGradNorm, nonFiniteGrads, type ParamMap } from '../rl/adamw.js';
+import {
+  type AdamWState,
+  adamwInit,
+  adamwStep,
+  clipGradNorm,
+  nonFiniteGrads,
+  type ParamMap,
+} from '../rl/adamw.js';
 import { saveCheckpoint } from '../rl/checkpoint.js';
 import { CheckpointedGradient } from '../rl/checkpointed-gradient.js';
+import { emaInit, emaUpdate } from '../rl/ema.js';
 import { assertRatioOne } from '../rl/grpo.js';
+import { learningRate } from '../rl/lr-schedule.js';
 import { loadPolicy, type Policy, runtimeOptions } from '../rl/policy.js';
-import { microBatchGradient, onePassGradient, withAffineCotangent } from '../rl/policy-gradient.js';
+import {
+  type GrpoSettings,
+  microBatchGradient,
+  onePassGradient,
+  withAffineCotangent,
+} from '../rl/policy-gradient.js';
+import {
+  denoiserBatch,
+  type RolloutLayout,
+  type RolloutUnit,
+  rolloutUnits,
+  type TrajectoryView,
+  trajectoryView,
+  unitMicroBatch,
+} from '../rl/rollout.js';
 import { selectTrainSteps } from '../rl/schedule.js';
+import {
+  checkTrainingHash,
+  differingKeys,
+  type TrainingKeys,
+  trainingHash,
+  trainingKeys,
+} from '../rl/training-hash.js';
 import { checkDims } from '../runtime/contract.js';
 import { openModel } from '../runtime/model-cache.js';
 import type { ModelSession } from '../runtime/session.js';
@@ -36,11 +66,6 @@ export interface GrpoStepResult {
   checkpoint?: string;
   gradients?: string;
   metrics: Record<string, number>;
-}
-
-interface Rollouts {
-  rewards: Shard;
-  trajectory: Shard;
 }
 
 /**
@@ -60,70 +85,24 @@ export function findTrajectory(rewards: Shard, roots?: LineageRoots): Shard {
   return traj;
 }
 
-/** Micro-batches: one group at one recorded step, in the batch layout `sample` used. */
-export function* microBatches(r: Rollouts, config: Config, trainSteps: number[], skipped: string[]) {
-  const traj = r.trajectory;
-  const lat = traj.tensors.get('latents')!;
-  const [B, T1] = lat.shape as [number, number];
-  const T = T1 - 1;
-  const M = lat.data.length / (B * T1);
-  const latents = lat.data as Float32Array;
-  const logp = traj.tensors.get('log_probs')!.data as Float32Array;
-  const ctx = traj.tensors.get('context')!;
-  const [, L, D] = ctx.shape as [number, number, number];
-  const stepIndex = toNumbers(traj.tensors.get('step_index')!);
-  const sigmas = traj.tensors.get('sigmas')!.data as Float32Array;
+/**
+ * Micro-batches of a rollout: each unit of the layout it was sampled in (src/rl/rollout.ts) at
+ * each train step.
+ */
+export function* microBatches(
+  r: Pick<Rollouts, 'rewards' | 'trajectory'>,
+  trainSteps: number[],
+  skipped: string[],
+) {
+  const view = trajectoryView(r.trajectory, recordedSampler(r.trajectory));
   const adv = r.rewards.tensors.get('advantages')!.data as Float32Array;
-  const group = toNumbers(traj.tensors.get('group_index')!);
-  const cfg = config.sampler.guidance !== 1;
-  const groups = new Map<number, number[]>();
-  for (const [b, g] of group.entries()) groups.set(g, [...(groups.get(g) ?? []), b]);
-  for (const [gid, members] of groups) {
-    const G = members.length;
-    const bad = members.find((b) => {
-      for (let j = b * T1 * M; j < (b + 1) * T1 * M; j++) if (!Number.isFinite(latents[j]!)) return true;
-      for (let t = 0; t < T; t++) if (!Number.isFinite(logp[b * T + t]!)) return true;
-      return false;
-    });
-    if (bad !== undefined) {
-      // The group must be recomputed as the batch it was sampled in; a broken member breaks it.
-      skipped.push(`${traj.path}: group ${gid} skipped (sample ${bad} has non-finite latents or log-probs)`);
-      continue;
-    }
-    const ctxData = ctx.data as Float32Array;
-    const context = new Float32Array((cfg ? 2 : 1) * G * L * D);
-    for (const [k, b] of members.entries()) {
-      context.set(ctxData.subarray(b * L * D, (b + 1) * L * D), (cfg ? G + k : k) * L * D);
-    }
-    if (cfg) {
-      const unc = traj.tensors.get('uncond_context');
-      if (!unc) throw new InputError(traj.path, "guidance ≠ 1 but the shard has no 'uncond_context'");
-      for (let k = 0; k < G; k++) context.set(unc.data as Float32Array, k * L * D);
-    }
-    for (const t of trainSteps) {
-      if (t >= T) continue;
-      const x = new Float32Array(G * M);
-      const next = new Float32Array(G * M);
-      const logpOld = new Float32Array(G);
-      const advantages = new Float32Array(G);
-      members.forEach((b, k) => {
-        x.set(latents.subarray((b * T1 + t) * M, (b * T1 + t + 1) * M), k * M);
-        next.set(latents.subarray((b * T1 + t + 1) * M, (b * T1 + t + 2) * M), k * M);
-        logpOld[k] = logp[b * T + t]!;
-        advantages[k] = adv[b]!;
-      });
-      yield {
-        x,
-        next,
-        logpOld,
-        advantages,
-        context: f32([(cfg ? 2 : 1) * G, L, D], context),
-        sigmas,
-        stepIndex: stepIndex[t]!,
-        batch: G,
-      };
-    }
-  }
+  for (const unit of rolloutUnits(view, skipped))
+    for (const t of trainSteps) if (t < view.T) yield unitMicroBatch(unit, adv, t);
+}
+
+/** The sampler settings a trajectory was sampled with: its recorded config. */
+export function recordedSampler(traj: Shard): Config['sampler'] {
+  return resolveLayers([traj.config], `${traj.path} (recorded vggrpo.config)`).sampler;
 }
 
 /**
@@ -160,10 +139,7 @@ export async function gradientSession(
     cache.set(key, s);
     return s;
   }
-  const { model } = buildGradientGraph(decodeModel(policy.modelBytes, policy.denoiserPath), {
-    wrt,
-    shapes,
-  });
+  const { model } = buildGradientGraph(decodeModel(policy.modelBytes, policy.denoiserPath), { wrt, shapes });
   const s = await openModel(
     onePass ? withAffineCotangent(model, 'velocity', [batch, C, F, H, W]) : model,
     runtimeOptions(config),
@@ -182,9 +158,19 @@ function loraShapes(policy: Policy): Record<string, number[]> {
   return out;
 }
 
+export interface GrpoStepOptions {
+  policy?: string;
+  out?: string;
+  gradsOnly: boolean;
+  apply: boolean;
+  seed?: number;
+  /** Resume even when the checkpoint's training hash differs from the config's. */
+  force?: boolean;
+}
+
 export async function runGrpoStep(
   inputs: StageInputs,
-  opts: { policy?: string; out?: string; gradsOnly: boolean; apply: boolean; seed?: number },
+  opts: GrpoStepOptions,
   resolveConfig: ConfigResolver,
   io: StageIo,
 ): Promise<GrpoStepResult> {
@@ -195,22 +181,204 @@ export async function runGrpoStep(
   const roots = inputs.roots ?? new LineageRoots(paths.map((p) => dirname(dirname(resolve(p)))));
   if (opts.apply) return applyGradients(paths, opts, resolveConfig, io);
 
+  const { rollouts, config } = loadRollouts(paths, roots, resolveConfig, io);
+  // Without --policy, the policy the rollouts were sampled with is followed (checked as lineage).
+  const policyDir = opts.policy ?? recordedPolicy(rollouts[0]!.trajectory, roots);
+  checkRolloutPolicies(rollouts, config, policyDir, io);
+  const policy = await loadPolicy(config, policyDir);
+  const g = config.grpo;
+  const training = trainingKeys(config);
+  const outDir = resolve(
+    opts.out ?? join(dirname(dirname(resolve(paths[0]!))), opts.gradsOnly ? 'gradients' : 'policy'),
+  );
+  const sessions = new Map<string, GradientRunner>();
+  try {
+    for (const r of rollouts) checkRolloutShapes(r.trajectory, policy);
+    if (policyDir)
+      checkTrainingHash(policy.checkpoint?.state, training, join(policyDir, 'state.json'), !!opts.force);
+    const minibatches = g.minibatches ?? 1;
+    if (opts.gradsOnly && minibatches > 1)
+      throw new InputError(
+        'grpo.minibatches',
+        `${minibatches}: a gradient shard is one optimiser step (--grads-only and --apply need 1)`,
+      );
+    const run = trainingRun(policy, config, rollouts, sessions, opts.seed);
+    const units = rollouts.flatMap((r) =>
+      rolloutUnits(r.view, run.skipped).map((unit) => ({ unit, advantages: advantagesOf(r) })),
+    );
+    for (const w of run.skipped) io.note(`warning: ${w}`);
+    if (units.length === 0)
+      throw new RuntimeFailure('no trainable group: every group had non-finite samples; no update made');
+    const samples = rollouts.reduce((a, r) => a + advantagesOf(r).length, 0);
+    if (opts.gradsOnly) {
+      const { grads, stats } = await accumulateGradients(run, units, true);
+      const { loss } = meanGradient(grads, stats, g.kl_beta);
+      const out = join(outDir, `${basename(paths[0]!, '.safetensors')}.grads.safetensors`);
+      writeGradientShard(out, {
+        policy,
+        config,
+        grads,
+        paths,
+        rollouts,
+        samples,
+        microBatches: stats.n,
+        policyDir,
+      });
+      io.emit(out);
+      return { gradients: out, metrics: { loss, samples } };
+    }
+    const parts = minibatchParts(units, minibatches);
+    const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
+    const ema = g.ema ? (policy.checkpoint?.ema?.params ?? emaInit(policy.lora.params)) : undefined;
+    const step = (policy.checkpoint?.state.step ?? 0) + 1;
+    let metrics: Record<string, number> = {};
+    const metricLines: string[] = [];
+    for (let inner = 0; inner < g.inner_steps; inner++) {
+      for (const [part, batch] of parts.entries()) {
+        // The rollouts' own policy only on the first optimiser step: there r = 1 (docs/METHOD.md).
+        const first = inner === 0 && part === 0;
+        const { grads, stats } = await accumulateGradients(run, batch, first);
+        const { loss, klMean } = meanGradient(grads, stats, g.kl_beta);
+        const { gradNorm, lr } = applyUpdate(policy.lora.params, grads, optimizer, ema, g);
+        metrics = {
+          step,
+          inner,
+          ...(minibatches > 1 ? { minibatch: part } : {}),
+          lr,
+          loss,
+          policy_loss: stats.loss / stats.n,
+          kl: klMean,
+          approx_kl: stats.approxKl / stats.n,
+          clip_fraction: stats.clip / stats.n,
+          grad_norm: gradNorm,
+          ratio_min: stats.rmin,
+          ratio_max: stats.rmax,
+          samples,
+          ...(inputs.missing ? { shards_missing: inputs.missing } : {}),
+        };
+        io.note(
+          `grpo-step: inner ${inner}${minibatches > 1 ? ` minibatch ${part}` : ''}: loss ${loss.toExponential(4)} kl ${klMean.toExponential(3)} ` +
+            `approx-kl ${metrics.approx_kl!.toExponential(3)} clip ${metrics.clip_fraction!.toFixed(3)} ` +
+            `grad-norm ${gradNorm.toExponential(3)} ratio [${stats.rmin.toFixed(6)}, ${stats.rmax.toFixed(6)}]`,
+        );
+        metricLines.push(`${JSON.stringify({ checkpoint: outDir, ...metrics })}\n`);
+      }
+    }
+    saveCheckpoint(outDir, {
+      lora: policy.lora,
+      optimizer,
+      state: {
+        step,
+        configHash: configHash(config),
+        metrics,
+        trainingHash: trainingHash(training),
+        training,
+      },
+      baseModel: policy.denoiserPath,
+      ...(ema && g.ema ? { ema: { params: ema, decay: g.ema.decay } } : {}),
+    });
+    // Only once the checkpoint is in place does the log describe it.
+    mkdirSync(dirname(outDir), { recursive: true });
+    atomicAppend(join(dirname(outDir), 'metrics.jsonl'), metricLines.join(''));
+    io.emit(outDir);
+    return { checkpoint: outDir, metrics };
+  } finally {
+    for (const s of sessions.values()) await s.release();
+    await policy.session.release();
+  }
+}
+
+interface Rollouts {
+  rewards: Shard;
+  trajectory: Shard;
+  view: TrajectoryView;
+}
+
+/** A micro-batch of the rollouts (src/rl/rollout.ts) with its samples' advantages. */
+interface TrainUnit {
+  unit: RolloutUnit;
+  advantages: Float32Array;
+}
+
+function advantagesOf(r: Pick<Rollouts, 'rewards'>): Float32Array {
+  return r.rewards.tensors.get('advantages')!.data as Float32Array;
+}
+
+/**
+ * Sampler keys the recomputed log-prob depends on beyond the shard's tensors: a contradicting
+ * flag or config is exit 2. The others (sigmas, steps, groups) are the shard's tensors; a
+ * different value is a warning, and seed and per_shard change every run, so they pass silently.
+ */
+const RECOMPUTE_KEYS = ['noise_level', 'guidance', 'micro_batch', 'use_ema'] as const;
+const SILENT_KEYS = new Set(['seed', 'per_shard']);
+
+/**
+ * The reward shards, their trajectories, and the config: flags > --config > the rewards'
+ * recorded config, except `sampler`, which always comes from the trajectory (README.md,
+ * Configuration).
+ */
+function loadRollouts(
+  paths: string[],
+  roots: LineageRoots,
+  resolveConfig: ConfigResolver,
+  io: StageIo,
+): { rollouts: Rollouts[]; config: Config } {
   const rollouts: Rollouts[] = paths.map((p) => {
     const rewards = readShard(p, 'rewards');
     const trajectory = findTrajectory(rewards, roots);
-    return { rewards, trajectory };
-  });
-  for (const r of rollouts) {
-    if (r.trajectory.metadata['vggrpo.reward_guidance']) {
+    if (trajectory.metadata['vggrpo.reward_guidance'])
       throw new InputError(
-        r.trajectory.path,
+        trajectory.path,
         'was sampled with test-time reward guidance (metadata vggrpo.reward_guidance): its steps are not samples of the policy, so GRPO cannot train on them; sample without --reward-guidance',
       );
+    return { rewards, trajectory, view: trajectoryView(trajectory, recordedSampler(trajectory)) };
+  });
+  const first = rollouts[0]!.view;
+  for (const r of rollouts.slice(1)) {
+    for (const key of RECOMPUTE_KEYS) {
+      if (r.view.sampler[key] !== first.sampler[key])
+        throw new InputError(
+          r.trajectory.path,
+          `sampler.${key} ${r.view.sampler[key] ?? '(absent)'} differs from ${first.sampler[key] ?? '(absent)'} in ${first.path}; one update trains rollouts of one sampler`,
+        );
     }
   }
-  const config = resolveConfig(rollouts[0]!.rewards.config, rollouts[0]!.rewards.path);
-  // Without --policy, the policy the rollouts were sampled with is followed (checked as lineage).
-  const policyDir = opts.policy ?? recordedPolicy(rollouts[0]!.trajectory, roots);
+  const merged = resolveConfig(rollouts[0]!.rewards.config, rollouts[0]!.rewards.path);
+  checkSamplerSettings(merged.sampler, first, io);
+  return { rollouts, config: { ...merged, sampler: first.sampler } };
+}
+
+/** A flag or config that contradicts the trajectory's sampler settings (see RECOMPUTE_KEYS). */
+function checkSamplerSettings(given: Config['sampler'], view: TrajectoryView, io: StageIo): void {
+  const rec = view.sampler;
+  for (const key of RECOMPUTE_KEYS) {
+    if (given[key] !== undefined && given[key] !== rec[key])
+      throw new InputError(
+        `sampler.${key}`,
+        `${given[key]} contradicts ${rec[key] ?? '(absent)'} recorded in ${view.path}; sampler settings come from the trajectory shard`,
+      );
+  }
+  if (rec.use_ema && view.policy)
+    throw new InputError(
+      view.path,
+      'sampler.use_ema: sampled with the EMA weights, not the policy being trained; its log-probs cannot be reproduced',
+    );
+  for (const key of Object.keys(rec) as (keyof Config['sampler'])[]) {
+    if (SILENT_KEYS.has(key) || (RECOMPUTE_KEYS as readonly string[]).includes(key)) continue;
+    if (canonicalJson(given[key] ?? null) !== canonicalJson(rec[key] ?? null))
+      io.note(
+        `warning: sampler.${key} ${canonicalJson(given[key] ?? null)} ignored: ${view.path} was sampled with ${canonicalJson(rec[key] ?? null)}`,
+      );
+  }
+}
+
+/** Each trajectory's recorded policy and denoiser against the ones being trained. */
+function checkRolloutPolicies(
+  rollouts: Rollouts[],
+  config: Config,
+  policyDir: string | undefined,
+  io: StageIo,
+) {
   for (const r of rollouts) {
     const rec = r.trajectory.metadata['vggrpo.policy'];
     const used = rec ? resolve(dirname(resolve(r.trajectory.path)), rec) : undefined;
@@ -227,164 +395,221 @@ export async function runGrpoStep(
       );
     }
   }
-  const policy = await loadPolicy(config, policyDir);
-  for (const r of rollouts) checkRolloutShapes(r.trajectory, policy);
+}
+
+/** What every gradient accumulation of one grpo-step shares. */
+interface TrainingRun {
+  policy: Policy;
+  config: Config;
+  layout: RolloutLayout;
+  trainSteps: number[];
+  /** The first trained step's schedule index: the KL is measured there when β = 0. */
+  firstTrainStep: number;
+  settings: Omit<GrpoSettings, 'measureKl'>;
+  sessions: Map<string, GradientRunner>;
+  skipped: string[];
+}
+
+function trainingRun(
+  policy: Policy,
+  config: Config,
+  rollouts: Rollouts[],
+  sessions: Map<string, GradientRunner>,
+  seed?: number,
+): TrainingRun {
   const g = config.grpo;
-  const T = rollouts[0]!.trajectory.tensors.get('log_probs')!.shape[1]!;
-  const trainSteps = selectTrainSteps(T, g.timestep_fraction, opts.seed);
-  const settings = {
-    clipRange: g.clip_range,
-    klBeta: g.kl_beta,
-    klForm: g.kl_form,
-    noiseLevel: config.sampler.noise_level,
-    guidance: config.sampler.guidance,
-    // Summed here, divided by the number of micro-batches actually trained (skipped groups excluded).
-    weight: 1,
+  const view = rollouts[0]!.view;
+  const trainSteps = selectTrainSteps(view.T, g.timestep_fraction, seed);
+  return {
+    policy,
+    config,
+    layout: view.layout,
+    trainSteps,
+    firstTrainStep: view.stepIndex[trainSteps[0]!]!,
+    settings: {
+      clipRange: g.clip_range,
+      klBeta: g.kl_beta,
+      klForm: g.kl_form,
+      noiseLevel: config.sampler.noise_level,
+      guidance: config.sampler.guidance,
+      // Summed here, divided by the number of micro-batches actually trained (skipped ones excluded).
+      weight: 1,
+    },
+    sessions,
+    skipped: [],
   };
-  const sessions = new Map<string, GradientRunner>();
-  const skipped: string[] = [];
-  const firstTrainStep = toNumbers(rollouts[0]!.trajectory.tensors.get('step_index')!)[trainSteps[0]!];
-  const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
-  const startStep = policy.checkpoint?.state.step ?? 0;
-  let metrics: Record<string, number> = {};
-  const metricLines: string[] = [];
-  const innerSteps = opts.gradsOnly ? 1 : g.inner_steps;
-  const outDir = resolve(
-    opts.out ?? join(dirname(dirname(resolve(paths[0]!))), opts.gradsOnly ? 'gradients' : 'policy'),
-  );
-  const samples = rollouts.reduce((a, r) => a + r.rewards.tensors.get('advantages')!.shape[0]!, 0);
-  try {
-    for (let inner = 0; inner < innerSteps; inner++) {
-      const grads: ParamMap = new Map(
-        [...policy.lora.params].map(([k, v]) => [k, new Float32Array(v.length)]),
+}
+
+/** Sums over the micro-batches of one optimiser step. */
+export interface GradientStats {
+  loss: number;
+  /** Σ KL over the micro-batches where it was measured, and their count. */
+  kl: number;
+  nKl: number;
+  approxKl: number;
+  clip: number;
+  rmin: number;
+  rmax: number;
+  /** Micro-batches trained. */
+  n: number;
+}
+
+/**
+ * Σ of the micro-batch gradients of `units` at every train step, and their stats. `first`: the
+ * first optimiser step on these rollouts, where r = 1 is checked (assertRatioOne) and one
+ * onnxruntime run gives v and the gradient when it can (src/rl/policy-gradient.ts).
+ */
+async function accumulateGradients(
+  run: TrainingRun,
+  units: TrainUnit[],
+  first: boolean,
+): Promise<{ grads: ParamMap; stats: GradientStats }> {
+  const { policy, config, settings } = run;
+  const grads: ParamMap = new Map([...policy.lora.params].map(([k, v]) => [k, new Float32Array(v.length)]));
+  const stats: GradientStats = {
+    loss: 0,
+    kl: 0,
+    nKl: 0,
+    approxKl: 0,
+    clip: 0,
+    rmin: Number.POSITIVE_INFINITY,
+    rmax: Number.NEGATIVE_INFINITY,
+    n: 0,
+  };
+  const onePass = first && settings.guidance === 1 && settings.klBeta === 0;
+  for (const { unit, advantages } of units) {
+    for (const t of run.trainSteps) {
+      if (t >= unit.view.T) continue;
+      const mb = unitMicroBatch(unit, advantages, t);
+      const session = await gradientSession(
+        policy,
+        config,
+        denoiserBatch(run.layout, mb.batch),
+        run.sessions,
+        onePass,
       );
-      const acc = {
-        loss: 0,
-        kl: 0,
-        nKl: 0,
-        approxKl: 0,
-        clip: 0,
-        rmin: Number.POSITIVE_INFINITY,
-        rmax: Number.NEGATIVE_INFINITY,
-        n: 0,
-      };
-      // At r = 1 (the first inner step) one run gives v and the gradient; otherwise forward, then VJP.
-      const onePass = inner === 0 && config.sampler.guidance === 1 && g.kl_beta === 0;
-      for (const r of rollouts) {
-        for (const mb of microBatches(r, config, trainSteps, skipped)) {
-          const session = await gradientSession(
-            policy,
-            config,
-            config.sampler.guidance !== 1 ? 2 * mb.batch : mb.batch,
-            sessions,
-            onePass,
-          );
-          // KL to the base model is always reported; with β = 0 it is measured on the first train step only.
-          const measureKl = mb.stepIndex === firstTrainStep;
-          const res = await (onePass ? onePassGradient : microBatchGradient)(policy, session, mb, {
-            ...settings,
-            measureKl,
-          });
-          if (inner === 0) assertRatioOne(res.logpNew, mb.logpOld);
-          for (const [k, gr] of res.grads) {
-            const a = grads.get(k)!;
-            for (let j = 0; j < a.length; j++) a[j]! += gr[j]!;
-          }
-          acc.loss += res.loss;
-          if (Number.isFinite(res.kl)) {
-            acc.kl += res.kl;
-            acc.nKl++;
-          }
-          acc.approxKl += res.approxKl;
-          acc.clip += res.clipFraction;
-          acc.rmin = Math.min(acc.rmin, res.ratioMin);
-          acc.rmax = Math.max(acc.rmax, res.ratioMax);
-          acc.n++;
-        }
-      }
-      if (inner === 0) for (const w of skipped) io.note(`warning: ${w}`);
-      if (acc.n === 0)
-        throw new RuntimeFailure('no trainable group: every group had non-finite samples; no update made');
-      for (const a of grads.values()) for (let j = 0; j < a.length; j++) a[j]! /= acc.n;
-      const klMean = acc.nKl ? acc.kl / acc.nKl : 0;
-      const loss = acc.loss / acc.n + g.kl_beta * klMean;
-      const bad = nonFiniteGrads(grads);
-      if (!Number.isFinite(loss) || bad.length > 0) {
-        throw new RuntimeFailure(
-          `non-finite ${!Number.isFinite(loss) ? `loss (${loss})` : `gradient in ${bad.slice(0, 3).join(', ')}`}; no update made, checkpoint untouched`,
-        );
-      }
-      if (opts.gradsOnly) {
-        const out = join(outDir, `${basename(paths[0]!, '.safetensors')}.grads.safetensors`);
-        const places = rollouts.flatMap((r) => (r.rewards.place ? [r.rewards.place] : []));
-        const tensors: Record<string, Tensor> = {};
-        for (const a of policy.lora.adapters) {
-          for (const [suffix, shape] of [
-            ['A', [a.inDim, policy.lora.rank]],
-            ['B', [policy.lora.rank, a.outDim]],
-          ] as const) {
-            const name = `lora:${a.weight}:${suffix}`;
-            tensors[`grad/${name}`] = f32([...shape], grads.get(name)!);
-          }
-        }
-        writeShard(out, 'gradients', tensors, {
-          config,
-          inputs: paths,
-          place: places[0],
-          covers: places,
-          extra: {
-            'vggrpo.samples': String(samples),
-            'vggrpo.micro_batches': String(acc.n),
-            'vggrpo.policy': policyDir ? relative(dirname(resolve(out)), resolve(policyDir)) || '.' : '',
-          },
-        });
-        io.emit(out);
-        return { gradients: out, metrics: { loss, samples } };
-      }
-      const gradNorm = clipGradNorm(grads, g.grad_clip);
-      adamwStep(policy.lora.params, grads, optimizer, {
-        lr: g.lr,
-        betas: g.betas,
-        eps: g.eps,
-        weightDecay: g.weight_decay,
+      // KL to the base model is always reported; with β = 0 it is measured on the first train step only.
+      const res = await (onePass ? onePassGradient : microBatchGradient)(policy, session, mb, {
+        ...settings,
+        measureKl: mb.stepIndex === run.firstTrainStep,
       });
-      metrics = {
-        step: startStep + 1,
-        inner,
-        loss,
-        policy_loss: acc.loss / acc.n,
-        kl: klMean,
-        approx_kl: acc.approxKl / acc.n,
-        clip_fraction: acc.clip / acc.n,
-        grad_norm: gradNorm,
-        ratio_min: acc.rmin,
-        ratio_max: acc.rmax,
-        samples,
-        ...(inputs.missing ? { shards_missing: inputs.missing } : {}),
-      };
-      io.note(
-        `grpo-step: inner ${inner}: loss ${loss.toExponential(4)} kl ${metrics.kl!.toExponential(3)} ` +
-          `approx-kl ${metrics.approx_kl!.toExponential(3)} clip ${metrics.clip_fraction!.toFixed(3)} ` +
-          `grad-norm ${gradNorm.toExponential(3)} ratio [${acc.rmin.toFixed(6)}, ${acc.rmax.toFixed(6)}]`,
-      );
-      metricLines.push(`${JSON.stringify({ checkpoint: outDir, ...metrics })}\n`);
+      if (first) assertRatioOne(res.logpNew, mb.logpOld);
+      for (const [k, gr] of res.grads) {
+        const a = grads.get(k)!;
+        for (let j = 0; j < a.length; j++) a[j]! += gr[j]!;
+      }
+      stats.loss += res.loss;
+      if (Number.isFinite(res.kl)) {
+        stats.kl += res.kl;
+        stats.nKl++;
+      }
+      stats.approxKl += res.approxKl;
+      stats.clip += res.clipFraction;
+      stats.rmin = Math.min(stats.rmin, res.ratioMin);
+      stats.rmax = Math.max(stats.rmax, res.ratioMax);
+      stats.n++;
     }
-  } finally {
-    for (const s of sessions.values()) await s.release();
-    await policy.session.release();
   }
-  const configHash = createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
-  saveCheckpoint(outDir, {
-    lora: policy.lora,
-    optimizer,
-    state: { step: startStep + 1, configHash, metrics },
-    baseModel: policy.denoiserPath,
+  return { grads, stats };
+}
+
+/** The sum made a mean over the micro-batches (in place), with its loss; non-finite is exit 1. */
+function meanGradient(
+  grads: ParamMap,
+  stats: GradientStats,
+  klBeta: number,
+): { loss: number; klMean: number } {
+  if (stats.n === 0)
+    throw new RuntimeFailure('no trainable group: every group had non-finite samples; no update made');
+  for (const a of grads.values()) for (let j = 0; j < a.length; j++) a[j]! /= stats.n;
+  const klMean = stats.nKl ? stats.kl / stats.nKl : 0;
+  const loss = stats.loss / stats.n + klBeta * klMean;
+  const bad = nonFiniteGrads(grads);
+  if (!Number.isFinite(loss) || bad.length > 0) {
+    throw new RuntimeFailure(
+      `non-finite ${!Number.isFinite(loss) ? `loss (${loss})` : `gradient in ${bad.slice(0, 3).join(', ')}`}; no update made, checkpoint untouched`,
+    );
+  }
+  return { loss, klMean };
+}
+
+/**
+ * `grpo.minibatches` disjoint parts of the micro-batch units, contiguous in rollout order and
+ * of sizes differing by at most one; each gets its own optimiser step (Flow-GRPO's inner loop).
+ */
+export function minibatchParts<T>(units: T[], parts: number): T[][] {
+  if (units.length < parts)
+    throw new InputError(
+      'grpo.minibatches',
+      `${parts} parts but only ${units.length} micro-batches of rollouts to split`,
+    );
+  return Array.from({ length: parts }, (_, j) =>
+    units.slice(Math.floor((j * units.length) / parts), Math.floor(((j + 1) * units.length) / parts)),
+  );
+}
+
+/**
+ * One optimiser step from a mean gradient, shared by the update and `--apply`: clip, AdamW at the
+ * scheduled learning rate (src/rl/lr-schedule.ts), then the EMA (src/rl/ema.ts).
+ *
+ * @example
+ *   const { gradNorm, lr } = applyUpdate(policy.lora.params, grads, optimizer, ema, config.grpo);
+ */
+export function applyUpdate(
+  params: ParamMap,
+  grads: ParamMap,
+  optimizer: AdamWState,
+  ema: ParamMap | undefined,
+  g: Config['grpo'],
+): { gradNorm: number; lr: number } {
+  const gradNorm = clipGradNorm(grads, g.grad_clip);
+  const lr = learningRate(g.lr, g.lr_schedule, optimizer.step + 1);
+  adamwStep(params, grads, optimizer, { lr, betas: g.betas, eps: g.eps, weightDecay: g.weight_decay });
+  if (ema && g.ema) emaUpdate(ema, params, g.ema.decay);
+  return { gradNorm, lr };
+}
+
+function configHash(config: Config): string {
+  return createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
+}
+
+/** `--grads-only`: the mean gradient as a gradient shard, through writeShard. */
+function writeGradientShard(
+  out: string,
+  a: {
+    policy: Policy;
+    config: Config;
+    grads: ParamMap;
+    paths: string[];
+    rollouts: Rollouts[];
+    samples: number;
+    microBatches: number;
+    policyDir?: string;
+  },
+): void {
+  const { policy } = a;
+  const places = a.rollouts.flatMap((r) => (r.rewards.place ? [r.rewards.place] : []));
+  const tensors: Record<string, Tensor> = {};
+  for (const ad of policy.lora.adapters) {
+    for (const [suffix, shape] of [
+      ['A', [ad.inDim, policy.lora.rank]],
+      ['B', [policy.lora.rank, ad.outDim]],
+    ] as const) {
+      const name = `lora:${ad.weight}:${suffix}`;
+      tensors[`grad/${name}`] = f32([...shape], a.grads.get(name)!);
+    }
+  }
+  writeShard(out, 'gradients', tensors, {
+    config: a.config,
+    inputs: a.paths,
+    place: places[0],
+    covers: places,
+    extra: {
+      'vggrpo.samples': String(a.samples),
+      'vggrpo.micro_batches': String(a.microBatches),
+      'vggrpo.policy': a.policyDir ? relative(dirname(resolve(out)), resolve(a.policyDir)) || '.' : '',
+    },
   });
-  // Only once the checkpoint is in place does the log describe it.
-  mkdirSync(dirname(outDir), { recursive: true });
-  atomicAppend(join(dirname(outDir), 'metrics.jsonl'), metricLines.join(''));
-  io.emit(outDir);
-  return { checkpoint: outDir, metrics };
 }
 
 /** A trajectory's latents and context must fit the denoiser being trained. */
@@ -405,10 +630,13 @@ function recordedPolicy(traj: Shard, roots: LineageRoots): string | undefined {
   return rec ? lineagePath(traj.path, 'vggrpo.policy', rec, roots, 'folder') : undefined;
 }
 
-/** `--apply`: average gradient shards (weighted by their micro-batch counts) and take one step. */
+/**
+ * `--apply`: average gradient shards (weighted by their micro-batch counts) and take one step.
+ * Every shard must name the same policy and the same training (src/rl/training-hash.ts).
+ */
 async function applyGradients(
   paths: string[],
-  opts: { policy?: string; out?: string },
+  opts: GrpoStepOptions,
   resolveConfig: ConfigResolver,
   io: StageIo,
 ): Promise<GrpoStepResult> {
@@ -416,21 +644,28 @@ async function applyGradients(
   let sum: ParamMap | undefined;
   let config: Config | undefined;
   let samples = 0;
-  let policyOf: { path: string; policy: string } | undefined;
+  let firstOf: { path: string; policy: string; training: TrainingKeys } | undefined;
   for (const p of paths) {
     const shard = readShard(p, 'gradients');
     const { tensors, metadata } = shard;
     const n = Number(metadata['vggrpo.micro_batches']);
     if (!(Number.isInteger(n) && n > 0))
       throw new InputError(p, 'metadata vggrpo.micro_batches missing or not a positive integer');
-    // Gradients of different policies must not be averaged into one step.
+    // Gradients of different policies or trainings must not be averaged into one step.
     const rec = metadata['vggrpo.policy'] ?? '';
     const policy = rec ? resolve(dirname(resolve(p)), rec) : '';
-    policyOf ??= { path: p, policy };
-    if (policy !== policyOf.policy)
+    const training = trainingKeys(resolveLayers([shard.config], `${p} (recorded vggrpo.config)`));
+    firstOf ??= { path: p, policy, training };
+    if (policy !== firstOf.policy)
       throw new InputError(
         p,
-        `computed for policy '${policy || 'base'}', but ${policyOf.path} for '${policyOf.policy || 'base'}'`,
+        `computed for policy '${policy || 'base'}', but ${firstOf.path} for '${firstOf.policy || 'base'}'`,
+      );
+    const diff = differingKeys(firstOf.training, training);
+    if (diff.length)
+      throw new InputError(
+        p,
+        `computed with other training settings than ${firstOf.path}: ${diff.join(', ')}`,
       );
     config ??= resolveConfig(shard.config, p);
     samples += Number(metadata['vggrpo.samples'] ?? 0);
@@ -447,29 +682,32 @@ async function applyGradients(
     total += n;
   }
   for (const acc of sum!.values()) for (let j = 0; j < acc.length; j++) acc[j]! /= total;
+  const g = config!.grpo;
+  if ((g.minibatches ?? 1) > 1)
+    throw new InputError(
+      'grpo.minibatches',
+      `${g.minibatches}: a gradient shard is one optimiser step (--grads-only and --apply need 1)`,
+    );
   const policy = await loadPolicy(config!, opts.policy);
   await policy.session.release();
+  const training = trainingKeys(config!);
+  if (opts.policy)
+    checkTrainingHash(policy.checkpoint?.state, training, join(opts.policy, 'state.json'), !!opts.force);
   const bad = nonFiniteGrads(sum!);
   if (bad.length)
     throw new RuntimeFailure(`non-finite gradient in ${bad.slice(0, 3).join(', ')}; no update made`);
-  const g = config!.grpo;
   const optimizer = policy.checkpoint?.optimizer ?? adamwInit(policy.lora.params);
-  const gradNorm = clipGradNorm(sum!, g.grad_clip);
-  adamwStep(policy.lora.params, sum!, optimizer, {
-    lr: g.lr,
-    betas: g.betas,
-    eps: g.eps,
-    weightDecay: g.weight_decay,
-  });
+  const ema = g.ema ? (policy.checkpoint?.ema?.params ?? emaInit(policy.lora.params)) : undefined;
+  const { gradNorm, lr } = applyUpdate(policy.lora.params, sum!, optimizer, ema, g);
   const step = (policy.checkpoint?.state.step ?? 0) + 1;
   const outDir = resolve(opts.out ?? 'policy');
-  const metrics = { step, grad_norm: gradNorm, samples, micro_batches: total };
-  const configHash = createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
+  const metrics = { step, lr, grad_norm: gradNorm, samples, micro_batches: total };
   saveCheckpoint(outDir, {
     lora: policy.lora,
     optimizer,
-    state: { step, configHash, metrics },
+    state: { step, configHash: configHash(config!), metrics, trainingHash: trainingHash(training), training },
     baseModel: policy.denoiserPath,
+    ...(ema && g.ema ? { ema: { params: ema, decay: g.ema.decay } } : {}),
   });
   io.emit(outDir);
   return { checkpoint: outDir, metrics };

@@ -1,15 +1,17 @@
 /**
- * `sample`: roll out the policy with the Flow-GRPO SDE, a group of G videos per prompt run as
- * one batch, and write trajectory shards (a group never spans two shards).
+ * `sample`: roll out the policy with the Flow-GRPO SDE, a group of G videos per prompt run in
+ * the micro-batches of src/rl/rollout.ts, and write trajectory shards (a group never spans two
+ * shards).
  */
 import { join, relative, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { NoisePool } from '../rl/noise-pool.js';
-import { loadPolicy, velocity } from '../rl/policy.js';
+import { loadPolicy } from '../rl/policy.js';
 import { groupSeed, sampleSeed } from '../rl/prng.js';
 import { RewardGuidance } from '../rl/reward-guidance.js';
+import { batchContext, groupVelocity, microBatchSlices, rolloutLayout, usesCfg } from '../rl/rollout.js';
 import { sdeWindow, shiftedSigmas } from '../rl/schedule.js';
-import { cfgBatch, cfgCombineHalves, odeStep, sdeStep } from '../rl/sde.js';
+import { odeStep, sdeStep } from '../rl/sde.js';
 import { checkDims } from '../runtime/contract.js';
 import { runId } from '../shards/completeness.js';
 import { nonfiniteSamples } from '../shards/finite.js';
@@ -62,8 +64,10 @@ export async function runSample(
 ): Promise<SampleResult> {
   const { config } = opts;
   const s = config.sampler;
+  const layout = rolloutLayout(s);
   const cond = await conditioning(config, opts);
-  const policy = await loadPolicy(config, opts.policy);
+  // use_ema without --policy: the base model, which is its own average.
+  const policy = await loadPolicy(config, opts.policy, { ema: s.use_ema });
   const { C, F, H, W } = policy.shape;
   checkDims(
     [cond.L, cond.D],
@@ -78,7 +82,7 @@ export async function runSample(
   const sigmas = Float32Array.from(shiftedSigmas(s.steps, s.shift));
   const window = s.ode ? [] : sdeWindow(s.sde_window, s.steps);
   const T = window.length;
-  const cfg = s.guidance !== 1;
+  const cfg = usesCfg(layout);
   const outDir = resolve(opts.out ?? defaultSampleOut());
   const shards: string[] = [];
   const warnings: string[] = [];
@@ -125,16 +129,11 @@ export async function runSample(
       const nonfinite = new Uint8Array(B);
       for (const [k, p] of groupIds.entries()) {
         const groupSeeds = seeds.slice(k * G, (k + 1) * G);
-        // The group is one batch; with CFG the batch is [uncond × G; cond × G].
-        const ctxB = new Float32Array((cfg ? 2 : 1) * G * L * D);
-        for (let b = 0; b < G; b++) {
-          if (cfg) {
-            ctxB.set(cond.uncond!, b * L * D);
-            ctxB.set(cond.contexts[p]!, (G + b) * L * D);
-          } else ctxB.set(cond.contexts[p]!, b * L * D);
-          context.set(cond.contexts[p]!, (k * G + b) * L * D);
-        }
-        const ctxT = f32([(cfg ? 2 : 1) * G, L, D], ctxB);
+        for (let b = 0; b < G; b++) context.set(cond.contexts[p]!, (k * G + b) * L * D);
+        // The group's denoiser batches (src/rl/rollout.ts): grpo-step reruns exactly these.
+        const ctxs = microBatchSlices(G, layout.microBatch).map(([a, b]) =>
+          batchContext(layout, Array(b - a).fill(cond.contexts[p]!), cond.uncond, L, D),
+        );
         let x = await (nextStart ?? startOf(p));
         // Each step's noise is drawn on a worker while the denoiser runs on the main thread.
         let nextNoise = window.includes(0) ? noisePool.draw(groupSeeds, 0, M) : undefined;
@@ -143,14 +142,18 @@ export async function runSample(
           const t = window.indexOf(i);
           const noiseP = nextNoise;
           nextNoise = window.includes(i + 1) ? noisePool.draw(groupSeeds, i + 1, M) : undefined;
-          const vRaw = cfg
-            ? await velocity(policy, cfgBatch(x), 2 * G, sigmas[i]!, ctxT)
-            : await velocity(policy, x, G, sigmas[i]!, ctxT);
+          const vPolicy = await groupVelocity(policy, layout, x, sigmas[i]!, ctxs);
           const noise = t >= 0 ? await noiseP : undefined;
-          const vPolicy = cfg ? cfgCombineHalves(vRaw, s.guidance) : vRaw;
+          // Guided rollouts are not samples of the policy (grpo-step refuses them), so the
+          // denoiser link runs the whole group as one batch.
           const v = guide?.guides(i)
-            ? (await guide.correct(x, vPolicy, sigmas[i]!, { policy, context: ctxT, guidance: s.guidance }))
-                .velocity
+            ? (
+                await guide.correct(x, vPolicy, sigmas[i]!, {
+                  policy,
+                  context: batchContext(layout, Array(G).fill(cond.contexts[p]!), cond.uncond, L, D),
+                  guidance: s.guidance,
+                })
+              ).velocity
             : vPolicy;
           if (t >= 0) {
             for (let b = 0; b < G; b++)

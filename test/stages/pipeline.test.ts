@@ -247,7 +247,7 @@ test('the one-run gradient of the first inner step equals forward-then-VJP', asy
       measureKl: true,
     };
     let compared = 0;
-    for (const mb of microBatches(rollouts, config, [...Array(T).keys()], [])) {
+    for (const mb of microBatches(rollouts, [...Array(T).keys()], [])) {
       const two = await microBatchGradient(
         policy,
         await gradientSession(policy, config, mb.batch, sessions),
