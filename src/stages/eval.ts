@@ -11,16 +11,15 @@ import { InputError } from '../errors.js';
 import { cameraCentre } from '../geometry/cameras.js';
 import { type CameraPath, type Curve, cameraPathSpec, lineSpec, renderSvg } from '../media/plots.js';
 import { type ReportData, type ReportSection, type ReportVideo, writeReport } from '../media/report.js';
+import { type DecodedVideo, VaeDecoder } from '../media/vae.js';
 import { writeMp4 } from '../media/video.js';
 import { type GroundTruth, type VideoMetrics, videoMetrics } from '../metrics/consistency.js';
 import { epipolarError } from '../metrics/epipolar.js';
 import { REWARDS } from '../rewards/index.js';
 import { sliceGeometry } from '../rewards/types.js';
-import { runtimeOptions } from '../rl/policy.js';
-import { ModelSession } from '../runtime/session.js';
 import { followInput, LineageRoots } from '../shards/lineage.js';
 import { readShard, type Shard } from '../shards/shard.js';
-import { f32, type Tensor } from '../shards/tensor.js';
+import type { Tensor } from '../shards/tensor.js';
 import { depthStrip } from './render-geometry.js';
 import type { ConfigResolver, StageInputs, StageIo } from './types.js';
 
@@ -214,9 +213,9 @@ function finalLatentsOf(shard: Shard, roots: LineageRoots): Tensor | undefined {
 async function framesOf(
   shard: Shard,
   b: number,
-  decoder: ModelSession | undefined,
+  decoder: VaeDecoder | undefined,
   lat: Tensor | undefined,
-): Promise<{ rgb: Uint8Array; frames: number; height: number; width: number } | undefined> {
+): Promise<DecodedVideo | undefined> {
   const rgbT = shard.tensors.get('rgb');
   if (rgbT) {
     const [, F, H, W] = rgbT.shape as [number, number, number, number];
@@ -225,22 +224,8 @@ async function framesOf(
   }
   if (!decoder || !lat) return undefined;
   const per = lat.data.length / lat.shape[0]!;
-  const out = await decoder.run({
-    latents: f32([1, ...lat.shape.slice(1)], (lat.data as Float32Array).slice(b * per, (b + 1) * per)),
-  });
-  const fr = Object.values(out)[0]!;
-  const [, F, C, H, W] = fr.shape as [number, number, number, number, number];
-  if (C !== 3)
-    throw new InputError(decoder.source, `decoder output must be [B, F, 3, H, W], got [${fr.shape}]`);
-  const d = fr.data as Float32Array;
-  const rgb = new Uint8Array(F * H * W * 3);
-  for (let f = 0; f < F; f++)
-    for (let c = 0; c < 3; c++)
-      for (let i = 0; i < H * W; i++)
-        rgb[(f * H * W + i) * 3 + c] = Math.round(
-          255 * Math.min(1, Math.max(0, d[(f * 3 + c) * H * W + i]!)),
-        );
-  return { rgb, frames: F, height: H, width: W };
+  const shape = lat.shape.slice(1) as [number, number, number, number];
+  return decoder.decode((lat.data as Float32Array).slice(b * per, (b + 1) * per), shape);
 }
 
 const fmt = (v: number | null | undefined) =>
@@ -274,10 +259,7 @@ export async function runEval(
 
   // Videos and the epipolar error on decoded RGB, for the evaluation sets (or the last iteration).
   const videoSets = evalSets.length ? evalSets : iterations.slice(-1);
-  let decoder: ModelSession | undefined;
-  if (config.models.vae_decoder && existsSync(config.models.vae_decoder)) {
-    decoder = await ModelSession.open(config.models.vae_decoder, runtimeOptions(config));
-  }
+  const decoder = await VaeDecoder.open(config);
   const videos: ReportVideo[] = [];
   const epipolar: Record<string, { error: number | null; detector: string; pairs: number }> = {};
   try {
