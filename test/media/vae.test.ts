@@ -4,6 +4,8 @@
  * layout), checked against frames computed by hand.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/config/load.js';
@@ -13,7 +15,7 @@ import { denormalise, VaeDecoder, videoFrames } from '../../src/media/vae.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { saveModel } from '../../src/onnx/model.js';
 import { ModelSession } from '../../src/runtime/session.js';
-import { tempDir } from '../helpers.js';
+import { BIN, runCli, tempDir } from '../helpers.js';
 
 const dir = tempDir('vggrpo-vae-');
 
@@ -163,4 +165,42 @@ test("the toy fixture with the defaults: exactly the toy's [B, F, 3, H, W] outpu
     want.some((v) => v > 0 && v < 255),
     'the check sees values inside the range',
   );
+});
+
+test('eval decodes through vae.*: the toy decoder against a wrong layout or frame count is exit 2 naming it', async () => {
+  execFileSync('bash', [
+    '-o',
+    'pipefail',
+    '-c',
+    `node ${BIN} world --out ${dir}/w/world --scenes 1 --group-size 2 | node ${BIN} decode-geometry --out ${dir}/w/geometry > /dev/null`,
+  ]);
+  const cases: [string, RegExp][] = [
+    [
+      'temporal_compression: 2',
+      /vae_decoder\.onnx: decoder gives 8 frames for 8 latent frames; vae\.temporal_compression 2 .* = 15/,
+    ],
+    [
+      'layout: B3FHW',
+      /vae_decoder\.onnx: decoder output is \[1, 8, 3, 32, 32\]; vae\.layout B3FHW expects \[B, 3, F, H, W\]/,
+    ],
+  ];
+  for (const [line, fault] of cases) {
+    const cfg = join(dir, 'eval.yaml');
+    writeFileSync(cfg, `vae:\n  ${line}\n`);
+    const r = await runCli([
+      'eval',
+      join(dir, 'w', 'geometry'),
+      '--config',
+      cfg,
+      '--allow-root',
+      dir,
+      '--out',
+      join(dir, 'report'),
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    // Progress notes come first; the fault is one line.
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('vggrpo eval:'));
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(errors[0]!, fault);
+  }
 });
