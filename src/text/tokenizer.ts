@@ -81,6 +81,22 @@ function truncate(full: number[], plain: number[], length: number): number[] {
 }
 
 /**
+ * Unigram byte fallback, which @huggingface/tokenizers 0.2 applies to BPE only: a piece outside
+ * the vocabulary becomes its UTF-8 bytes as `<0xXX>` tokens when all of them exist, else stays
+ * unk — what the Rust tokenizers (and so diffusers' umT5 tokenizer) emit.
+ */
+function byteFallback(tok: Tokenizer, tokens: string[], ids: (number | undefined)[]): (number | undefined)[] {
+  const utf8 = new TextEncoder();
+  return tokens.flatMap((t, i) => {
+    if (tok.token_to_id(t) !== undefined) return [ids[i]];
+    const bytes = Array.from(utf8.encode(t), (b) =>
+      tok.token_to_id(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`),
+    );
+    return bytes.length && bytes.every((b) => b !== undefined) ? bytes : [ids[i]];
+  });
+}
+
+/**
  * Read `tokenizer.json` (and `tokenizer_config.json` beside it, when there is one).
  *
  * @example
@@ -99,13 +115,17 @@ export function loadTokenizer(path: string): TextTokenizer {
   } catch (err) {
     throw new InputError(path, `not a tokenizer @huggingface/tokenizers can read: ${(err as Error).message}`);
   }
-  const ids = [...tok.get_vocab(true).values()];
-  const vocabSize = ids.length ? Math.max(...ids) + 1 : 0;
+  // A loop, not Math.max(...ids): umT5 has 256 300 ids, more than a call takes arguments.
+  let vocabSize = 0;
+  for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
   const padId = padIdOf(json, config, tok);
+  const model = json.model as { type?: unknown; byte_fallback?: unknown } | undefined;
+  const unigramBytes = model?.type === 'Unigram' && model.byte_fallback === true;
   const tokenIds = (text: string, special = true): number[] => {
     let ids: (number | undefined)[];
     try {
-      ids = tok.encode(text, { add_special_tokens: special }).ids;
+      const enc = tok.encode(text, { add_special_tokens: special });
+      ids = unigramBytes ? byteFallback(tok, enc.tokens, enc.ids) : enc.ids;
     } catch (err) {
       throw new InputError(path, `cannot tokenize ${JSON.stringify(text)}: ${(err as Error).message}`);
     }

@@ -54,6 +54,33 @@ test("the pad id comes from tokenizer.json's padding when it sets one", () => {
   assert.deepEqual(nums(e.mask), [1, 1, 0, 0]);
 });
 
+test('Unigram byte fallback (umT5 sets it): an unknown character becomes its UTF-8 byte tokens when all exist', () => {
+  const json = JSON.parse(readFileSync(TOKENIZER, 'utf8'));
+  json.model.byte_fallback = true;
+  // 🍣 is F0 9F 8D A3 in UTF-8: ids 13–16. 'z' (7A) has no byte token, so it stays <unk>.
+  for (const b of ['F0', '9F', '8D', 'A3']) json.model.vocab.push([`<0x${b}>`, 0]);
+  mkdirSync(join(dir, 'bytes'));
+  const path = join(dir, 'bytes', 'tokenizer.json');
+  writeFileSync(path, JSON.stringify(json));
+  const tok = loadTokenizer(path);
+  assert.deepEqual(tok.tokenIds('red 🍣'), [ID.red, ID.space, 13, 14, 15, 16, ID.eos]);
+  assert.deepEqual(tok.tokenIds('zzz'), [ID.space, ID.unk, ID.eos]);
+  // Without the flag (the fixture as committed) the same character is one <unk>.
+  assert.deepEqual(loadTokenizer(TOKENIZER).tokenIds('red 🍣'), [ID.red, ID.space, ID.unk, ID.eos]);
+});
+
+test("a vocabulary of umT5's size (256 300 ids) loads and encodes", () => {
+  const json = JSON.parse(readFileSync(TOKENIZER, 'utf8'));
+  const n = 256_300;
+  for (let i = json.model.vocab.length; i < n; i++) json.model.vocab.push([`▁w${i}`, -5 - i / n]);
+  mkdirSync(join(dir, 'big'));
+  const path = join(dir, 'big', 'tokenizer.json');
+  writeFileSync(path, JSON.stringify(json));
+  const tok = loadTokenizer(path);
+  assert.equal(tok.vocabSize, n);
+  assert.deepEqual(tok.tokenIds('red w256299 box'), [ID.red, n - 1, ID.box, ID.eos]);
+});
+
 test('a missing, non-JSON or unreadable tokenizer is an InputError naming the file', () => {
   const cases: [string, RegExp][] = [
     [join(dir, 'none', 'tokenizer.json'), /tokenizer file not found/],
