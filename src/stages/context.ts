@@ -7,11 +7,12 @@ import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { loadModel } from '../onnx/model.js';
+import type { TypeProto } from '../onnx/proto.js';
 import { runtimeOptions } from '../rl/policy.js';
 import { ModelSession } from '../runtime/session.js';
 import { readShard } from '../shards/shard.js';
 import { type Tensor, tensor } from '../shards/tensor.js';
-import { loadTokenizer } from '../text/tokenizer.js';
+import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.js';
 import { tokenize } from '../toy/tokenizer.js';
 
 export interface Conditioning {
@@ -40,20 +41,13 @@ export function readPrompts(path: string): string[] {
   return prompts;
 }
 
-/** The denoiser's context input (policy.ts DenoiserShape); −1 for a dynamic dim. */
-export interface ContextShape {
-  L: number;
-  D: number;
-}
-
 /**
  * @example
- *   const cond = await conditioning(config, { prompts: 'examples/toy/prompts.txt' }, policy.shape);
+ *   const cond = await conditioning(config, { prompts: 'examples/toy/prompts.txt' });
  */
 export async function conditioning(
   config: Config,
   src: { prompts?: string; embeddings?: string },
-  denoiser?: ContextShape,
 ): Promise<Conditioning> {
   const needUncond = config.sampler.guidance !== 1;
   if (src.embeddings) return fromEmbeddings(src.embeddings, needUncond);
@@ -63,11 +57,11 @@ export async function conditioning(
   if (!encPath)
     throw new InputError('config', 'models.text_encoder is not set: give one, or --embeddings SHARD');
   const all = needUncond ? [...prompts, config.sampler.negative_prompt] : prompts;
+  // The tokenizer first: a bad one is reported before a large encoder loads.
+  const tok = config.models.tokenizer ? loadTokenizer(config.models.tokenizer) : undefined;
   const enc = await ModelSession.open(encPath, runtimeOptions(config));
   try {
-    const batch = config.models.tokenizer
-      ? tokenizerBatch(enc, config.models.tokenizer, all, denoiser?.L ?? -1)
-      : toyBatch(enc, all);
+    const batch = tok ? tokenizerBatch(enc, tok, all, denoiserContextLength(config)) : toyBatch(enc, all);
     const out = await enc.run(batch.feeds, [outputName(enc, config)]);
     const ctx = out[config.text.output]!;
     const [B, Lc, D] = ctx.shape as [number, number, number];
@@ -146,8 +140,12 @@ function toyBatch(enc: ModelSession, all: string[]): EncoderBatch {
  * A tokenizer.json and an encoder with the umT5 contract (input_ids, attention_mask I64 [B, L]):
  * prompts padded or truncated to the denoiser's context length.
  */
-function tokenizerBatch(enc: ModelSession, tokPath: string, all: string[], denoiserL: number): EncoderBatch {
-  const tok = loadTokenizer(tokPath);
+function tokenizerBatch(
+  enc: ModelSession,
+  tok: TextTokenizer,
+  all: string[],
+  denoiserL: number,
+): EncoderBatch {
   const byName = new Map(enc.inputs.map((i) => [i.name, i]));
   for (const name of ['input_ids', 'attention_mask']) {
     const info = byName.get(name);
@@ -169,7 +167,7 @@ function tokenizerBatch(enc: ModelSession, tokPath: string, all: string[], denoi
   const rows = embeddingRows(enc.source);
   if (rows !== undefined && tok.vocabSize > rows)
     throw new InputError(
-      tokPath,
+      tok.source,
       `ids up to ${tok.vocabSize - 1} exceed the vocabulary of ${enc.source} (${rows} embedding rows)`,
     );
   const ids = new BigInt64Array(all.length * L);
@@ -186,6 +184,16 @@ function tokenizerBatch(enc: ModelSession, tokPath: string, all: string[], denoi
     L,
     lengths,
   };
+}
+
+/** L of the denoiser's `context` input [B, L, D], read from its graph (−1 when dynamic). */
+function denoiserContextLength(config: Config): number {
+  const path = config.models.denoiser;
+  if (!path)
+    throw new InputError('config', 'models.denoiser is not set (give --config with models.denoiser)');
+  const ctx = loadModel(path).graph?.input?.find((i) => i.name === 'context');
+  const dim = (ctx?.type as TypeProto | undefined)?.tensorType?.shape?.dim?.[1]?.dimValue;
+  return dim !== undefined && dim !== null && Number(dim) > 0 ? Number(dim) : -1;
 }
 
 /** Rows of the embedding table that input_ids index (a Gather on an initializer), when the graph shows it. */

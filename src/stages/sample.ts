@@ -61,8 +61,8 @@ export async function runSample(
 ): Promise<SampleResult> {
   const { config } = opts;
   const s = config.sampler;
+  const cond = await conditioning(config, opts);
   const policy = await loadPolicy(config, opts.policy);
-  const cond = await conditioning(config, opts, policy.shape);
   const { C, F, H, W } = policy.shape;
   checkDims(
     [cond.L, cond.D],
