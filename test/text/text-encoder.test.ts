@@ -3,7 +3,10 @@
  * (test/fixtures/umt5-tiny: a 13-token Unigram vocabulary with umT5's Metaspace pre-tokenizer and
  * `$A </s>` template), padding/truncation to the denoiser's context length, an encoder with the
  * umT5 contract built here, and Wan's zeroing of the hidden states after the prompt's tokens —
- * checked in the `context` that `sample --prompts` records, through the CLI.
+ * checked in the `context` that `sample --prompts` records, through the CLI. The expected ids
+ * follow from the fixture's vocabulary (test/fixtures/umt5-tiny/README.md); they are also what
+ * the Rust tokenizers (npm `tokenizers` 0.23.2, checked once outside this suite) give, padding,
+ * truncation and byte fallback included.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
