@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { runtimeOptions } from '../rl/policy.js';
+import { checkFeedShape } from '../runtime/contract.js';
 import { ModelSession } from '../runtime/session.js';
 import { f32 } from '../shards/tensor.js';
 
@@ -145,12 +146,17 @@ export class VaeDecoder {
     return this.session.source;
   }
 
-  /** One video's latents [C, F, H, W] (as the denoiser produced them) → RGB frames. */
+  /**
+   * One video's latents [C, F, H, W] (as the denoiser produced them) → RGB frames; `from` names
+   * the file they came from in a shape fault.
+   */
   async decode(
     latents: Float32Array,
     shape: readonly [number, number, number, number],
+    from = 'final_latents',
   ): Promise<DecodedVideo> {
     const [C, F] = shape;
+    checkFeedShape(this.session.inputs, this.source, 'latents', [1, ...shape], from, 'final_latents');
     const x = denormalise(latents, C, this.conv.latents_mean, this.conv.latents_std);
     const out = await this.session.run({ latents: f32([1, ...shape], x) }, [this.output]);
     const t = out[this.output]!;

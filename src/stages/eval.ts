@@ -225,7 +225,8 @@ async function framesOf(
   if (!decoder || !lat) return undefined;
   const per = lat.data.length / lat.shape[0]!;
   const shape = lat.shape.slice(1) as [number, number, number, number];
-  return decoder.decode((lat.data as Float32Array).slice(b * per, (b + 1) * per), shape);
+  const from = shard.inputs[0]?.path ?? shard.path;
+  return decoder.decode((lat.data as Float32Array).slice(b * per, (b + 1) * per), shape, from);
 }
 
 const fmt = (v: number | null | undefined) =>

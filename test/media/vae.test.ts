@@ -77,12 +77,17 @@ const F0 = [0, 204, 153, 51, 255, 102]; // pixel w0: (c0, c1, c2), pixel w1: (c0
 const F1 = [102, 255, 51, 153, 0, 204];
 const WAN_RGB = [...F0, ...F1, ...F1, ...F1, ...F1];
 
-async function decode(vae: Record<string, unknown>, model: string, x: Float32Array): Promise<number[]> {
+async function decode(
+  vae: Record<string, unknown>,
+  model: string,
+  x: Float32Array,
+  shape: [number, number, number, number] = [3, 2, 1, 2],
+): Promise<number[]> {
   const config = resolveConfig([{ models: { vae_decoder: model }, vae }]);
   const dec = await VaeDecoder.open(config);
   assert.ok(dec);
   try {
-    const video = await dec.decode(x, [3, 2, 1, 2]);
+    const video = await dec.decode(x, shape, 'traj.safetensors');
     assert.deepEqual([video.frames, video.height, video.width], [5, 1, 2]);
     return Array.from(video.rgb);
   } finally {
@@ -138,6 +143,11 @@ test('a decoder that disagrees with vae.layout, vae.temporal_compression or vae.
       JSON.stringify(vae),
     );
   }
+  // Latents the decoder's static dims do not take: named against the file they came from.
+  await assert.rejects(
+    decode(base, model, new Float32Array(18), [3, 3, 1, 2]),
+    /traj\.safetensors: tensor 'final_latents' is \[1, 3, 3, 1, 2\] but .*vae-B3FHW\.onnx input 'latents' takes \[B, 3, 2, 1, 2\]/,
+  );
 });
 
 test("the toy fixture with the defaults: exactly the toy's [B, F, 3, H, W] output in [0, 1], as bytes", async () => {
