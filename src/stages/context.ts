@@ -62,23 +62,30 @@ export async function conditioning(
   const enc = await ModelSession.open(encPath, runtimeOptions(config));
   try {
     const batch = tok ? tokenizerBatch(enc, tok, all, denoiserContextLength(config)) : toyBatch(enc, all);
-    const out = await enc.run(batch.feeds, [outputName(enc, config)]);
-    const ctx = out[config.text.output]!;
-    const [B, Lc, D] = ctx.shape as [number, number, number];
-    if (ctx.shape.length !== 3 || B !== all.length || (batch.lengths && Lc !== batch.L))
-      throw new InputError(
-        encPath,
-        `output '${config.text.output}' is [${ctx.shape.join(', ')}], expected [${all.length}, ${batch.L}, D]`,
-      );
-    const data = ctx.data as Float32Array;
-    const per = Lc * D;
-    // Wan keeps the hidden states of the prompt's tokens only and zero-pads the rest.
-    batch.lengths?.forEach((n, i) => {
-      data.fill(0, i * per + n * D, (i + 1) * per);
-    });
-    const contexts = all.map((_, i) => data.slice(i * per, (i + 1) * per));
+    const name = outputName(enc, config);
+    const contexts: Float32Array[] = [];
+    let shape: number[] = [];
+    for (let r0 = 0; r0 < all.length; r0 += batch.chunk) {
+      const rows = Math.min(batch.chunk, all.length - r0);
+      const ctx = (await enc.run(sliceRows(batch.feeds, r0, rows), [name]))[name]!;
+      shape = ctx.shape;
+      const [B, Lc, D] = shape as [number, number, number];
+      if (shape.length !== 3 || B !== rows || (batch.lengths && Lc !== batch.L))
+        throw new InputError(
+          encPath,
+          `output '${name}' is [${shape.join(', ')}], expected [${rows}, ${batch.L}, D]`,
+        );
+      const data = ctx.data as Float32Array;
+      for (let i = 0; i < rows; i++) {
+        const row = data.slice(i * Lc * D, (i + 1) * Lc * D);
+        // Wan keeps the hidden states of the prompt's tokens only and zero-pads the rest.
+        const n = batch.lengths?.[r0 + i];
+        if (n !== undefined) row.fill(0, n * D);
+        contexts.push(row);
+      }
+    }
     const uncond = needUncond ? contexts.pop() : undefined;
-    return { prompts, contexts, uncond, L: Lc, D, sources: [src.prompts] };
+    return { prompts, contexts, uncond, L: shape[1]!, D: shape[2]!, sources: [src.prompts] };
   } finally {
     await enc.release();
   }
@@ -108,11 +115,28 @@ function fromEmbeddings(path: string, needUncond: boolean): Conditioning {
   };
 }
 
-/** The encoder's feeds, the context length L they have, and each prompt's token count (none: keep all). */
+/**
+ * The encoder's feeds [B, L], the rows per run, and each prompt's token count (none: keep all
+ * positions).
+ */
 interface EncoderBatch {
   feeds: Record<string, Tensor>;
   L: number;
+  chunk: number;
   lengths?: number[];
+}
+
+/** Prompts per encoder run with a tokenizer: a real encoder's activations grow with the batch. */
+const ENCODER_CHUNK = 8;
+
+/** Rows [r0, r0 + rows) of I64 [B, L] feeds. */
+function sliceRows(feeds: Record<string, Tensor>, r0: number, rows: number): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [k, t] of Object.entries(feeds)) {
+    const L = t.shape[1]!;
+    out[k] = tensor(t.dtype, [rows, L], (t.data as BigInt64Array).slice(r0 * L, (r0 + rows) * L));
+  }
+  return out;
 }
 
 function outputName(enc: ModelSession, config: Config): string {
@@ -133,7 +157,8 @@ function toyBatch(enc: ModelSession, all: string[]): EncoderBatch {
     throw new InputError(enc.source, "text encoder needs an input 'input_ids' [B, L] with static L");
   const idData = new BigInt64Array(all.length * L);
   for (const [i, p] of all.entries()) idData.set(tokenize(p, L), i * L);
-  return { feeds: { input_ids: tensor('I64', [all.length, L], idData) }, L };
+  // One run for all prompts, as before chunking existed: the toy's contexts stay bit for bit.
+  return { feeds: { input_ids: tensor('I64', [all.length, L], idData) }, L, chunk: all.length };
 }
 
 /**
@@ -182,6 +207,7 @@ function tokenizerBatch(
   return {
     feeds: { input_ids: tensor('I64', shape, ids), attention_mask: tensor('I64', shape, mask) },
     L,
+    chunk: ENCODER_CHUNK,
     lengths,
   };
 }

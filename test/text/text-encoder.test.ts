@@ -12,10 +12,12 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { resolveConfig } from '../../src/config/load.js';
 import { InputError } from '../../src/errors.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { saveModel } from '../../src/onnx/model.js';
 import { readSafetensors } from '../../src/shards/safetensors.js';
+import { conditioning } from '../../src/stages/context.js';
 import { loadTokenizer } from '../../src/text/tokenizer.js';
 import { TOY } from '../../src/toy/latent.js';
 import { ROOT, runCli, tempDir } from '../helpers.js';
@@ -268,4 +270,20 @@ test('bad tokenizer or encoder: exit 2, one line naming the file', async () => {
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, fault, name);
   }
+});
+
+test('more prompts than one encoder run takes (8): every context is its hand-computed rows', async () => {
+  const words = ['red', 'box', 'orbit', 'the', 'around'];
+  const wordIds = [ID.red, ID.box, ID.orbit, ID.the, ID.around];
+  const k = (i: number) => (i % 5) + 1;
+  const many = Array.from({ length: 11 }, (_, i) => words.slice(0, k(i)).join(' '));
+  const file = write('many.txt', `${many.join('\n')}\n`);
+  const config = resolveConfig([
+    { models: { text_encoder: encoder, tokenizer: TOKENIZER }, text: { output: 'last_hidden_state' } },
+  ]);
+  const cond = await conditioning(config, { prompts: file });
+  assert.deepEqual([cond.contexts.length, cond.L, cond.D], [11, TOY.contextLength, D]);
+  cond.contexts.forEach((c, i) => {
+    checkContext(c, [...wordIds.slice(0, k(i)), ID.eos], `prompt ${i}`);
+  });
 });
