@@ -159,6 +159,39 @@ export const ModelsConfig = z
     lgm: z.string().default(resolve(FIXTURES_DIR, 'lgm.onnx')),
     vae_decoder: z.string().nullable().default(resolve(FIXTURES_DIR, 'vae_decoder.onnx')),
     text_encoder: z.string().nullable().default(resolve(FIXTURES_DIR, 'text_encoder.onnx')),
+    /** A Hugging Face tokenizer.json (umT5's for Wan); null: the toy byte tokenizer (src/toy/tokenizer.ts). */
+    tokenizer: z.string().nullable().default(null),
+  })
+  .strict();
+
+/** How the text encoder is read (onnx/README.md, Text encoder). */
+export const TextConfig = z
+  .object({
+    /** The encoder output holding the hidden states [B, L, D]: umT5 exports name it last_hidden_state. */
+    output: z.string().default('context'),
+  })
+  .strict();
+
+/**
+ * The VAE decoder's conventions (onnx/README.md, VAE decoder); the defaults are the toy's, Wan's
+ * values are given there.
+ */
+export const VaeConfig = z
+  .object({
+    /** Per-channel mean and std: the decoder gets latents·std + mean (Wan: 16 values each). */
+    latents_mean: z.array(z.number()).nullable().default(null),
+    latents_std: z.array(z.number().positive()).nullable().default(null),
+    /** The decoder's pixel range [lo, hi], mapped to [0, 255] and clipped: toy [0, 1], Wan [-1, 1]. */
+    output_range: z
+      .tuple([z.number(), z.number()])
+      .refine(([lo, hi]) => hi > lo, 'expected [lo, hi] with hi > lo')
+      .default([0, 1]),
+    /** Axis order of the frames output: B,F,3,H,W (toy), B,3,F,H,W (Wan, diffusers), B,F,H,W,3. */
+    layout: z.enum(['BF3HW', 'B3FHW', 'BFHW3']).default('BF3HW'),
+    /** Latent frames F → 1 + t·(F − 1) video frames: toy 1, Wan 4. */
+    temporal_compression: positiveInt.default(1),
+    /** The output to read; null: the first. */
+    output: z.string().nullable().default(null),
   })
   .strict();
 
@@ -180,6 +213,8 @@ export const Config = z
       .record(z.string(), RewardEntry)
       .default({ motion: { weight: 0.5, options: {} }, reprojection: { weight: 0.5, options: {} } }),
     lgm_outputs: LgmOutputs.default(LgmOutputs.parse({})),
+    text: TextConfig.default(TextConfig.parse({})),
+    vae: VaeConfig.default(VaeConfig.parse({})),
     runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
     eval: z
       .object({

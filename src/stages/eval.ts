@@ -17,6 +17,7 @@ import {
   type ReportVideo,
   writeReport,
 } from '../media/report.js';
+import { type DecodedVideo, VaeDecoder } from '../media/vae.js';
 import { writeMp4 } from '../media/video.js';
 import { clusterBootstrap, excludesZero, type Interval } from '../metrics/bootstrap.js';
 import { type GroundTruth, videoMetrics } from '../metrics/consistency.js';
@@ -31,12 +32,10 @@ import {
 } from '../metrics/table.js';
 import { REWARDS } from '../rewards/index.js';
 import { sliceGeometry } from '../rewards/types.js';
-import { runtimeOptions } from '../rl/policy.js';
-import { ModelSession } from '../runtime/session.js';
 import { atomicWrite } from '../shards/atomic.js';
 import { followInput, LineageRoots } from '../shards/lineage.js';
 import { readShard, type Shard } from '../shards/shard.js';
-import { f32, type Tensor, toNumbers } from '../shards/tensor.js';
+import { type Tensor, toNumbers } from '../shards/tensor.js';
 import { depthStrip } from './render-geometry.js';
 import type { ConfigResolver, StageInputs, StageIo } from './types.js';
 
@@ -134,7 +133,7 @@ interface SetContext {
   config: Config;
   roots: LineageRoots;
   /** For a video set: the decoder (absent: only shards with their own `rgb`), where mp4s go. */
-  video?: { decoder?: ModelSession; out: string; keep: number; videos: ReportVideo[] };
+  video?: { decoder?: VaeDecoder; out: string; keep: number; videos: ReportVideo[] };
 }
 
 function mean(values: (number | null)[]): number | null {
@@ -316,9 +315,9 @@ function trajectoryOf(shard: Shard, roots: LineageRoots): Shard | undefined {
 async function framesOf(
   shard: Shard,
   b: number,
-  decoder: ModelSession | undefined,
+  decoder: VaeDecoder | undefined,
   lat: Tensor | undefined,
-): Promise<{ rgb: Uint8Array; frames: number; height: number; width: number } | undefined> {
+): Promise<DecodedVideo | undefined> {
   const rgbT = shard.tensors.get('rgb');
   if (rgbT) {
     const [, F, H, W] = rgbT.shape as [number, number, number, number];
@@ -327,22 +326,9 @@ async function framesOf(
   }
   if (!decoder || !lat) return undefined;
   const per = lat.data.length / lat.shape[0]!;
-  const out = await decoder.run({
-    latents: f32([1, ...lat.shape.slice(1)], (lat.data as Float32Array).slice(b * per, (b + 1) * per)),
-  });
-  const fr = Object.values(out)[0]!;
-  const [, F, C, H, W] = fr.shape as [number, number, number, number, number];
-  if (C !== 3)
-    throw new InputError(decoder.source, `decoder output must be [B, F, 3, H, W], got [${fr.shape}]`);
-  const d = fr.data as Float32Array;
-  const rgb = new Uint8Array(F * H * W * 3);
-  for (let f = 0; f < F; f++)
-    for (let c = 0; c < 3; c++)
-      for (let i = 0; i < H * W; i++)
-        rgb[(f * H * W + i) * 3 + c] = Math.round(
-          255 * Math.min(1, Math.max(0, d[(f * 3 + c) * H * W + i]!)),
-        );
-  return { rgb, frames: F, height: H, width: W };
+  const shape = lat.shape.slice(1) as [number, number, number, number];
+  const from = shard.inputs[0]?.path ?? shard.path;
+  return decoder.decode((lat.data as Float32Array).slice(b * per, (b + 1) * per), shape, from);
 }
 
 export async function runEval(
@@ -386,9 +372,7 @@ async function evaluateSets(
 ): Promise<SetResult[]> {
   const evalSets = sets.filter((s) => s.iteration === undefined);
   const videoSets = new Set(evalSets.length ? evalSets : sets.slice(-1));
-  let decoder: ModelSession | undefined;
-  if (config.models.vae_decoder && existsSync(config.models.vae_decoder))
-    decoder = await ModelSession.open(config.models.vae_decoder, runtimeOptions(config));
+  const decoder = await VaeDecoder.open(config);
   const videos: ReportVideo[] = [];
   const results: SetResult[] = [];
   try {
