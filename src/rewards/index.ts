@@ -25,9 +25,13 @@ export function getReward(name: string, where = `rewards.${name}`): Reward<any> 
 
 export type { MotionOptions, Smoothness } from './motion.js';
 export { cameraSmoothness, MOTION_DEFAULTS, motion } from './motion.js';
+export type { MotionGradient } from './motion-vjp.js';
+export { motionVjp } from './motion-vjp.js';
 export { resolveOptions } from './options.js';
 export type { ReprojectionDetail, ReprojectionOptions } from './reprojection.js';
 export { REPROJECTION_DEFAULTS, reprojection, reprojectionConsistency } from './reprojection.js';
+export type { ReprojectionGradient, ReprojectionTrace } from './reprojection-vjp.js';
+export { frozenReprojection, reprojectionVjp, traceReprojection } from './reprojection-vjp.js';
 export { sceneScale } from './scale.js';
 export type { GeometrySample, Reward } from './types.js';
 export { sliceGeometry } from './types.js';
