@@ -211,7 +211,7 @@ function finalLatentsOf(shard: Shard, roots: LineageRoots): Tensor | undefined {
 }
 
 /** RGB frames [F, H, W, 3] of sample b: the shard's own `rgb`, or the VAE decoder on its final latents. */
-async function framesOf(
+export async function framesOf(
   shard: Shard,
   b: number,
   decoder: ModelSession | undefined,
@@ -435,6 +435,12 @@ export async function runEval(
       text: `Decoded samples. The epipolar (Sampson) error uses ${det} features (the paper's numbers use SIFT), RANSAC 8-point fundamental matrices; undefined where too few matches.`,
       videos,
     });
+  }
+  // Blind A/B rating (`vggrpo rate`, src/rating/results.ts): its tables for a run folder that has votes.
+  const rated = paths.filter((p) => existsSync(join(p, 'rating.sqlite')));
+  if (rated.length) {
+    const { ratingSection } = await import('../rating/results.js');
+    for (const p of rated) sections.push(ratingSection(p)!);
   }
   const metrics: Record<string, Record<string, number | null>> = {};
   for (const r of results)
