@@ -28,12 +28,23 @@ interface VideoRef {
 /** The eval sets of a run that belong to `prefix`: `prefix` itself (group '') or `prefix-GROUP`. */
 function setsOf(run: string, prefix: string): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const s of discover([run])) {
-    if (s.iteration !== undefined) continue;
+  for (const s of evalSetsOf(run)) {
     if (s.name === prefix) out.set('', s.geometry);
     else if (s.name.startsWith(`${prefix}-`)) out.set(s.name.slice(prefix.length + 1), s.geometry);
   }
   return out;
+}
+
+/** The eval sets of a run (eval/NAME/geometry, found as `eval` finds them); none without eval/. */
+export function evalSetsOf(run: string): { name: string; geometry: string[] }[] {
+  if (!existsSync(join(run, 'eval'))) return [];
+  try {
+    return discover([run]).filter((s) => s.iteration === undefined);
+  } catch (err) {
+    // An eval/ folder without shards: nothing to pair, said by preparePairs with what it expected.
+    if (err instanceof InputError && err.where === '') return [];
+    throw err;
+  }
 }
 
 /** The trajectory behind a geometry shard (its seeds and final latents), when it is still there. */
@@ -124,6 +135,9 @@ export async function preparePairs(
       `no eval sets to compare: expected eval/${sets.a}[-NAME]/geometry and eval/${sets.b}[-NAME]/geometry with the same NAME (found: ${[...aSets.keys(), ...bSets.keys()].length ? [...new Set([...aSets.keys(), ...bSets.keys()])].join(', ') : 'none'})`,
     );
   mkdirSync(videoDir, { recursive: true });
+  note(
+    `rate: preparing the videos of ${groups.map((g) => (g ? `${sets.a}-${g} and ${sets.b}-${g}` : `${sets.a} and ${sets.b}`)).join(', ')}`,
+  );
   const decoder =
     config.models.vae_decoder && existsSync(config.models.vae_decoder)
       ? await ModelSession.open(config.models.vae_decoder, runtimeOptions(config))

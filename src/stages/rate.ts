@@ -8,13 +8,12 @@ import { existsSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
-import { preparePairs } from '../rating/pairs.js';
+import { evalSetsOf, preparePairs } from '../rating/pairs.js';
 import { RATING_DB, type RatingResults, ratingResults } from '../rating/results.js';
 import { type RatingServer, serveRating, urlHost } from '../rating/server.js';
 import { RaterName, RatingStore } from '../rating/store.js';
 import { LineageRoots } from '../shards/lineage.js';
 import { readShard } from '../shards/shard.js';
-import { discover } from './eval.js';
 import type { ConfigResolver, StageIo } from './types.js';
 
 export interface RateOptions {
@@ -104,17 +103,16 @@ export async function startRating(
   const store = RatingStore.open(join(o.run, RATING_DB), { create: true });
   try {
     store.comparison(o.a, o.b);
-    const first = discover([o.run]).find((s) => s.iteration === undefined && s.geometry.length)?.geometry[0];
+    const first = evalSetsOf(o.run).find((s) => s.geometry.length)?.geometry[0];
     const config = first ? resolveConfig(readShard(first, 'geometry').config, first) : resolveConfig();
     const videoDir = join(o.run, 'rating', 'videos');
-    io.note(`rate: preparing the videos of ${o.a} and ${o.b}`);
     const pairs = store.putPairs(
       await preparePairs(o.run, o, config, new LineageRoots([o.run]), videoDir, io.note),
     );
     const raters = store.raters().length;
     const server = await serveRating(store, videoDir, { host: o.host, port: o.port });
     io.note(
-      `rate: ${pairs.length} pairs, ${raters} raters${raters ? '' : ' (add one: vggrpo rate RUN --add-rater NAME)'}; stop with Ctrl-C (votes are saved as they come)`,
+      `rate: ${pairs.length} pairs, ${raters} rater${raters === 1 ? '' : 's'}${raters ? '' : ' (add one: vggrpo rate RUN --add-rater NAME)'}; stop with Ctrl-C (votes are saved as they come)`,
     );
     io.emit(server.url);
     return {
