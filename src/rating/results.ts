@@ -102,6 +102,9 @@ export function formatProportion(p: Proportion): string {
   return `${p.rate.toFixed(2)} [${p.lo!.toFixed(2)}, ${p.hi!.toFixed(2)}]`;
 }
 
+/** "3 · 0.38 [0.14, 0.69]": the count, then the rate and its interval ("—" with no votes). */
+const countCell = (p: Proportion) => (p.n ? `${p.k} · ${formatProportion(p)}` : '—');
+
 /** The result tables (what `rate --results` prints and eval's report shows). */
 export function resultTables(r: RatingResults): ReportTable[] {
   const rows = (prefix: string[], t: Record<Question, Tally>) =>
@@ -109,9 +112,9 @@ export function resultTables(r: RatingResults): ReportTable[] {
       ...prefix,
       QUESTION_TEXT[q].short,
       t[q].votes,
-      `${t[q].win.k} · ${formatProportion(t[q].win)}`,
-      `${t[q].tie.k} · ${formatProportion(t[q].tie)}`,
-      `${t[q].loss.k} · ${formatProportion(t[q].loss)}`,
+      countCell(t[q].win),
+      countCell(t[q].tie),
+      countCell(t[q].loss),
     ]);
   const columns = ['question', 'votes', `${r.b} better`, 'same', `${r.a} better`];
   const groups = Object.entries(r.groups);
@@ -135,18 +138,23 @@ export function resultTables(r: RatingResults): ReportTable[] {
     rows: r.agreement.map((x) => [
       x.rater,
       x.votes,
-      ...QUESTIONS.map(
-        (q) => `${x.agreement[q].k}/${x.agreement[q].n} · ${formatProportion(x.agreement[q])}`,
-      ),
+      ...QUESTIONS.map((q) => {
+        const a = x.agreement[q];
+        return a.n ? `${a.k}/${a.n} · ${formatProportion(a)}` : '—';
+      }),
     ]),
     caption: 'Share of the pairs a rater shares with each other rater where both gave the same answer.',
   });
   return tables;
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
 /** Plain-text tables for the terminal. */
 export function formatResults(r: RatingResults): string {
-  const out = [`${r.votes} votes by ${r.raters} raters on ${r.pairs} pairs (${r.b} against ${r.a})`];
+  const out = [
+    `${plural(r.votes, 'vote')} by ${plural(r.raters, 'rater')} on ${plural(r.pairs, 'pair')} (${r.b} against ${r.a})`,
+  ];
   for (const t of resultTables(r)) {
     const cells = [t.columns, ...t.rows.map((row) => row.map((c) => String(c ?? '—')))];
     const widths = t.columns.map((_, i) => Math.max(...cells.map((row) => String(row[i]).length)));
@@ -174,7 +182,7 @@ export function ratingSection(run: string): ReportSection | undefined {
     const r = ratingResults(store);
     return {
       title: 'Blind A/B rating',
-      text: `${r.votes} votes by ${r.raters} raters on ${r.pairs} pairs of videos (same prompt and seed; sides hidden and drawn at random). Rate more with \`vggrpo rate ${run}\`; \`vggrpo rate ${run} --results\` prints these tables.`,
+      text: `${plural(r.votes, 'vote')} by ${plural(r.raters, 'rater')} on ${plural(r.pairs, 'pair')} of videos (same prompt and seed; sides hidden and drawn at random). Rate more with \`vggrpo rate ${run}\`; \`vggrpo rate ${run} --results\` prints these tables.`,
       tables: resultTables(r),
     };
   } finally {
