@@ -34,6 +34,10 @@ export default class Rate extends VggrpoCommand {
       description: 'add a rater and print their link (the same link again for a known name)',
       exclusive: ['results'],
     }),
+    'allow-root': Flags.directory({
+      description: 'also allow lineage (the eval sets’ trajectories) under this folder',
+      multiple: true,
+    }),
     results: Flags.boolean({
       description: 'print win/tie/loss rates per question and rater agreement',
       exclusive: ['add-rater'],
@@ -43,7 +47,14 @@ export default class Rate extends VggrpoCommand {
   async run(): Promise<RatingResults | AddedRater | { url: string }> {
     const { addRater, rateResults, startRating } = await import('../stages/rate.js');
     const { args, flags } = await this.parse(Rate);
-    const o = { run: args.run, a: flags.a, b: flags.b, host: flags.host, port: flags.port };
+    const o = {
+      run: args.run,
+      a: flags.a,
+      b: flags.b,
+      host: flags.host,
+      port: flags.port,
+      allowRoots: flags['allow-root'],
+    };
     if (flags['add-rater'] !== undefined) {
       const r = addRater(flags['add-rater'], o);
       this.log(r.link);

@@ -141,6 +141,7 @@ async function route(store: RatingStore, videoDir: string, req: IncomingMessage,
 
 export interface RatingServer {
   url: string;
+  port: number;
   server: Server;
   close(): Promise<void>;
 }
@@ -164,6 +165,7 @@ export function serveRating(
       const addr = server.address() as AddressInfo;
       resolve({
         url: `http://${urlHost(opts.host)}:${addr.port}/`,
+        port: addr.port,
         server,
         close: () => new Promise((done) => server.close(() => done())),
       });

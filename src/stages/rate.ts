@@ -23,6 +23,8 @@ export interface RateOptions {
   b: string;
   host: string;
   port: number;
+  /** Folders beyond the run folder that lineage (the eval sets' trajectories) may lead to. */
+  allowRoots?: string[];
 }
 
 function checkRun(run: string): void {
@@ -47,6 +49,10 @@ function checkSets(o: { a: string; b: string }): void {
 /** The host a link names: a wildcard address is no place to browse to, the machine's name is. */
 function linkHost(host: string): string {
   return host === '0.0.0.0' || host === '::' ? hostname() : host;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 export interface AddedRater {
@@ -107,16 +113,27 @@ export async function startRating(
     const config = first ? resolveConfig(readShard(first, 'geometry').config, first) : resolveConfig();
     const videoDir = join(o.run, 'rating', 'videos');
     const pairs = store.putPairs(
-      await preparePairs(o.run, o, config, new LineageRoots([o.run]), videoDir, io.note),
+      await preparePairs(
+        o.run,
+        o,
+        config,
+        new LineageRoots([o.run, ...(o.allowRoots ?? [])]),
+        videoDir,
+        io.note,
+      ),
     );
     const raters = store.raters().length;
     const server = await serveRating(store, videoDir, { host: o.host, port: o.port });
     io.note(
       `rate: ${pairs.length} pairs, ${raters} rater${raters === 1 ? '' : 's'}${raters ? '' : ' (add one: vggrpo rate RUN --add-rater NAME)'}; stop with Ctrl-C (votes are saved as they come)`,
     );
-    io.emit(server.url);
+    if (!isLoopback(o.host))
+      io.note(`warning: rate: listening on ${o.host}: anyone who can reach it with a rater's link can vote`);
+    const url = `http://${urlHost(linkHost(o.host))}:${server.port}/`;
+    io.emit(url);
     return {
       ...server,
+      url,
       pairs: pairs.length,
       raters,
       close: async () => {
