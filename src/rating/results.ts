@@ -182,7 +182,7 @@ export function ratingSection(run: string): ReportSection | undefined {
     const r = ratingResults(store);
     return {
       title: 'Blind A/B rating',
-      text: `${plural(r.votes, 'vote')} by ${plural(r.raters, 'rater')} on ${plural(r.pairs, 'pair')} of videos (same prompt and seed; sides hidden and drawn at random). Rate more with \`vggrpo rate ${run}\`; \`vggrpo rate ${run} --results\` prints these tables.`,
+      text: `${plural(r.votes, 'vote')} by ${plural(r.raters, 'rater')} on ${plural(r.pairs, 'pair')} of videos (same prompt and seed; sides hidden and drawn at random). Rate more with: vggrpo rate ${run} (the tables: vggrpo rate ${run} --results).`,
       tables: resultTables(r),
     };
   } finally {
