@@ -54,6 +54,15 @@ function trajectoryOf(shard: Shard, roots: LineageRoots): Shard | undefined {
   return followInput(shard, 0, ['trajectory', 'geometry'], roots);
 }
 
+function promptsOf(shard: Shard): string[] {
+  try {
+    const p: unknown = JSON.parse(shard.metadata['vggrpo.prompts'] ?? '[]');
+    return Array.isArray(p) ? p.map(String) : [];
+  } catch {
+    throw new InputError(shard.path, "metadata 'vggrpo.prompts' is not JSON");
+  }
+}
+
 /**
  * Every video of a set, keyed by group, prompt and seed. Without a recorded seed (shards from
  * `world`), the n-th video of a prompt is matched with the n-th of the other set.
@@ -63,7 +72,7 @@ function videosOf(group: string, shards: string[], roots: LineageRoots): VideoRe
   const ordinal = new Map<string, number>();
   for (const path of shards) {
     const shard = readShard(path, 'geometry');
-    const prompts = JSON.parse(shard.metadata['vggrpo.prompts'] ?? '[]') as string[];
+    const prompts = promptsOf(shard);
     const index = shard.tensors.get('prompt_index')?.data as BigInt64Array | undefined;
     const seeds = shard.tensors.has('rgb') ? undefined : trajectoryOf(shard, roots)?.tensors.get('seed');
     const B = shard.tensors.get('depth')!.shape[0]!;
@@ -132,7 +141,11 @@ export async function preparePairs(
   if (!groups.length)
     throw new InputError(
       run,
-      `no eval sets to compare: expected eval/${sets.a}[-NAME]/geometry and eval/${sets.b}[-NAME]/geometry with the same NAME (found: ${[...aSets.keys(), ...bSets.keys()].length ? [...new Set([...aSets.keys(), ...bSets.keys()])].join(', ') : 'none'})`,
+      `no eval sets to compare: expected eval/${sets.a}[-NAME]/geometry and eval/${sets.b}[-NAME]/geometry with the same NAME (found: ${
+        evalSetsOf(run)
+          .map((s) => s.name)
+          .join(', ') || 'none'
+      })`,
     );
   mkdirSync(videoDir, { recursive: true });
   note(
@@ -144,18 +157,22 @@ export async function preparePairs(
       : undefined;
   const pairs: NewPair[] = [];
   try {
-    const writer = new VideoWriter(videoDir, roots, decoder);
+    // One writer per set, so each keeps its current shard while the two sets alternate.
+    const aWriter = new VideoWriter(videoDir, roots, decoder);
+    const bWriter = new VideoWriter(videoDir, roots, decoder);
     for (const g of groups) {
       const bRefs = new Map(videosOf(g, bSets.get(g)!, roots).map((r) => [r.key, r]));
       let unmatched = 0;
       for (const ar of videosOf(g, aSets.get(g)!, roots)) {
         const br = bRefs.get(ar.key);
+        // Unmatched, or a second video of the same prompt and seed: neither can be paired.
+        bRefs.delete(ar.key);
         if (!br) {
           unmatched++;
           continue;
         }
-        const av = await writer.write(ar);
-        const bv = await writer.write(br);
+        const av = await aWriter.write(ar);
+        const bv = await bWriter.write(br);
         if (!av || !bv) continue; // no frames: neither rgb nor final latents with a decoder
         pairs.push({
           key: ar.key,
