@@ -149,6 +149,12 @@ describe('vggrpo rate in headless Chromium', () => {
             undefined,
             { timeout: 20_000 },
           );
+          // In step: the two clocks come within 0.25 s of each other while both play.
+          await page.waitForFunction(
+            "Math.abs(document.getElementById('left').currentTime - document.getElementById('right').currentTime) < 0.25",
+            undefined,
+            { timeout: 10_000 },
+          );
           const before = await page.textContent('#progress');
           await page.check(`input[name="visual"][value="${visual}"]`);
           await page.check(`input[name="motion"][value="${motion}"]`);
