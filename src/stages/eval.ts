@@ -312,7 +312,7 @@ function trajectoryOf(shard: Shard, roots: LineageRoots): Shard | undefined {
 }
 
 /** RGB frames [F, H, W, 3] of sample b: the shard's own `rgb`, or the VAE decoder on its final latents. */
-async function framesOf(
+export async function framesOf(
   shard: Shard,
   b: number,
   decoder: VaeDecoder | undefined,
@@ -528,6 +528,12 @@ async function reportData(
     ...(await geometrySections(results)),
     ...evidenceSections(rep, results),
   ];
+  // Blind A/B rating (`vggrpo rate`, src/rating/results.ts): its tables for a run folder that has votes.
+  for (const p of paths.filter((q) => existsSync(join(q, 'rating.sqlite')))) {
+    const { ratingSection } = await import('../rating/results.js');
+    const rated = ratingSection(p);
+    if (rated) sections.push(rated);
+  }
   const videos = videoList.get(results) ?? [];
   if (videos.length) {
     const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
