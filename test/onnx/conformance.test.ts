@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { torchMissing } from '../../bench/autodiff.js';
+import { skipOutsideCi } from '../helpers.js';
 import { candidates, downConvert, judge, NODE_TESTS } from './conformance.js';
 
 /** The list may shrink, never grow (except by tests of operators that newly get a rule); and this many judged tests must pass. */
@@ -25,7 +26,7 @@ const listed: Record<string, string> = JSON.parse(
 );
 
 test('ONNX backend node tests: gradients match finite differences', {
-  skip: !existsSync(NODE_TESTS) && `no ${NODE_TESTS} (apt-get install libonnx-testdata)`,
+  skip: skipOutsideCi(!existsSync(NODE_TESTS) && `no ${NODE_TESTS} (apt-get install libonnx-testdata)`),
 }, async (t) => {
   assert.ok(Object.keys(listed).length <= MAX_NOT_JUDGEABLE, 'the not-judgeable list grew');
   const names = candidates();
@@ -55,7 +56,7 @@ test('ONNX backend node tests: gradients match finite differences', {
 });
 
 test('the same node tests down-converted to opsets 12, 10 and 8 (onnx version_converter)', {
-  skip: (!existsSync(NODE_TESTS) && `no ${NODE_TESTS}`) || torchMissing(),
+  skip: skipOutsideCi((!existsSync(NODE_TESTS) && `no ${NODE_TESTS}`) || torchMissing()),
 }, async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'vggrpo-down-'));
   try {

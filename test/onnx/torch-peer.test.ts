@@ -10,8 +10,9 @@ import ort from 'onnxruntime-node';
 import { maxGradError, runTorchPeer, torchMissing } from '../../bench/autodiff.js';
 import { buildGradientGraph } from '../../src/onnx/autodiff.js';
 import { encodeModel } from '../../src/onnx/model.js';
+import { skipOutsideCi } from '../helpers.js';
 
-const missing = torchMissing();
+const missing = skipOutsideCi(torchMissing());
 
 test('gradient graph of a torch.onnx.export model matches PyTorch autograd', { skip: missing }, async () => {
   const peer = runTorchPeer(
