@@ -39,7 +39,7 @@ const TARGETS = [
  * a 1×2×2 Conv3d to 8 features, depth and confidence from sigmoids, cameras near the identity,
  * world points along fixed rays. Only there so decode-geometry and score produce real shards.
  */
-function probeLgm(path: string): void {
+export function probeLgm(path: string): void {
   const [F, H, W] = LATENT;
   const [h, w] = [H / 2, W / 2];
   const g = new GraphBuilder('probe_lgm', 18);
