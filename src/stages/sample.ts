@@ -108,8 +108,9 @@ export async function runSample(
   const count = Math.ceil(P / s.per_shard);
   const lineage = [...cond.sources, ...(opts.policy ? [join(opts.policy, 'adapter_model.safetensors')] : [])];
   // The run is what defines it (config, inputs' contents), so the same command gives the same id.
+  // Where it runs (device, threads) is not what defines a run: parts of one run may differ there.
   const run = runId({
-    config,
+    config: { ...config, runtime: undefined },
     inputs: lineage.map(fileHash),
     denoiser: modelFingerprint(policy.denoiserPath),
   });

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { readSafetensors } from '../../src/shards/safetensors.js';
 import { runCli, tempDir } from '../helpers.js';
 
 test('three parts write byte for byte the shards of one process; a bad --part is exit 2', async () => {
@@ -38,6 +39,21 @@ test('three parts write byte for byte the shards of one process; a bad --part is
   assert.deepEqual(readdirSync(join(dir, 'split')).sort(), names);
   for (const n of names)
     assert.ok(readFileSync(join(dir, 'one', n)).equals(readFileSync(join(dir, 'split', n))), `${n} differs`);
+  // Where a part runs (threads, device) does not change which run it belongs to.
+  const other = await runCli([
+    'sample',
+    ...common.slice(0, -2),
+    '--threads',
+    '2',
+    '--part',
+    '1/3',
+    '--out',
+    join(dir, 'threads'),
+  ]);
+  assert.equal(other.code, 0, other.stderr);
+  const runOf = (p: string) =>
+    JSON.parse(readSafetensors(p, { select: () => false }).metadata['vggrpo.shard'] ?? '{}').run;
+  assert.equal(runOf(other.stdout.trim().split('\n')[0]!), runOf(join(dir, 'one', names[0]!)));
   for (const bad of ['3/3', '1', 'a/b', '0/0']) {
     const r = await runCli(['sample', ...common, '--part', bad, '--out', join(dir, 'bad')]);
     assert.equal(r.code, 2, bad);
