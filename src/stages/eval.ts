@@ -348,7 +348,7 @@ export async function runEval(
     ? resolveConfig(readShard(firstShard, 'geometry').config, firstShard)
     : resolveConfig();
   const out = resolve(opts.out);
-  const results = await evaluateSets(sets, config, roots, out, io);
+  const { results, videos } = await evaluateSets(sets, config, roots, out, io);
   const report = buildReport(results);
   atomicWrite(
     join(out, 'metrics.csv'),
@@ -357,7 +357,7 @@ export async function runEval(
       report.columns,
     ),
   );
-  const written = writeReport(out, await reportData(report, results, paths, config));
+  const written = writeReport(out, await reportData(report, results, videos, paths, config));
   io.emit(written.html);
   return { report: written.json, html: written.html, metrics: report.means };
 }
@@ -369,7 +369,7 @@ async function evaluateSets(
   roots: LineageRoots,
   out: string,
   io: StageIo,
-): Promise<SetResult[]> {
+): Promise<{ results: SetResult[]; videos: ReportVideo[] }> {
   const evalSets = sets.filter((s) => s.iteration === undefined);
   const videoSets = new Set(evalSets.length ? evalSets : sets.slice(-1));
   const decoder = await VaeDecoder.open(config);
@@ -387,11 +387,8 @@ async function evaluateSets(
   } finally {
     await decoder?.release();
   }
-  videoList.set(results, videos);
-  return results;
+  return { results, videos };
 }
-
-const videoList = new WeakMap<SetResult[], ReportVideo[]>();
 
 interface EvalReport {
   columns: MetricColumn[];
@@ -508,6 +505,7 @@ const cellOf = (i: Interval | null | undefined, resolved?: boolean): Cell =>
 async function reportData(
   rep: EvalReport,
   results: SetResult[],
+  videos: ReportVideo[],
   paths: string[],
   config: Config,
 ): Promise<ReportData> {
@@ -534,7 +532,6 @@ async function reportData(
     const rated = ratingSection(p);
     if (rated) sections.push(rated);
   }
-  const videos = videoList.get(results) ?? [];
   if (videos.length) {
     const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
     sections.push({
