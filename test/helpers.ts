@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -45,3 +45,21 @@ export function tempDir(prefix = 'vggrpo-'): string {
 export function skipOutsideCi(reason: string | false | undefined): string | false {
   return process.env.CI ? false : (reason ?? false);
 }
+
+/** Debian's Chromium and the flags that run it headless on these machines (no network, as root). */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+/** A browser test's skip: only outside CI, where a missing Chromium is a failure (.ci/run installs it). */
+export const chromiumSkip = skipOutsideCi(
+  !existsSync(CHROMIUM) &&
+    `Chromium not found at ${CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium) to run this test`,
+);

@@ -4,30 +4,14 @@
  * Saves a screenshot to test-output/report.png. Skips, saying why, when Chromium is absent.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { writeReport } from '../../src/media/report.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumSkip } from '../helpers.js';
 import { buildFixtureReport } from './report-fixture.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-// Under CI a missing Chromium is a failure, not a skip (.ci/run installs it).
-const skip =
-  existsSync(CHROMIUM) || process.env.CI
-    ? false
-    : `Chromium not found at ${CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium) to run this test`;
 
 interface PageState {
   svgs: { w: number; h: number; marks: number }[];
@@ -39,10 +23,10 @@ const dir = mkdtempSync(join(tmpdir(), 'vggrpo-report-browser-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('report.html in headless Chromium', () => {
-  it('shows every plot, image and video', { skip, timeout: 60_000 }, async () => {
+  it('shows every plot, image and video', { skip: chromiumSkip, timeout: 60_000 }, async () => {
     const { chromium } = await import('playwright-core');
     const { html } = writeReport(dir, await buildFixtureReport(dir));
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     try {
       const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
       const failed: string[] = [];

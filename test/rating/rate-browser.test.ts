@@ -7,28 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { BIN, runCli, tempDir } from '../helpers.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-// Under CI a missing Chromium is a failure, not a skip (.ci/run installs it).
-const skip =
-  existsSync(CHROMIUM) || process.env.CI
-    ? false
-    : `Chromium not found at ${CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium) to run this test`;
+import { BIN, CHROMIUM, CHROMIUM_ARGS, chromiumSkip, runCli, tempDir } from '../helpers.js';
 
 const dir = tempDir('vggrpo-rate-');
 const run = join(dir, 'run');
@@ -98,7 +81,7 @@ const voteCount = () => {
 
 describe('vggrpo rate in headless Chromium', () => {
   it('two raters vote through the page across a restart; results count what they cast', {
-    skip,
+    skip: chromiumSkip,
     timeout: 240_000,
   }, async () => {
     const { chromium } = await import('playwright-core');
@@ -113,7 +96,7 @@ describe('vggrpo rate in headless Chromium', () => {
     const again = await runCli(['rate', run, '--add-rater', 'alice']);
     assert.equal(new URL(again.stdout.trim()).pathname, links.alice, 'a known name gets its link again');
 
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     let server = await startServer();
     const seen: Record<string, number[]> = { alice: [], bob: [] };
     try {
