@@ -55,18 +55,8 @@ export function firstNonFinite(d: Float32Array | Float64Array, mask?: Uint8Array
 
 /** Which samples of a [B, …] batch hold a non-finite value. */
 export function nonfiniteSamples(d: Float32Array, B: number): Uint8Array {
-  const out = new Uint8Array(B);
   const per = B > 0 ? d.length / B : 0;
-  for (let b = 0; b < B; b++) {
-    for (let i = b * per; i < (b + 1) * per; i++) {
-      const v = d[i] as number;
-      if (v - v !== 0) {
-        out[b] = 1;
-        break;
-      }
-    }
-  }
-  return out;
+  return Uint8Array.from({ length: B }, (_, b) => +(firstNonFinite(d.subarray(b * per, (b + 1) * per)) >= 0));
 }
 
 function unravel(flat: number, shape: number[]): number[] {
