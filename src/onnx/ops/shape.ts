@@ -40,10 +40,11 @@ const reshapeLike = (infer: Infer, constant: number[] = []): OpDef => ({
   grad: { vjp: reshapeBack, inputs: [0], constant, outputs: [0] },
 });
 
-/** Each output element's flat source index under `perm` (Transpose folding). */
-function permuteIndex(shape: number[], perm: number[]): number[] {
-  const st = strides(shape);
-  const outShape = perm.map((p) => shape[p] ?? 1);
+/**
+ * Each output element's flat source index, where output coordinate k on axis a contributes
+ * `offset(a, k)` (already multiplied by the source stride): Transpose, Slice and Tile folding.
+ */
+function sourceIndices(outShape: number[], offset: (axis: number, k: number) => number): number[] {
   const os = strides(outShape);
   return Array.from({ length: numElements(outShape) }, (_, i) => {
     let rem = i;
@@ -51,10 +52,19 @@ function permuteIndex(shape: number[], perm: number[]): number[] {
     os.forEach((s, a) => {
       const k = Math.floor(rem / s);
       rem -= k * s;
-      idx += k * (st[perm[a] ?? 0] ?? 0);
+      idx += offset(a, k);
     });
     return idx;
   });
+}
+
+/** Each output element's flat source index under `perm` (Transpose folding). */
+function permuteIndex(shape: number[], perm: number[]): number[] {
+  const st = strides(shape);
+  return sourceIndices(
+    perm.map((p) => shape[p] ?? 1),
+    (a, k) => k * (st[perm[a] ?? 0] ?? 0),
+  );
 }
 
 /** Scatter's gradient: the overwritten positions get none (`zeroed`), updates read theirs back. */
@@ -243,17 +253,10 @@ export const SHAPE: Record<string, OpDef> = {
       const c0 = need(cs[0], 'data');
       const spec = sliceSpec(node, cs, c0.shape);
       const st = strides(c0.shape);
-      const os = strides(spec.outShape);
-      return Array.from({ length: numElements(spec.outShape) }, (_, i) => {
-        let rem = i;
-        let idx = 0;
-        os.forEach((s, a) => {
-          const k = Math.floor(rem / s);
-          rem -= k * s;
-          idx += ((spec.starts[a] ?? 0) + k * (spec.steps[a] ?? 1)) * (st[a] ?? 0);
-        });
-        return c0.data[idx] ?? 0;
-      });
+      return sourceIndices(
+        spec.outShape,
+        (a, k) => ((spec.starts[a] ?? 0) + k * (spec.steps[a] ?? 1)) * (st[a] ?? 0),
+      ).map((idx) => c0.data[idx] ?? 0);
     },
     grad: { vjp: sliceVjp, inputs: [0], constant: [1, 2, 3, 4], outputs: [0] },
   },
@@ -364,17 +367,9 @@ export const SHAPE: Record<string, OpDef> = {
     fold: (_n, [c0], out) => {
       if (!c0) return undefined;
       const st = strides(c0.shape);
-      const os = strides(out.shape);
-      return Array.from({ length: numElements(out.shape) }, (_, i) => {
-        let rem = i;
-        let idx = 0;
-        os.forEach((s, a) => {
-          const k = Math.floor(rem / s);
-          rem -= k * s;
-          idx += (k % (c0.shape[a] ?? 1)) * (st[a] ?? 0);
-        });
-        return c0.data[idx] ?? 0;
-      });
+      return sourceIndices(out.shape, (a, k) => (k % (c0.shape[a] ?? 1)) * (st[a] ?? 0)).map(
+        (idx) => c0.data[idx] ?? 0,
+      );
     },
     grad: {
       vjp: (c, n, [dY]) => {
