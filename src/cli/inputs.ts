@@ -46,8 +46,11 @@ export class ShardInputs implements AsyncIterable<string> {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<string> {
     const fromStdin = this.args.length === 0;
+    const mode = this.opts.completeness;
+    // Places are read (a header each) only when the runs will be checked.
+    const checked = mode === 'always' || (mode === 'stdin' && fromStdin);
     for await (const path of fromStdin ? this.stdinPaths() : this.args) {
-      this.accept(path);
+      this.accept(path, checked);
       this.count++;
       yield path;
     }
@@ -57,8 +60,7 @@ export class ShardInputs implements AsyncIterable<string> {
         `no input: expected ${this.opts.expected} as arguments or one path per line on stdin`,
       );
     }
-    const check = this.opts.completeness;
-    if (check === 'always' || (check === 'stdin' && fromStdin)) this.checkComplete();
+    if (checked) this.checkComplete();
   }
 
   private async *stdinPaths(): AsyncGenerator<string> {
@@ -67,7 +69,7 @@ export class ShardInputs implements AsyncIterable<string> {
     yield* readLines(stdin);
   }
 
-  private accept(path: string): void {
+  private accept(path: string, checked: boolean): void {
     let st: ReturnType<typeof statSync>;
     try {
       st = statSync(path);
@@ -82,7 +84,7 @@ export class ShardInputs implements AsyncIterable<string> {
     }
     if (!st.isFile()) throw new InputError(path, 'is not a regular file');
     this.roots.addInput(path);
-    if (this.opts.completeness !== 'never' && path.endsWith('.safetensors'))
+    if (checked && path.endsWith('.safetensors'))
       // Only the header is read here (no tensor is selected); the stage reads the shard itself.
       this.runs.see(path, shardPlaces(readSafetensors(path, { select: () => false }).metadata, path));
   }
