@@ -150,6 +150,30 @@ export const LgmOutputs = z
     /** Intrinsics [fx, fy, cx, cy] for conventions that carry none. */
     intrinsics: z.array(z.number()).length(4).optional(),
     latents_input: z.string().default('latents'),
+    /** An output with per-frame intrinsics [B,F,3,3] or [B,F,4] (fx, fy, cx, cy), as Any4D-style models predict; null: none. */
+    intrinsics_output: z.string().nullable().default(null),
+    /** An output with a per-pixel dynamic mask [B,F,h,w] in [0, 1]; null: none. */
+    dynamic_mask: z.string().nullable().default(null),
+  })
+  .strict();
+
+/**
+ * How the RGB geometry model Φ (`models.geometry`) is read: the same output mapping as the LGM's,
+ * with a frames input instead of a latents input (onnx/README.md, Geometry model).
+ */
+export const GeometryOutputs = z
+  .object({
+    depth: z.string().default('depth'),
+    points: z.string().default('world_points'),
+    confidence: z.string().default('confidence'),
+    cameras: z.string().default('pose_enc'),
+    scene_flow: z.string().nullable().default('scene_flow'),
+    camera_convention: z.enum(['vggt', 'c2w', 'w2c']).default('vggt'),
+    intrinsics: z.array(z.number()).length(4).optional(),
+    intrinsics_output: z.string().nullable().default(null),
+    dynamic_mask: z.string().nullable().default(null),
+    /** Φ's input: RGB frames [B,F,3,H,W] in [0, 1]. */
+    frames_input: z.string().default('frames'),
   })
   .strict();
 
@@ -159,6 +183,10 @@ export const ModelsConfig = z
     lgm: z.string().default(resolve(FIXTURES_DIR, 'lgm.onnx')),
     vae_decoder: z.string().nullable().default(resolve(FIXTURES_DIR, 'vae_decoder.onnx')),
     text_encoder: z.string().nullable().default(resolve(FIXTURES_DIR, 'text_encoder.onnx')),
+    /** VAE encoder: RGB frames → latents (stitching, `world`); null: none. */
+    vae_encoder: z.string().nullable().default(null),
+    /** The RGB geometry model Φ (stitching, `decode-geometry --via rgb`); null: none. */
+    geometry: z.string().nullable().default(null),
     /** A Hugging Face tokenizer.json (umT5's for Wan); null: the toy byte tokenizer (src/toy/tokenizer.ts). */
     tokenizer: z.string().nullable().default(null),
   })
@@ -213,6 +241,7 @@ export const Config = z
       .record(z.string(), RewardEntry)
       .default({ motion: { weight: 0.5, options: {} }, reprojection: { weight: 0.5, options: {} } }),
     lgm_outputs: LgmOutputs.default(LgmOutputs.parse({})),
+    geometry_outputs: GeometryOutputs.default(GeometryOutputs.parse({})),
     text: TextConfig.default(TextConfig.parse({})),
     vae: VaeConfig.default(VaeConfig.parse({})),
     runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
