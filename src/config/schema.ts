@@ -138,43 +138,33 @@ export const RewardEntry = z
   })
   .strict();
 
+/**
+ * Which outputs of a geometry model hold what, and its camera convention: shared by the LGM
+ * (`lgm_outputs.*`, latents in) and the RGB geometry model Φ (`geometry_outputs.*`, frames in).
+ */
+const geometryOutputFields = {
+  depth: z.string().default('depth'),
+  points: z.string().default('world_points'),
+  confidence: z.string().default('confidence'),
+  cameras: z.string().default('pose_enc'),
+  scene_flow: z.string().nullable().default('scene_flow'),
+  /** vggt: 9-d pose encoding; c2w: 4×4 camera-to-world; w2c: 3×4 camera-from-world. */
+  camera_convention: z.enum(['vggt', 'c2w', 'w2c']).default('vggt'),
+  /** Intrinsics [fx, fy, cx, cy] for conventions that carry none. */
+  intrinsics: z.array(z.number()).length(4).optional(),
+  /** An output with per-frame intrinsics [B,F,3,3] or [B,F,4] (fx, fy, cx, cy), as Any4D-style models predict; null: none. */
+  intrinsics_output: z.string().nullable().default(null),
+  /** An output with a per-pixel dynamic mask [B,F,h,w] in [0, 1]; null: none. */
+  dynamic_mask: z.string().nullable().default(null),
+};
+
 export const LgmOutputs = z
-  .object({
-    depth: z.string().default('depth'),
-    points: z.string().default('world_points'),
-    confidence: z.string().default('confidence'),
-    cameras: z.string().default('pose_enc'),
-    scene_flow: z.string().nullable().default('scene_flow'),
-    /** vggt: 9-d pose encoding; c2w: 4×4 camera-to-world; w2c: 3×4 camera-from-world. */
-    camera_convention: z.enum(['vggt', 'c2w', 'w2c']).default('vggt'),
-    /** Intrinsics [fx, fy, cx, cy] for conventions that carry none. */
-    intrinsics: z.array(z.number()).length(4).optional(),
-    latents_input: z.string().default('latents'),
-    /** An output with per-frame intrinsics [B,F,3,3] or [B,F,4] (fx, fy, cx, cy), as Any4D-style models predict; null: none. */
-    intrinsics_output: z.string().nullable().default(null),
-    /** An output with a per-pixel dynamic mask [B,F,h,w] in [0, 1]; null: none. */
-    dynamic_mask: z.string().nullable().default(null),
-  })
+  .object({ ...geometryOutputFields, latents_input: z.string().default('latents') })
   .strict();
 
-/**
- * How the RGB geometry model Φ (`models.geometry`) is read: the same output mapping as the LGM's,
- * with a frames input instead of a latents input (onnx/README.md, Geometry model).
- */
+/** How Φ (`models.geometry`) is read (onnx/README.md, Geometry model); its input is RGB frames [B,F,3,H,W] in [0, 1]. */
 export const GeometryOutputs = z
-  .object({
-    depth: z.string().default('depth'),
-    points: z.string().default('world_points'),
-    confidence: z.string().default('confidence'),
-    cameras: z.string().default('pose_enc'),
-    scene_flow: z.string().nullable().default('scene_flow'),
-    camera_convention: z.enum(['vggt', 'c2w', 'w2c']).default('vggt'),
-    intrinsics: z.array(z.number()).length(4).optional(),
-    intrinsics_output: z.string().nullable().default(null),
-    dynamic_mask: z.string().nullable().default(null),
-    /** Φ's input: RGB frames [B,F,3,H,W] in [0, 1]. */
-    frames_input: z.string().default('frames'),
-  })
+  .object({ ...geometryOutputFields, frames_input: z.string().default('frames') })
   .strict();
 
 export const ModelsConfig = z
