@@ -14,7 +14,7 @@ import { InputError } from '../errors.js';
 import { runtimeOptions } from '../rl/policy.js';
 import { checkFeedShape } from '../runtime/contract.js';
 import { ModelSession } from '../runtime/session.js';
-import { f32 } from '../shards/tensor.js';
+import { f32, type Tensor } from '../shards/tensor.js';
 
 export type VaeConventions = Config['vae'];
 export type FrameLayout = VaeConventions['layout'];
@@ -109,6 +109,44 @@ export function toRgb8(
   return { rgb, frames: F, height: H, width: W };
 }
 
+/**
+ * A decoder output of B videos → frames [B, F, 3, H, W] in [0, 1] ((v − lo)/(hi − lo), clipped):
+ * the RGB geometry model's input, kept in floats (no 8-bit rounding between the two models).
+ *
+ * @example
+ *   const f = toUnitFrames(out.data, out.shape, config.vae, 'vae.onnx'); // f.shape [B, F, 3, H, W]
+ */
+export function toUnitFrames(
+  data: Float32Array,
+  shape: readonly number[],
+  conv: Pick<VaeConventions, 'layout' | 'output_range'>,
+  source: string,
+): { data: Float32Array; shape: [number, number, number, number, number] } {
+  const B = shape[0] ?? 0;
+  const dims = framesShape([1, ...shape.slice(1)], conv.layout);
+  if (!dims || shape.length !== 5)
+    throw new InputError(
+      source,
+      `decoder output is [${shape.join(', ')}]; vae.layout ${conv.layout} expects ${LAYOUT_DIMS[conv.layout]}`,
+    );
+  const [F, H, W] = dims;
+  const HW = H * W;
+  const per = F * 3 * HW;
+  const [lo, hi] = conv.output_range;
+  const at = indexer(conv.layout, F, HW);
+  const out = new Float32Array(B * per);
+  for (let b = 0; b < B; b++)
+    for (let f = 0; f < F; f++)
+      for (let c = 0; c < 3; c++) {
+        const o = b * per + (f * 3 + c) * HW;
+        for (let i = 0; i < HW; i++) {
+          const u = (data[b * per + at(f, c, i)]! - lo) / (hi - lo);
+          out[o + i] = Math.min(1, Math.max(0, u));
+        }
+      }
+  return { data: out, shape: [B, F, 3, H, W] };
+}
+
 /** Video frames for F latent frames: 1 + t·(F − 1) (Wan's causal VAE keeps the first frame alone). */
 export function videoFrames(latentFrames: number, temporalCompression: number): number {
   return 1 + temporalCompression * (latentFrames - 1);
@@ -168,6 +206,45 @@ export class VaeDecoder {
         `decoder gives ${video.frames} frames for ${F} latent frames; vae.temporal_compression ${this.conv.temporal_compression} means 1 + ${this.conv.temporal_compression}·(F − 1) = ${want}`,
       );
     return video;
+  }
+
+  /** The decoder's declared input shape (for contract checks before work). */
+  get inputShape(): readonly (number | string | null | undefined)[] {
+    return this.session.inputs.find((i) => i.name === 'latents')?.shape ?? [];
+  }
+
+  /**
+   * B videos' latents [B, C, F, H, W] (as the denoiser produced them) → frames [B, F_v, 3, H_v, W_v]
+   * in [0, 1] with F_v = 1 + t·(F − 1): the RGB path's decode, one decoder call for the batch.
+   *
+   * @example
+   *   const frames = await vae.decodeFrames(finalLatents); // Φ's input
+   */
+  async decodeFrames(latents: Tensor, from = 'final_latents'): Promise<Tensor> {
+    const [B, C, F] = latents.shape as [number, number, number];
+    checkFeedShape(this.session.inputs, this.source, 'latents', latents.shape, from, 'final_latents');
+    const x = new Float32Array(latents.data.length);
+    const per = x.length / B;
+    for (let b = 0; b < B; b++)
+      x.set(
+        denormalise(
+          (latents.data as Float32Array).subarray(b * per, (b + 1) * per),
+          C,
+          this.conv.latents_mean,
+          this.conv.latents_std,
+        ),
+        b * per,
+      );
+    const out = await this.session.run({ latents: f32([...latents.shape], x) }, [this.output]);
+    const t = out[this.output]!;
+    const frames = toUnitFrames(t.data as Float32Array, t.shape, this.conv, this.source);
+    const want = videoFrames(F, this.conv.temporal_compression);
+    if (frames.shape[1] !== want)
+      throw new InputError(
+        this.source,
+        `decoder gives ${frames.shape[1]} frames for ${F} latent frames; vae.temporal_compression ${this.conv.temporal_compression} means 1 + ${this.conv.temporal_compression}·(F − 1) = ${want}`,
+      );
+    return f32(frames.shape, frames.data);
   }
 
   async release(): Promise<void> {

@@ -8,7 +8,10 @@
  *  - leave-one-out: view i is rendered from every frame's points except its own; with its own
  *    points in, the z-buffer could only reveal errors in front of D_i.
  *  - dynamic scenes: points whose scene-flow magnitude exceeds τ·scale leave the cloud, and such
- *    pixels of view i are not scored (their surface has moved, D̂ cannot match).
+ *    pixels of view i are not scored (their surface has moved, D̂ cannot match). A model with a
+ *    dynamic-mask output (`lgm_outputs.dynamic_mask`) can say so directly: dynamicMask 'exclude'
+ *    also drops pixels whose mask exceeds dynamicMaskThreshold (off by default: the paper's
+ *    reward reads scene flow only, and a mask the model gets wrong would hide inconsistency).
  *  - relative error |D̂ − D|/D: far surfaces do not dominate (pitfall 1); 'absolute' divides by the
  *    scene scale instead, and percentileCap clips each view's errors at that percentile.
  *  - scene scale = median valid depth of the video: τ and the absolute error are in its units,
@@ -34,6 +37,9 @@ export interface ReprojectionOptions {
   depthSource: 'depth' | 'points';
   /** τ: points moving more than τ·scale per frame are dynamic. Infinity keeps all. */
   dynamicThreshold: number;
+  /** 'exclude': pixels the model's dynamic mask marks (> dynamicMaskThreshold) are dropped like moving ones; 'ignore': the mask is not read. */
+  dynamicMask: 'ignore' | 'exclude';
+  dynamicMaskThreshold: number;
   confidence: 'weight' | 'mask' | 'none';
   /** For confidence 'mask': keep confidence > threshold. */
   confidenceThreshold: number;
@@ -59,6 +65,8 @@ export const REPROJECTION_DEFAULTS: Readonly<ReprojectionOptions> = Object.freez
   leaveOneOut: true,
   depthSource: 'depth',
   dynamicThreshold: 0.01,
+  dynamicMask: 'ignore',
+  dynamicMaskThreshold: 0.5,
   confidence: 'weight',
   confidenceThreshold: 0,
   error: 'relative',
@@ -79,6 +87,8 @@ const SPEC = z
     leaveOneOut: z.boolean(),
     depthSource: z.enum(['depth', 'points']),
     dynamicThreshold: z.union([z.number().min(0), z.literal(Number.POSITIVE_INFINITY)]),
+    dynamicMask: z.enum(['ignore', 'exclude']),
+    dynamicMaskThreshold: z.number().min(0).max(1),
     confidence: z.enum(['weight', 'mask', 'none']),
     confidenceThreshold: z.number(),
     error: z.enum(['relative', 'absolute']),
@@ -203,7 +213,8 @@ export function reprojectionConsistency(
 
 /**
  * The pixels a view may be scored on and that enter the point cloud: valid depth, confidence
- * above the threshold (with confidence 'mask'), and not moving more than τ·scale (scene flow).
+ * above the threshold (with confidence 'mask'), not moving more than τ·scale (scene flow), and
+ * with dynamicMask 'exclude' not marked dynamic by the model's mask.
  */
 export function usableMask(
   geom: GeometrySample,
@@ -215,11 +226,13 @@ export function usableMask(
   const usable = new Uint8Array(n);
   const conf = geom.confidence;
   const flow = geom.sceneFlow;
+  const dyn = o.dynamicMask === 'exclude' ? geom.dynamicMask : undefined;
   const tau2 = (o.dynamicThreshold * scale) ** 2;
   for (let p = 0; p < n; p++) {
     const d = depth[p]!;
     if (!(d > 0 && d < Number.POSITIVE_INFINITY)) continue;
     if (o.confidence === 'mask' && conf && !(conf[p]! > o.confidenceThreshold)) continue;
+    if (dyn && dyn[p]! > o.dynamicMaskThreshold) continue;
     if (flow) {
       const f0 = flow[3 * p]!;
       const f1 = flow[3 * p + 1]!;

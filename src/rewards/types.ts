@@ -23,6 +23,8 @@ export interface GeometrySample {
   intrinsics: Float32Array | Float64Array;
   /** [F,h,w,3] world displacement of each point to the next frame; absent = static scene. */
   sceneFlow?: Float32Array;
+  /** [F,h,w] in [0, 1], 1 where the model sees moving content (a dynamic-mask output); absent = none. */
+  dynamicMask?: Float32Array | Uint8Array;
 }
 
 /**
@@ -55,6 +57,7 @@ export function sliceGeometry(
     extrinsics: Float32Array;
     intrinsics: Float32Array;
     sceneFlow?: Float32Array;
+    dynamicMask?: Float32Array | Uint8Array;
   },
   b: number,
   frames: number,
@@ -72,5 +75,6 @@ export function sliceGeometry(
     extrinsics: batch.extrinsics.subarray(12 * b * frames, 12 * (b + 1) * frames),
     intrinsics: batch.intrinsics.subarray(9 * b * frames, 9 * (b + 1) * frames),
     sceneFlow: batch.sceneFlow?.subarray(3 * b * n, 3 * (b + 1) * n),
+    dynamicMask: batch.dynamicMask?.subarray(b * n, (b + 1) * n),
   };
 }

@@ -44,6 +44,8 @@ export const SCHEMAS: Record<ShardKind, Record<string, TensorSpec>> = {
     extrinsics: { dtype: 'F32', shape: ['B', "F'", 3, 4] },
     intrinsics: { dtype: 'F32', shape: ['B', "F'", 3, 3] },
     scene_flow: { dtype: 'F32', shape: ['B', "F'", 'h', 'w', 3], optional: true },
+    /** From a model with a dynamic-mask output (`*.dynamic_mask`): 1 where content moves, in [0, 1]. */
+    dynamic_mask: { dtype: 'F32', shape: ['B', "F'", 'h', 'w'], optional: true },
   },
   rewards: {
     ...common,

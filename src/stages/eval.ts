@@ -208,6 +208,7 @@ function sampleGeometry(shard: Shard, b: number) {
     extrinsics: t.get('extrinsics')!.data as Float32Array,
     intrinsics: t.get('intrinsics')!.data as Float32Array,
     sceneFlow: t.get('scene_flow')?.data as Float32Array | undefined,
+    dynamicMask: t.get('dynamic_mask')?.data as Float32Array | undefined,
   };
   return sliceGeometry(batch, b, F, h, w);
 }

@@ -45,6 +45,7 @@ export function scoreGeometry(geom: Shard, config: Config): ScoredShard {
     extrinsics: t.get('extrinsics')!.data as Float32Array,
     intrinsics: t.get('intrinsics')!.data as Float32Array,
     sceneFlow: t.get('scene_flow')?.data as Float32Array | undefined,
+    dynamicMask: t.get('dynamic_mask')?.data as Float32Array | undefined,
   };
   const mask = nonfiniteMask(t, B);
   const entries = Object.entries(config.rewards);

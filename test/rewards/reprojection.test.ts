@@ -108,6 +108,31 @@ test('a moving object does not lower the reward of an otherwise consistent dynam
   }
 });
 
+test('a dynamic-mask output stands in for scene flow with dynamicMask exclude, and is not read by default', (t) => {
+  for (const family of TRAJECTORY_FAMILIES) {
+    const dyn = groundTruth(family, { seed: 2, dynamic: true });
+    // A model's soft mask in [0, 1] (0.9 on moving pixels, 0.1 elsewhere) and no scene flow.
+    const soft = Float32Array.from(dyn.dynamicMask, (m) => (m ? 0.9 : 0.1));
+    const noFlow = { ...dyn, sceneFlow: undefined, dynamicMask: soft };
+    const rFlow = reprojection.compute(dyn);
+    const rIgnored = reprojection.compute(noFlow);
+    const rMasked = reprojection.compute(noFlow, { dynamicMask: 'exclude' });
+    t.diagnostic(
+      `${family}: flow ${rFlow.toFixed(4)}, mask ignored ${rIgnored.toFixed(4)}, mask ${rMasked.toFixed(4)}`,
+    );
+    assert.equal(
+      rIgnored,
+      reprojection.compute({ ...noFlow, dynamicMask: undefined }),
+      'default: mask not read',
+    );
+    assert.ok(rMasked > rIgnored + 0.01, `${family}: masked ${rMasked} vs ignored ${rIgnored}`);
+    assert.ok(rMasked > rFlow - 0.003, `${family}: masked ${rMasked} vs scene flow ${rFlow}`);
+    // Above the threshold nothing is dropped: the mask reads as static everywhere.
+    const rHigh = reprojection.compute(noFlow, { dynamicMask: 'exclude', dynamicMaskThreshold: 0.95 });
+    assert.equal(rHigh, rIgnored);
+  }
+});
+
 test('invariant to the scene’s scale and to a rigid motion of scene and cameras', () => {
   const g = groundTruth('arc', { seed: 2, dynamic: true });
   const bad = warpDepth(g, 3, 0.1);
