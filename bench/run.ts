@@ -19,6 +19,7 @@ await load('score', './score.js', 'benchScore');
 await load('sample', './sample.js', 'benchSample');
 await load('grpo-step', './grpo-step.js', 'benchGrpoStep');
 await load('scale', './scale.js', 'benchScale');
+await load('reward-cost', './reward-cost.js', 'benchRewardCost');
 
 let failed = false;
 for (const [name, fn] of benches) {
