@@ -14,7 +14,7 @@
  *   8×8×16×16, frames 8×3×64×64, geometry 8×8; a 4-block width-64 Φ with patch 8, the LGM
  *   stitched after block 1). The output says which.
  * - wan-vggt: a Wan2.1-VAE-decoder-shaped decoder (16 latent channels, 8× space, 4× causal time,
- *   widths 64/64/32/16 — Wan's 384/384/192/96 scaled by 1/6) and a VGGT-shaped Φ (patch 14,
+ *   widths 64/64/32/16 with one residual block per stage — Wan's 384/384/192/96 scaled by 1/6, three blocks each) and a VGGT-shaped Φ (patch 14,
  *   width 1024, 16 heads, 8 alternating frame/global blocks of VGGT's 48; the LGM replaces the
  *   first pair), random weights (bench/reward-cost-models.ts), on latents 1×16×5×30×52: 17 frames
  *   of 240×416 (Wan's 480×832 halved per side; 5 latent frames of Wan's 21), Φ at 210×364
