@@ -206,6 +206,14 @@ export class RewardGuidance {
         `reward guidance differentiates through the VGGT pose encoding; '${o.camera_convention}' cameras are not supported`,
       );
     }
+    if (g.reward !== 'motion' && o.intrinsics_output !== null) {
+      // The guided reprojection reads K from the pose encoding's fields of view; decode-geometry
+      // would score with the model's own K, so the two would judge different geometry.
+      throw new InputError(
+        'lgm_outputs.intrinsics_output',
+        `reward guidance with ${g.reward} takes intrinsics from the VGGT pose encoding; a per-frame intrinsics output is not supported there`,
+      );
+    }
     const model = loadModel(path);
     const ins = (model.graph?.input ?? []).map((v) => v.name ?? '');
     const outs = (model.graph?.output ?? []).map((v) => v.name ?? '');

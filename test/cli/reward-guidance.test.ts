@@ -107,6 +107,15 @@ test('a geometry model without the outputs the chosen reward needs: exit 2 namin
   assert.equal(ok.code, 0, ok.stderr);
 });
 
+test('guided reprojection with a per-frame intrinsics output: exit 2 naming the key (it reads K from the pose encoding)', async () => {
+  const cfg = join(dir, 'k.yaml');
+  writeFileSync(cfg, 'lgm_outputs:\n  intrinsics_output: intrinsics\n');
+  await refused(
+    ['--config', cfg, '--reward-guidance', '1', '--reward-guidance-reward', 'reprojection'],
+    /^vggrpo sample: lgm_outputs\.intrinsics_output: reward guidance with reprojection takes intrinsics from the VGGT pose encoding/,
+  );
+});
+
 test('a guided run records vggrpo.reward_guidance; grpo-step refuses its rollouts with the reason', async () => {
   const run = join(dir, 'run');
   const s = await runCli([
