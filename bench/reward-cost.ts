@@ -21,7 +21,7 @@
  *   (15×26 patches, 1,950 tokens). Why this size: with one thread on this shared 2-core machine
  *   one RGB-path batch takes ≈ 25 s and ≈ 3 GB, the whole bench ≈ 2.5 minutes; the next step
  *   (33 frames, or 480×832) is 2–4× that per pass. The integrator can point the toy case at the
- *   real fixtures with VGGRPO_BENCH_CONFIG.
+ *   real fixtures with VGGRPO_BENCH_CONFIG; VGGRPO_BENCH_CASES=toy runs only the toy case.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -225,7 +225,13 @@ export async function benchRewardCost(): Promise<Record<string, number | string>
   res['memory'] =
     'peak RSS per child process (getrusage ru_maxrss); net = peak − RSS before the models opened';
   try {
-    for (const make of [() => toyCase(dir), () => Promise.resolve(wanVggtCase(dir))]) {
+    const cases = (process.env.VGGRPO_BENCH_CASES ?? 'toy,wan-vggt').split(',');
+    const makers: [string, () => Promise<Case>][] = [
+      ['toy', () => toyCase(dir)],
+      ['wan-vggt', () => Promise.resolve(wanVggtCase(dir))],
+    ];
+    for (const [name, make] of makers) {
+      if (!cases.includes(name)) continue;
       const c = await make();
       const spec = join(dir, `${c.name}.json`);
       writeFileSync(
