@@ -36,6 +36,13 @@ export type { GeometryBatch } from './geometry-outputs.js';
 /** Which reward path makes the geometry: the LGM on latents, or VAE decode + Φ on frames. */
 export type GeometryPath = 'latent' | 'rgb';
 
+/**
+ * Open the LGM, checking its latents input and every output `lgm_outputs` maps (exit 2 naming
+ * the model and key before any work).
+ *
+ * @example
+ *   const lgm = await openLgm(config);
+ */
 export async function openLgm(config: Config): Promise<ModelSession> {
   const path = config.models.lgm;
   if (!path) throw new InputError('config', 'models.lgm is not set (give --lgm or models.lgm in --config)');
