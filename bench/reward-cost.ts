@@ -21,8 +21,8 @@
  *   first pair), random weights (bench/reward-cost-models.ts), on latents 1×16×5×30×52: 17 frames
  *   of 240×416 (Wan's 480×832 halved per side; 5 latent frames of Wan's 21), Φ at 210×364
  *   (15×26 patches, 1,950 tokens). Why this size: with one thread on this shared 2-core machine
- *   one RGB-path batch takes ≈ 25 s and ≈ 3 GB, the whole bench ≈ 2.5 minutes; the next step
- *   (33 frames, or 480×832) is 2–4× that per pass. The integrator can point the toy case at the
+ *   one RGB-path batch takes ≈ 12 s of CPU (≈ 25 s wall when shared) and ≈ 3 GB, the whole bench
+ *   ≈ 2–2.5 minutes; the next step (33 frames, or 480×832) is 2–4× that per pass. The integrator can point the toy case at the
  *   real fixtures with VGGRPO_BENCH_CONFIG; VGGRPO_BENCH_CASES=toy runs only the toy case.
  */
 import { spawnSync } from 'node:child_process';
