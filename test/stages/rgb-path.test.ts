@@ -5,7 +5,8 @@
  * pose encoding, scene flow, per-frame intrinsics, a dynamic mask). The RGB path must equal
  * running the two models by hand (de-normalise, decode, map to [0, 1], BF3HW, frames 0, t, 2t,
  * …, Φ), and its shards score; per-frame intrinsics replace the fixed ones; contract faults are
- * exit 2 naming the key or file before any shard is written.
+ * exit 2 naming the key or file before any shard is written; and on the toy fixtures the RGB
+ * path's shards carry a sample → score → grpo-step loop.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
@@ -350,4 +351,38 @@ test('an intrinsics output of the wrong shape is exit 2 naming the model and the
     r.stderr,
     /lgm\.onnx: intrinsics output is \[2, 3, 3, 4\], expected \[2, 3, 3, 3\] or \[2, 3, 4\]/,
   );
+});
+
+test('sample → decode-geometry --via rgb --geometry-model → score → grpo-step on the toy fixtures', async () => {
+  // A Φ for the fixture decoder's frames [B, 8, 3, 32, 32].
+  const toyPhi = tinyPhi(join(dir, 'toy-phi.onnx'), { frames: 8, size: 32 });
+  const prompts = join(dir, 'p.txt');
+  writeFileSync(prompts, 'orbit around the red box\n');
+  const run = join(dir, 'toy-run');
+  const s = await runCli([
+    'sample',
+    '--prompts',
+    prompts,
+    '--group-size',
+    '2',
+    '--steps',
+    '3',
+    '--threads',
+    '1',
+    '--out',
+    join(run, 'trajectory'),
+  ]);
+  assert.equal(s.code, 0, s.stderr);
+  const g = await runCli(['decode-geometry', s.stdout.trim(), '--via', 'rgb', '--geometry-model', toyPhi]);
+  assert.equal(g.code, 0, g.stderr);
+  const geo = readShard(g.stdout.trim(), 'geometry');
+  assert.equal(geo.metadata['vggrpo.geometry_path'], 'rgb');
+  assert.equal((geo.config.models as Record<string, unknown>).geometry, toyPhi, 'recorded');
+  const r = await runCli(['score', g.stdout.trim()]);
+  assert.equal(r.code, 0, r.stderr);
+  const p = await runCli(['grpo-step', r.stdout.trim(), '--out', join(run, 'policy'), '--json']);
+  assert.equal(p.code, 0, p.stderr);
+  const m = JSON.parse(p.stdout).metrics;
+  assert.equal(m.ratio_min, 1);
+  assert.ok(m.grad_norm > 0, 'the RGB-path rewards give a gradient');
 });
