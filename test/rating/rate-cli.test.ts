@@ -9,7 +9,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
+import { BIN, oneLine, ROOT, runCli, tempDir } from '../helpers.js';
 import { startRateServer } from './rate-server.js';
 
 const dir = tempDir('vggrpo-rate-cli-');
@@ -36,7 +36,7 @@ test('bad flags and paths: exit 2, one line naming the flag or file', async () =
     const r = await runCli(args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, want, args.join(' '));
-    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    oneLine(r.stderr);
   }
 });
 

@@ -24,7 +24,7 @@ import type { ModelSession } from '../../src/runtime/session.js';
 import type { Shard } from '../../src/shards/shard.js';
 import { readShard } from '../../src/shards/shard.js';
 import { findTrajectory, gradientSession, microBatches } from '../../src/stages/grpo-step.js';
-import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
+import { BIN, oneLine, ROOT, runCli, tempDir } from '../helpers.js';
 
 const advantages = (rw: Shard) => rw.tensors.get('advantages')!.data as Float32Array;
 
@@ -170,7 +170,7 @@ test('a --config that contradicts the trajectory’s sampler settings is exit 2 
     const r = await runCli(['grpo-step', ...rewards, '--config', cfg, '--out', join(dir, `p-${key}`)]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, pattern);
-    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    oneLine(r.stderr);
   }
   // Keys the shard's own tensors fix (steps: its sigmas) are taken from it, with a warning.
   const steps = configFile('steps', { micro_batch: 2, steps: 6 });
