@@ -113,6 +113,14 @@ for (const guidance of [1, 3]) {
     try {
       const sizes: number[] = [];
       const r = { rewards: readShard(rewards[0]!, 'rewards'), trajectory: traj };
+      const gradOptions = {
+        clipRange: 1e-3,
+        klBeta: 0,
+        klForm: 'true' as const,
+        noiseLevel: config.sampler.noise_level,
+        guidance,
+        weight: 1,
+      };
       for (const mb of microBatches(r, [0, 1], [])) {
         sizes.push(mb.batch);
         assert.equal(mb.context.shape[0], guidance === 1 ? mb.batch : 2 * mb.batch);
@@ -121,14 +129,7 @@ for (const guidance of [1, 3]) {
           policy,
           await gradientSession(policy, config, nb, sessions),
           mb,
-          {
-            clipRange: 1e-3,
-            klBeta: 0,
-            klForm: 'true',
-            noiseLevel: config.sampler.noise_level,
-            guidance,
-            weight: 1,
-          },
+          gradOptions,
         );
         assertRatioOne(res.logpNew, mb.logpOld, 0);
       }
@@ -142,14 +143,7 @@ for (const guidance of [1, 3]) {
         policy,
         await gradientSession(policy, config, nb, sessions),
         whole,
-        {
-          clipRange: 1e-3,
-          klBeta: 0,
-          klForm: 'true',
-          noiseLevel: config.sampler.noise_level,
-          guidance,
-          weight: 1,
-        },
+        gradOptions,
       );
       assert.throws(() => assertRatioOne(res.logpNew, whole.logpOld), /GRPO ratio ≠ 1/);
     } finally {
