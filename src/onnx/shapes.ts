@@ -15,7 +15,7 @@ import { modelOpset, nodeLabel, topoSort } from './graph.js';
 import { numElements } from './model.js';
 import { opDef } from './ops/index.js';
 import type { Const, ValueType } from './ops/types.js';
-import { castValue, tensorConst } from './ops/util.js';
+import { castValue, isStatic, tensorConst } from './ops/util.js';
 import type { ModelProto, NodeProto } from './proto.js';
 
 export type { Const, ValueType } from './ops/types.js';
@@ -103,6 +103,8 @@ export function inferShapes(model: ModelProto, opts: ShapeOptions = {}): ShapeIn
       });
     }
     types.set(name, { elemType: tt.elemType ?? 0, shape });
+    // an empty tensor's value is known from its shape alone (e.g. an empty axes list fed at run time)
+    if (numElements(shape) === 0) consts.set(name, { elemType: tt.elemType ?? 0, shape, data: [] });
   }
 
   const declared = new Map<string, ValueType>();
@@ -175,7 +177,7 @@ function foldNode(
   out: ValueType,
 ): Const | undefined {
   const def = opDef(node);
-  if (!def?.fold) return undefined;
+  if (!def?.fold || !isStatic(out.shape)) return undefined;
   // without `foldAny`, every present input must be a constant
   if (!def.foldAny && (node.input ?? []).some((n, i) => n && !cs[i])) return undefined;
   const data = def.fold(node, cs, out, ins);

@@ -3,7 +3,10 @@
  * nodes all have a rule in the registry (src/onnx/ops/index.ts) is differentiated with respect to
  * its float inputs and compared with central finite differences (gradcheck.ts), in float64 where
  * onnxruntime runs the graph in float64. Non-float inputs and inputs no rule differentiates
- * (shapes, axes, indices, Resize's scales) become constants of the graph.
+ * (shapes, axes, starts/ends, sizes, repeats, pads, indices, conditions) stay graph inputs fed at
+ * run time, so one gradient model has to serve whatever value is fed; only the inputs whose
+ * values a rule reads when the graph is written (its `valueNeeded`: Resize's scales and sizes,
+ * Dropout's ratio and mode) become constants of the graph.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -43,6 +46,15 @@ export function candidates(root = NODE_TESTS): string[] {
 const readTensor = (path: string): TensorProto =>
   TensorProtoType.toObject(TensorProtoType.decode(readFileSync(path)), TO_OBJECT) as TensorProto;
 
+/** Whether graph input `name` is read where a rule needs its value when the graph is written. */
+function valueNeeded(nodes: NodeProto[], name: string): boolean {
+  return nodes.some((n) => {
+    const g = opDef(n)?.grad;
+    const needed = g && g !== 'zero' ? (g.valueNeeded ?? []) : [];
+    return (n.input ?? []).some((x, i) => x === name && needed.includes(i));
+  });
+}
+
 /** Whether graph input `name` is read by some node at an input its rule does not differentiate. */
 function constantUse(nodes: NodeProto[], name: string): boolean {
   return nodes.some((n) => {
@@ -52,6 +64,14 @@ function constantUse(nodes: NodeProto[], name: string): boolean {
 }
 
 const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE]);
+/** Element types onnxruntime-node feeds (strings and the like stay constants). */
+const RUNTIME_TYPES = new Set<number>([
+  DataType.FLOAT,
+  DataType.DOUBLE,
+  DataType.INT64,
+  DataType.INT32,
+  DataType.BOOL,
+]);
 
 /** The same graph computing in float64: float32 types, tensors and Cast targets widened. */
 export function toFloat64(model: ModelProto): ModelProto {
@@ -92,15 +112,20 @@ export async function judge(dir: string): Promise<Outcome> {
   const inits = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
   const inputs = (g.input ?? []).filter((v) => !inits.has(v.name ?? ''));
   const feeds: Record<string, Arr> = {};
+  /** Inputs fed at run time that are not differentiated (shapes, axes, indices, conditions). */
+  const runtime: Record<string, Arr> = {};
   const consts: TensorProto[] = [];
   const wrt: string[] = [];
   inputs.forEach((v, i) => {
     const name = v.name ?? '';
     const t = readTensor(join(dir, 'test_data_set_0', `input_${i}.pb`));
-    if (FLOATS.has(t.dataType ?? 0) && !constantUse(g.node ?? [], name)) {
+    const arr = () => ({ data: tensorToArray(t) as Float32Array, dims: [...(t.dims ?? [])] });
+    const nodes = g.node ?? [];
+    if (FLOATS.has(t.dataType ?? 0) && !constantUse(nodes, name)) {
       wrt.push(name);
-      feeds[name] = { data: tensorToArray(t) as Float32Array, dims: [...(t.dims ?? [])] };
-    } else consts.push({ ...t, name });
+      feeds[name] = arr();
+    } else if (valueNeeded(nodes, name) || !RUNTIME_TYPES.has(t.dataType ?? 0)) consts.push({ ...t, name });
+    else runtime[name] = arr();
   });
   const types = [...inputs, ...(g.output ?? [])].map((v) => v.type?.tensorType?.elemType ?? 0);
   if (types.some((t) => t === DataType.FLOAT16 || t === DataType.BFLOAT16)) {
@@ -111,19 +136,19 @@ export async function judge(dir: string): Promise<Outcome> {
     ...model,
     graph: {
       ...g,
-      input: (g.input ?? []).filter((v) => wrt.includes(v.name ?? '') || inits.has(v.name ?? '')),
+      input: (g.input ?? []).filter((v) => !consts.some((t) => t.name === v.name)),
       initializer: [...(g.initializer ?? []), ...consts],
     },
   };
   const wide = toFloat64(fixed);
   const wideFeeds = Object.fromEntries(
-    Object.entries(feeds).map(([k, v]) => [
+    Object.entries({ ...feeds, ...runtime }).map(([k, v]) => [
       k,
       v.data instanceof Float32Array ? { data: Float64Array.from(v.data), dims: v.dims } : v,
     ]),
   );
   let m = fixed;
-  let f = feeds;
+  let f = { ...feeds, ...runtime };
   try {
     await run(wide, wideFeeds);
     m = wide;

@@ -52,6 +52,12 @@ export interface GradDef {
   inputs: number[] | 'all';
   /** Inputs in which the operator is constant (indices, shapes, conditions): no gradient flows. */
   constant?: number[];
+  /**
+   * Inputs whose values the VJP reads when the graph is written (Resize's scales, Dropout's
+   * ratio): a value computed at run time there is an error naming the node. All other constant
+   * inputs (shapes, axes, starts/ends, sizes, repeats, pads, indices) may be fed at run time.
+   */
+  valueNeeded?: number[];
   /** Outputs whose cotangents the VJP reads. A cotangent reaching another output is an error. */
   outputs: number[] | 'all';
   /** The VJP takes cotangents that are still broadcastable (smaller than the output). */
