@@ -7,7 +7,7 @@ export default class OnnxGrad extends VggrpoCommand {
   static override summary =
     'Write a gradient model: the forward graph plus vector–Jacobian products, in standard ONNX ops.';
   static override description =
-    'The new model has every input of MODEL plus grad:Y (the cotangent, shaped like Y) for each float output Y, and every output plus grad:P for each selected parameter P (Σ_Y (∂Y/∂P)ᵀ·grad:Y). --wrt defaults to every floating-point initializer (a name the exporter writes as Identity of a shared initializer is a parameter of its own); graph inputs may be named too (e.g. gradients w.r.t. latents for reward guidance). Dynamic dimensions need --shape.';
+    'The new model has every input of MODEL plus grad:Y (the cotangent, shaped like Y) for each float output Y, and every output plus grad:P for each selected parameter P (Σ_Y (∂Y/∂P)ᵀ·grad:Y). --wrt defaults to every floating-point initializer (a name the exporter writes as Identity of a shared initializer is a parameter of its own); graph inputs may be named too (e.g. gradients w.r.t. latents for reward guidance). Dynamic dimensions need --shape. Shape-like inputs (Reshape/Expand shapes, Slice starts/ends/axes/steps, Squeeze/Unsqueeze/reduction axes, Split sizes, Tile repeats, Pad pads, Gather indices, Range bounds) may stay graph inputs: the gradient model computes what it needs from the fed values at run time, so one model serves every value; Resize scales/sizes and Dropout ratio/mode must be constants.';
   static override examples = [
     '<%= config.bin %> onnx grad onnx/fixtures/denoiser.onnx --out /tmp/den.grad.onnx --shape B=2',
     '<%= config.bin %> onnx grad lgm.onnx --out lgm.grad.onnx --wrt latents --shape latents=1,16,5,60,104',
