@@ -149,7 +149,34 @@ test('Pad with pads fed at run time (cropping too), and in edge and reflect mode
       { p: [0, -1, 1, 2] },
     ]);
   }
+  // at opset 13 (no ScatterElements 'add'): edge padding repeats elements, a one-hot product sums them
+  await runtimeCheck(
+    'pad-edge-13',
+    [3, 4],
+    { p: 4 },
+    (g, x, { p }) => [g.op('Pad', [x, p!], { mode: 'edge' }), pinTo13(g, x)],
+    [{ p: [2, 1, 0, 3] }],
+    13,
+  );
 });
+
+test('Pad with constant pads in edge and reflect modes (static pads, the same index rule)', async () => {
+  for (const mode of ['edge', 'reflect']) {
+    await runtimeCheck(
+      `pad-static-${mode}`,
+      [3, 4],
+      {},
+      (g, x) => g.op('Pad', [x, g.ints([1, 2, 2, 1])], { mode }),
+      [{}],
+    );
+  }
+});
+
+/**
+ * An opset-13 ReduceL2 (axes as an attribute) keeps a graph at opset 13 rather than reading it as
+ * 16, so the rules must do without ScatterElements' reduction 'add' (a one-hot product instead).
+ */
+const pinTo13 = (g: GraphBuilder, x: string) => g.op('ReduceL2', [x], { axes: [0], keepdims: 0 });
 
 test('Gather with indices fed at run time, repeated and negative ones accumulate', async () => {
   for (const opset of [18, 13]) {
@@ -157,7 +184,7 @@ test('Gather with indices fed at run time, repeated and negative ones accumulate
       `gather-${opset}`,
       [4, 3],
       { i: 5 },
-      (g, x, { i }) => g.op('Gather', [x, i!], { axis: 0 }),
+      (g, x, { i }) => [g.op('Gather', [x, i!], { axis: 0 }), ...(opset === 13 ? [pinTo13(g, x)] : [])],
       [{ i: [0, 1, 2, 3, 0] }, { i: [2, 2, -2, 1, 2] }],
       opset,
     );
