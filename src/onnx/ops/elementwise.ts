@@ -25,6 +25,9 @@ const boolOut: Infer = (_n, ins) => [
   { elemType: DataType.BOOL, shape: broadcastShapes(...ins.flatMap((t) => (t ? [t.shape] : []))) },
 ];
 
+/** The shape rules above: exact where input dims are known only at run time (RUNTIME_DIM). */
+export const EXACT_INFERS: ReadonlySet<Infer> = new Set([sameAsInput, broadcastOut, boolOut]);
+
 /** Folding of an elementwise function of broadcast inputs. */
 const foldWith =
   (f: (v: number[], isInt: boolean) => number) =>
@@ -505,6 +508,7 @@ export const ELEMENTWISE: Record<string, OpDef> = {
   },
   Cast: {
     infer: (n, ins) => [{ elemType: attrInt(n, 'to', 0), shape: [...X0(ins).shape] }],
+    runtimeDims: true,
     fold: (_n, [c]) => c?.data,
     grad: {
       vjp: (c, n, [dY]) => {

@@ -112,6 +112,7 @@ function reduction(
   };
   return {
     infer: reduceInfer,
+    runtimeDims: true,
     ...(f ? { fold: reduceFold(init, f, mean) } : {}),
     grad: { vjp, inputs: [0], constant: [1], outputs: [0] },
   };
@@ -154,6 +155,7 @@ export const REDUCE: Record<string, OpDef> = {
   ArgMax: { infer: argInfer, grad: 'zero' },
   ArgMin: { infer: argInfer, grad: 'zero' },
   TopK: {
+    runtimeDims: true,
     infer: (node, ins, cs) => {
       const x = ins[0];
       if (!x) throw new Error('missing input 0');
@@ -184,6 +186,7 @@ export const REDUCE: Record<string, OpDef> = {
     },
   },
   CumSum: {
+    runtimeDims: true,
     infer: (_n, ins) => {
       const x = ins[0];
       if (!x) throw new Error('missing input 0');

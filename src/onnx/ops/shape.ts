@@ -43,8 +43,9 @@ const runtimeDims = (n: number): number[] => new Array<number>(n).fill(RUNTIME_D
 /** Whether input `i` is present but its value is known only at run time (not a constant). */
 const fedAt = (node: NodeProto, cs: (unknown | undefined)[], i: number): boolean =>
   !!node.input?.[i] && !cs[i];
-const reshapeLike = (infer: Infer, constant: number[] = []): OpDef => ({
+const reshapeLike = (infer: Infer, constant: number[] = [], runtimeDims = false): OpDef => ({
   infer,
+  runtimeDims,
   fold: sameData,
   grad: { vjp: reshapeBack, inputs: [0], constant, outputs: [0] },
 });
@@ -147,6 +148,7 @@ export const SHAPE: Record<string, OpDef> = {
             ),
       ),
     [1],
+    true,
   ),
   Flatten: reshapeLike((node, ins) => {
     const s = X0(ins).shape;
@@ -188,8 +190,10 @@ export const SHAPE: Record<string, OpDef> = {
       );
     },
     [1],
+    true,
   ),
   Transpose: {
+    runtimeDims: true,
     infer: (node, ins) => {
       const s = X0(ins).shape;
       const perm = attrInts(node, 'perm') ?? s.map((_, i) => s.length - 1 - i);
@@ -286,6 +290,7 @@ export const SHAPE: Record<string, OpDef> = {
     grad: { vjp: sliceVjp, inputs: [0], constant: [1, 2, 3, 4], outputs: [0] },
   },
   Gather: {
+    runtimeDims: true,
     infer: (node, ins) => {
       const s = X0(ins).shape;
       const axis = normAxis(attrInt(node, 'axis', 0), s.length);
@@ -372,6 +377,7 @@ export const SHAPE: Record<string, OpDef> = {
     grad: { vjp: scatterVjp('GatherElements'), inputs: [0, 2], constant: [1], outputs: [0] },
   },
   Expand: {
+    runtimeDims: true,
     infer: (node, ins, cs) =>
       withShape(
         ins,
@@ -458,6 +464,7 @@ export const SHAPE: Record<string, OpDef> = {
     },
   },
   Shape: {
+    runtimeDims: true,
     infer: (node, ins) => {
       const [start, end] = shapeRange(node, X0(ins).shape.length);
       return [{ elemType: DataType.INT64, shape: [Math.max(0, end - start)] }];
@@ -476,6 +483,7 @@ export const SHAPE: Record<string, OpDef> = {
     grad: 'zero',
   },
   ConstantOfShape: {
+    runtimeDims: true,
     infer: (node, _ins, cs) => [
       {
         elemType: attrTensor(node, 'value')?.dataType ?? DataType.FLOAT,
@@ -499,6 +507,7 @@ export const SHAPE: Record<string, OpDef> = {
     grad: 'zero',
   },
   Range: {
+    runtimeDims: true,
     infer: (_n, ins, cs) => {
       // inputs fed at run time: the length is known only then
       if (!cs[0] || !cs[1] || !cs[2]) return withShape(ins, [RUNTIME_DIM]);

@@ -76,6 +76,12 @@ export interface GradDef {
 export interface OpDef {
   /** Absent where outputs are data-dependent: the graph's declared types are used. */
   infer?: Infer;
+  /**
+   * `infer` is exact for inputs with dims known only at run time (RUNTIME_DIM). Otherwise such
+   * inputs give outputs of the inferred rank with every dim RUNTIME_DIM (a sum like Concat's
+   * would be wrong), so the rules that read them refuse instead of emitting a wrong graph.
+   */
+  runtimeDims?: boolean;
   /** Constant folding on small tensors. */
   fold?: Fold;
   /** Fold even where some inputs are not constants (Shape, Size, ConstantOfShape). */
