@@ -21,7 +21,7 @@ import { globMatch, nodeLabel } from './graph.js';
 import { opDef } from './ops/index.js';
 import { covers, type GradDef } from './ops/types.js';
 import { isFloatType, isStatic } from './ops/util.js';
-import type { GraphProto, ModelProto, NodeProto } from './proto.js';
+import { DataType, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
 import { inferShapes } from './shapes.js';
 import { onlyTied, tiedNames, untie } from './tied.js';
 import { TARGET_OPSET, upgradeOpset } from './upgrade.js';
@@ -165,13 +165,15 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     const gn = gradName(p);
     if (existing.has(gn) || b.has(gn)) throw new InputError('model', `value '${gn}' already exists`);
     const t = info.types.get(p)!;
-    let g = total(p);
+    // half-precision parameters: their gradient's terms are summed, and returned, in float32
+    const et = isHalf(t.elemType) ? DataType.FLOAT : t.elemType;
+    let g = et === t.elemType ? total(p) : totalIn(ctx, contrib.get(p) ?? [], et);
     if (!g) {
       warnings.push(`parameter '${p}' does not reach any float output: its gradient is zero`);
-      g = ctx.zeros(t.shape, t.elemType);
+      g = ctx.zeros(t.shape, et);
     } else g = ctx.expandTo(g, t.shape);
     b.op('Identity', [g], {}, { outputs: [gn] });
-    graph.output!.push(valueInfo(gn, t.elemType, t.shape));
+    graph.output!.push(valueInfo(gn, et, t.shape));
   }
 
   pruneDeadNodes(graph);
@@ -214,6 +216,14 @@ export function defaultParams(model: ModelProto): string[] {
   const inits = (model.graph?.initializer ?? []).filter((t) => float.has(t.dataType ?? 0));
   const tied = [...tiedNames(model)].filter(([n, t]) => float.has(t.dataType ?? 0) && !shared.has(n));
   return [...inits.map((t) => t.name ?? '').filter((n) => !shared.has(n)), ...tied.map(([n]) => n)];
+}
+
+const isHalf = (et: number): boolean => et === DataType.FLOAT16 || et === DataType.BFLOAT16;
+
+/** The sum of cotangent terms `terms`, each cast to `et` first (float32 for a half-precision parameter). */
+function totalIn(ctx: GradContext, terms: string[], et: number): string | undefined {
+  const wide = terms.map((g) => ctx.op('Cast', [g], { to: et }));
+  return wide.length ? wide.slice(1).reduce((acc, g) => ctx.accumulate(acc, g), wide[0]!) : undefined;
 }
 
 /**

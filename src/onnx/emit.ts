@@ -8,6 +8,7 @@
 import { InputError } from '../errors.js';
 import type { AttrValue, GraphBuilder } from './builder.js';
 import { attrFloat, attrInt, attrInts } from './graph.js';
+import { floatTensor, floatToHalf, halfToFloat } from './half.js';
 import { makeTensor, numElements } from './model.js';
 import type { Const } from './ops/types.js';
 import { isStatic, sameShape } from './ops/util.js';
@@ -22,6 +23,18 @@ export class RuntimeShapeError extends Error {
   constructor(readonly value: string) {
     super(`the shape of '${value}' is known only at run time`);
   }
+}
+
+/**
+ * The element types gradients are computed in: float32, float64 and float16 (onnxruntime's CPU
+ * provider has float16 kernels; bfloat16 graphs are widened to float32 first, src/onnx/half.ts).
+ */
+function checkedFloat(et: number): number {
+  if (et === DataType.DOUBLE || et === DataType.FLOAT || et === DataType.FLOAT16) return et;
+  throw new InputError(
+    'model',
+    `gradients in element type ${et} are not supported (float32/float64/float16 are)`,
+  );
 }
 
 /** Emission helpers shared by the gradient rules. */
@@ -143,34 +156,27 @@ export class GradContext {
     const s = this.info.types.get(v)?.shape;
     return s && isStatic(s) ? s : undefined;
   }
-  /** A float scalar of element type `et`. */
+  /** A float scalar of element type `et` (float32, float64 or float16: the forward's dtype). */
   scalar(v: number, et: number): string {
     const key = `s:${et}:${v}`;
     let n = this.cache.get(key);
     if (!n) {
-      const data = et === DataType.DOUBLE ? Float64Array.of(v) : Float32Array.of(v);
-      if (et !== DataType.DOUBLE && et !== DataType.FLOAT) {
-        throw new InputError(
-          'model',
-          `gradients in element type ${et} are not supported (float32/float64 are)`,
-        );
-      }
       n = this.b.fresh('grad_const');
-      this.b.graph.initializer!.push(makeTensor(n, [], data));
+      this.b.graph.initializer!.push(floatTensor(n, [], [v], checkedFloat(et)));
       this.info.types.set(n, { elemType: et, shape: [] });
-      this.info.consts.set(n, { elemType: et, shape: [], data: [v] });
+      const held = et === DataType.FLOAT16 ? halfToFloat(floatToHalf(v)) : v;
+      this.info.consts.set(n, { elemType: et, shape: [], data: [held] });
       this.cache.set(key, n);
     }
     return n;
   }
-  /** A float constant of element type `et` (float32 or float64). */
+  /** A float constant of element type `et` (float32, float64 or float16). */
   floats(shape: number[], data: readonly number[], et: number): string {
     const key = `f:${et}:${shape.join(',')}:${data.join(',')}`;
     let n = this.cache.get(key);
     if (!n) {
       n = this.b.fresh('grad_const');
-      const arr = et === DataType.DOUBLE ? Float64Array.from(data) : Float32Array.from(data);
-      this.b.graph.initializer?.push(makeTensor(n, shape, arr));
+      this.b.graph.initializer?.push(floatTensor(n, shape, data, checkedFloat(et)));
       this.info.types.set(n, { elemType: et, shape });
       this.cache.set(key, n);
     }
@@ -181,11 +187,9 @@ export class GradContext {
     const key = `o:${et}:${shape.join(',')}`;
     let n = this.cache.get(key);
     if (!n) {
-      const count = numElements(shape);
-      const data = et === DataType.DOUBLE ? new Float64Array(count) : new Float32Array(count);
-      data.fill(1);
       n = this.b.fresh('grad_ones');
-      this.b.graph.initializer!.push(makeTensor(n, shape, data));
+      const data = new Array<number>(numElements(shape)).fill(1);
+      this.b.graph.initializer!.push(floatTensor(n, shape, data, checkedFloat(et)));
       this.info.types.set(n, { elemType: et, shape });
       this.cache.set(key, n);
     }
@@ -210,7 +214,7 @@ export class GradContext {
     return n;
   }
   private zeroValue(et: number) {
-    return makeTensor('value', [1], et === DataType.DOUBLE ? new Float64Array(1) : new Float32Array(1));
+    return floatTensor('value', [1], [0], checkedFloat(et));
   }
   zeros(shape: number[], et: number): string {
     const value = this.zeroValue(et);
