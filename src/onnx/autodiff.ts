@@ -18,6 +18,7 @@ import { InputError } from '../errors.js';
 import { GraphBuilder, valueInfo } from './builder.js';
 import { foldOutputIdentities, GradContext, pruneDeadNodes, RuntimeShapeError } from './emit.js';
 import { globMatch, nodeLabel } from './graph.js';
+import { BF16_WIDENED, widenBf16 } from './half.js';
 import { opDef } from './ops/index.js';
 import { covers, type GradDef } from './ops/types.js';
 import { isFloatType, isStatic } from './ops/util.js';
@@ -51,6 +52,10 @@ export const gradName = (v: string): string => `grad:${v}`;
  *   const { model } = buildGradientGraph(loadModel('denoiser.onnx'), { wrt: ['*.weight'], shapes: { latents: [1, 16, 5, 8, 8] } });
  */
 export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradResult {
+  const warnings: string[] = [];
+  const wide = widenBf16(model);
+  if (wide !== model) warnings.push(BF16_WIDENED);
+  model = wide;
   const params = selectParams(model, opts.wrt);
   // each tied name selected becomes an initializer of its own (src/onnx/tied.ts)
   model = untie(model, (n) => params.includes(n));
@@ -160,7 +165,6 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   }
 
   // Gradient outputs.
-  const warnings: string[] = [];
   for (const p of params) {
     const gn = gradName(p);
     if (existing.has(gn) || b.has(gn)) throw new InputError('model', `value '${gn}' already exists`);

@@ -6,8 +6,8 @@
  *   floatToHalf(1); // 0x3c00
  *   floatTensor('c', [2], [0.5, 2], DataType.FLOAT16);
  */
-import { makeTensor } from './model.js';
-import { DataType, type TensorProto } from './proto.js';
+import { makeTensor, tensorToArray } from './model.js';
+import { AttributeType, DataType, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
 
 export { halfToFloat } from '../shards/tensor.js';
 
@@ -84,4 +84,84 @@ export function floatTensor(name: string, dims: number[], data: ArrayLike<number
     default:
       throw new Error(`floatTensor: element type ${et} is not a float type`);
   }
+}
+
+/**
+ * Why bfloat16 graphs are widened: onnxruntime-node 1.30's CPU provider runs only data movement,
+ * Cast and LayerNormalization in bfloat16 (no Add, MatMul, Softmax, …), and its JS API cannot
+ * create bfloat16 tensors, so neither the forward nor a bfloat16 backward could run.
+ */
+export const BF16_WIDENED =
+  'bfloat16 graph: differentiated as its float32 widening (inputs, outputs, parameters and grad:P in float32; arithmetic in float32; explicit Casts to bfloat16 keep their rounding), since onnxruntime-node has no bfloat16 arithmetic kernels on the CPU nor bfloat16 tensors';
+
+const bf16ToF32 = (t: TensorProto): TensorProto =>
+  t.dataType === DataType.BFLOAT16
+    ? makeTensor(
+        t.name ?? '',
+        [...(t.dims ?? [])],
+        Float32Array.from(tensorToArray(t) as Uint16Array, bf16ToFloat),
+      )
+    : t;
+
+const widenInfo = <V extends ValueInfoProto>(v: V): V =>
+  v.type?.tensorType?.elemType === DataType.BFLOAT16
+    ? { ...v, type: { ...v.type, tensorType: { ...v.type.tensorType, elemType: DataType.FLOAT } } }
+    : v;
+
+/** Whether the model holds bfloat16 values anywhere (inputs, outputs, initializers, Casts, constants). */
+function hasBf16(model: ModelProto): boolean {
+  const g = model.graph ?? {};
+  const isB = (v: ValueInfoProto) => v.type?.tensorType?.elemType === DataType.BFLOAT16;
+  return (
+    [...(g.input ?? []), ...(g.output ?? []), ...(g.valueInfo ?? [])].some(isB) ||
+    (g.initializer ?? []).some((t) => t.dataType === DataType.BFLOAT16) ||
+    (g.node ?? []).some((n) =>
+      (n.attribute ?? []).some(
+        (a) => a.t?.dataType === DataType.BFLOAT16 || (a.name === 'to' && a.i === DataType.BFLOAT16),
+      ),
+    )
+  );
+}
+
+/**
+ * The float32 widening of a bfloat16 graph (the model itself when it has no bfloat16): bfloat16
+ * inputs, outputs, initializers and constants become float32 (every bfloat16 value is exact in
+ * float32); a Cast to bfloat16 is followed by a Cast back to float32, so its rounding stays.
+ *
+ * @example
+ *   const m = widenBf16(loadModel('wan-bf16.onnx')); // then buildGradientGraph(m, …)
+ */
+export function widenBf16(model: ModelProto): ModelProto {
+  if (!hasBf16(model)) return model;
+  const g = model.graph ?? {};
+  const nodes: NodeProto[] = [];
+  for (const n of g.node ?? []) {
+    const attribute = (n.attribute ?? []).map((a) => (a.t ? { ...a, t: bf16ToF32(a.t) } : a));
+    const toBf16 =
+      n.opType === 'Cast' && (n.attribute ?? []).some((a) => a.name === 'to' && a.i === DataType.BFLOAT16);
+    if (!toBf16) {
+      nodes.push({ ...n, attribute });
+      continue;
+    }
+    const out = n.output?.[0] ?? '';
+    nodes.push({ ...n, attribute, output: [`${out}::bf16`] });
+    nodes.push({
+      name: `${n.name ?? out}::widen`,
+      opType: 'Cast',
+      input: [`${out}::bf16`],
+      output: [out],
+      attribute: [{ name: 'to', type: AttributeType.INT, i: DataType.FLOAT }],
+    });
+  }
+  return {
+    ...model,
+    graph: {
+      ...g,
+      node: nodes,
+      input: (g.input ?? []).map(widenInfo),
+      output: (g.output ?? []).map(widenInfo),
+      valueInfo: (g.valueInfo ?? []).map(widenInfo),
+      initializer: (g.initializer ?? []).map(bf16ToF32),
+    },
+  };
 }

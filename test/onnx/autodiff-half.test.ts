@@ -8,7 +8,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildGradientGraph } from '../../src/onnx/autodiff.js';
 import { type DTypeName, GraphBuilder } from '../../src/onnx/builder.js';
-import { floatTensor, floatToHalf, halfToFloat } from '../../src/onnx/half.js';
+import {
+  BF16_WIDENED,
+  bf16ToFloat,
+  floatTensor,
+  floatToBf16,
+  floatToHalf,
+  halfToFloat,
+} from '../../src/onnx/half.js';
 import { DataType, type ModelProto } from '../../src/onnx/proto.js';
 import { inferShapes } from '../../src/onnx/shapes.js';
 import { gradCheck } from './gradcheck.js';
@@ -17,6 +24,8 @@ import { type Arr, randArr, rng, run } from './ort-helper.js';
 const T = 6;
 const D = 8;
 const H = 16;
+/** The attention scale, ≈ 1/√D and exact in float16 and bfloat16, so every precision multiplies by the same number. */
+const SCALE = 0.375;
 const PARAMS: Record<string, number[]> = {
   ln_s: [D],
   ln_b: [D],
@@ -30,12 +39,26 @@ const PARAMS: Record<string, number[]> = {
 
 /** Values representable in float16, so both precisions start from the same numbers. */
 const halfExact = (a: ArrayLike<number>): number[] => Array.from(a, (v) => halfToFloat(floatToHalf(v)));
+const bf16Exact = (a: ArrayLike<number>): number[] => Array.from(a, (v) => bf16ToFloat(floatToBf16(v)));
 
-/** LayerNorm → single-head attention → residual → tanh MLP → residual, in `dtype`. */
+const ET: Partial<Record<DTypeName, number>> = {
+  float16: DataType.FLOAT16,
+  bfloat16: DataType.BFLOAT16,
+  float32: DataType.FLOAT,
+  float64: DataType.DOUBLE,
+};
+
+/**
+ * LayerNorm → single-head attention → residual → tanh MLP → residual, in `dtype`; a bfloat16
+ * block reads a float32 x through a Cast, as mixed-precision exports do.
+ */
 function block(dtype: DTypeName, values: Record<string, number[]>): ModelProto {
   const g = new GraphBuilder(`block-${dtype}`, 18);
-  const et = dtype === 'float16' ? DataType.FLOAT16 : dtype === 'float64' ? DataType.DOUBLE : DataType.FLOAT;
-  const x = g.input('x', dtype, [T, D]);
+  const et = ET[dtype]!;
+  const x =
+    dtype === 'bfloat16'
+      ? g.op('Cast', [g.input('x', 'float32', [T, D])], { to: et })
+      : g.input('x', dtype, [T, D]);
   const p = Object.fromEntries(
     Object.entries(PARAMS).map(([n, s]) => [n, g.initTensor(n, floatTensor(n, s, values[n]!, et))]),
   );
@@ -43,7 +66,7 @@ function block(dtype: DTypeName, values: Record<string, number[]>): ModelProto {
   const [q, k, v] = [p.wq!, p.wk!, p.wv!].map((w) => g.op('MatMul', [h, w]));
   const s = g.op('Mul', [
     g.op('MatMul', [q!, g.op('Transpose', [k!], { perm: [1, 0] })]),
-    g.const([1 / Math.sqrt(D)], dtype),
+    g.const([SCALE], dtype),
   ]);
   const r = g.op('Add', [x, g.op('MatMul', [g.op('Softmax', [s], { axis: -1 }), v!])]);
   const f = g.op('MatMul', [g.op('Tanh', [g.op('Add', [g.op('MatMul', [r, p.w1!]), p.b1!])]), p.w2!]);
@@ -126,5 +149,36 @@ test("the float32 reference: equal to the float64 block's gradients, which match
     const scale = Math.max(...b.map(Math.abs));
     const err = Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
     assert.ok(err <= 1e-4 * scale, `grad:${n}: float32 off by ${err} (largest entry ${scale})`);
+  }
+});
+
+test('bfloat16 block: differentiated as its float32 widening, Cast rounding kept, said in a warning', async () => {
+  const { values: v16, x, dy } = randomValues(6);
+  const values = Object.fromEntries(Object.entries(v16).map(([k, a]) => [k, bf16Exact(a)]));
+  const wrt = Object.keys(PARAMS);
+  const built = buildGradientGraph(block('bfloat16', values), { wrt });
+  assert.ok(built.warnings.includes(BF16_WIDENED));
+  const gm = built.model.graph!;
+  for (const t of gm.initializer ?? [])
+    assert.notEqual(t.dataType, DataType.BFLOAT16, `initializer ${t.name}`);
+  const elem = (vs: typeof gm.input, n: string) => vs?.find((v) => v.name === n)?.type?.tensorType?.elemType;
+  assert.equal(elem(gm.input, 'grad:y'), DataType.FLOAT);
+  for (const n of wrt) assert.equal(elem(gm.output, `grad:${n}`), DataType.FLOAT);
+  const out = await run(built.model, { x: f32(x, [T, D]), 'grad:y': f32(dy, [T, D]) });
+  // the entry Cast still rounds x to bfloat16: x and its rounding give the same forward
+  const rounded = await run(built.model, { x: f32(bf16Exact(x), [T, D]), 'grad:y': f32(dy, [T, D]) });
+  assert.deepEqual(Array.from(out.y!.data as Float32Array), Array.from(rounded.y!.data as Float32Array));
+  assert.notDeepEqual(bf16Exact(x), Array.from(Float32Array.from(x)), 'x is not already bfloat16-exact');
+  // and every gradient is the float32 block's at the rounded x
+  const ref = await run(buildGradientGraph(block('float32', values), { wrt }).model, {
+    x: f32(bf16Exact(x), [T, D]),
+    'grad:y': f32(dy, [T, D]),
+  });
+  for (const n of wrt) {
+    const a = Array.from(out[`grad:${n}`]!.data as Float32Array);
+    const b = Array.from(ref[`grad:${n}`]!.data as Float32Array);
+    const scale = Math.max(...b.map(Math.abs));
+    const err = Math.max(...a.map((u, i) => Math.abs(u - b[i]!)));
+    assert.ok(scale > 1e-3 && err <= 1e-5 * scale, `grad:${n}: ${err} off (largest entry ${scale})`);
   }
 });
