@@ -85,11 +85,6 @@ export class GradContext {
   runtime(v: string): boolean {
     return !!v && !this.info.consts.has(v);
   }
-  /** `v`'s shape as an int64 tensor: a constant where static, else Shape(v) computed at run time. */
-  shapeTensor(v: string): string {
-    const s = this.dims(v);
-    return isStatic(s) ? this.ints(s) : this.op('Shape', [v]);
-  }
   /** `x` reshaped to `like`'s shape (Reshape to Shape(like) where that is known only at run time). */
   reshapeLike(x: string, like: string): string {
     const s = this.dims(like);

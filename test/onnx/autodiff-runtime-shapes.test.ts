@@ -72,6 +72,25 @@ test('Reshape, Squeeze and Unsqueeze with the shape or axes fed at run time', as
   ]);
 });
 
+test('a broadcasting product of two values of run-time shape sums each side back at run time', async () => {
+  // [2,12]·[1,12], then [24,1]·[1,12]: which axis each side sums over is known only from the feeds
+  await runtimeCheck(
+    'mul-runtime',
+    [2, 3, 4],
+    { s: 2, t: 2 },
+    (g, x, { s, t }) =>
+      g.op('Mul', [
+        g.op('Reshape', [x, s!]),
+        g.op('Reshape', [g.op('ReduceSum', [x, g.ints([0])], { keepdims: 0 }), t!]),
+      ]),
+    [
+      { s: [2, 12], t: [1, 12] },
+      { s: [24, 1], t: [1, 12] },
+      { s: [1, 24], t: [12, 1] },
+    ],
+  );
+});
+
 test('Expand and Tile with the shape or repeats fed at run time', async () => {
   await runtimeCheck('expand', [3, 1], { s: 3 }, (g, x, { s }) => g.op('Expand', [x, s!]), [
     { s: [2, 3, 4] },
