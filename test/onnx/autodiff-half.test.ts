@@ -16,8 +16,10 @@ import {
   floatToHalf,
   halfToFloat,
 } from '../../src/onnx/half.js';
-import { DataType, type ModelProto } from '../../src/onnx/proto.js';
+import { tensorToArray } from '../../src/onnx/model.js';
+import { DataType, type ModelProto, type TensorProto, type ValueInfoProto } from '../../src/onnx/proto.js';
 import { inferShapes } from '../../src/onnx/shapes.js';
+import { buildToyDit } from '../../src/onnx/toy-dit.js';
 import { gradCheck } from './gradcheck.js';
 import { type Arr, randArr, rng, run } from './ort-helper.js';
 
@@ -181,4 +183,85 @@ test('bfloat16 block: differentiated as its float32 widening, Cast rounding kept
     const err = Math.max(...a.map((u, i) => Math.abs(u - b[i]!)));
     assert.ok(scale > 1e-3 && err <= 1e-5 * scale, `grad:${n}: ${err} off (largest entry ${scale})`);
   }
+});
+
+/** The model with float32 tensors, values and Cast targets in element type `et` (values rounded to float16 first). */
+function retype(m: ModelProto, et: number): ModelProto {
+  const t = (x: TensorProto): TensorProto =>
+    x.dataType === DataType.FLOAT
+      ? floatTensor(x.name ?? '', [...(x.dims ?? [])], halfExact(tensorToArray(x) as Float32Array), et)
+      : x;
+  const v = (x: ValueInfoProto): ValueInfoProto =>
+    x.type?.tensorType?.elemType === DataType.FLOAT
+      ? { ...x, type: { tensorType: { ...x.type.tensorType, elemType: et } } }
+      : x;
+  const g = m.graph!;
+  const node = (g.node ?? []).map((n) => ({
+    ...n,
+    attribute: (n.attribute ?? []).map((a) =>
+      a.t
+        ? { ...a, t: t(a.t) }
+        : n.opType === 'Cast' && a.name === 'to' && a.i === DataType.FLOAT
+          ? { ...a, i: et }
+          : a,
+    ),
+  }));
+  return {
+    ...m,
+    graph: {
+      ...g,
+      node,
+      initializer: (g.initializer ?? []).map(t),
+      input: (g.input ?? []).map(v),
+      output: (g.output ?? []).map(v),
+    },
+  };
+}
+
+test("the toy DiT in float16: every weight gradient close to the float32 DiT's", async (t) => {
+  const dit = buildToyDit({
+    channels: 4,
+    frames: 2,
+    height: 8,
+    width: 8,
+    dim: 32,
+    heads: 2,
+    layers: 2,
+    contextLength: 8,
+    contextDim: 32,
+  });
+  const wrt = ['*.weight', '*.bias'];
+  const half = buildGradientGraph(retype(dit, DataType.FLOAT16), { wrt });
+  const full = buildGradientGraph(retype(dit, DataType.FLOAT), { wrt });
+  const r = rng(8);
+  const feedsHalf: Record<string, Arr> = {};
+  const feedsFull: Record<string, Arr> = {};
+  for (const i of full.model.graph?.input ?? []) {
+    const dims = (i.type?.tensorType?.shape?.dim ?? []).map((d) => d.dimValue ?? 1);
+    const vals = halfExact(randArr(r, dims, false, 0.5).data);
+    const isHalf =
+      half.model.graph?.input?.find((h) => h.name === i.name)?.type?.tensorType?.elemType ===
+      DataType.FLOAT16;
+    feedsFull[i.name ?? ''] = f32(vals, dims);
+    feedsHalf[i.name ?? ''] = isHalf ? f16(vals, dims) : f32(vals, dims);
+  }
+  const oh = await run(half.model, feedsHalf);
+  const of = await run(full.model, feedsFull);
+  const grads = (o: typeof of, p: string) => Array.from(o[`grad:${p}`]!.data as Float32Array);
+  const largest = (a: number[]) => Math.max(...a.map(Math.abs));
+  // a gradient that is zero in exact arithmetic (the keys' bias, by softmax's shift invariance)
+  // holds only rounding noise: such ones are held to a share of the largest gradient overall
+  const overall = Math.max(...full.params.map((p) => largest(grads(of, p))));
+  let worst = 0;
+  for (const p of full.params) {
+    const a = grads(oh, p);
+    const b = grads(of, p);
+    const scale = Math.max(largest(b), 1e-3 * overall);
+    const err = Math.max(...a.map((u, i) => Math.abs(u - b[i]!)));
+    worst = Math.max(worst, err / scale);
+    assert.ok(err <= 2e-2 * scale, `grad:${p}: float16 off by ${err} (largest entry ${largest(b)})`);
+  }
+  t.diagnostic(
+    `toy DiT float16 vs float32: ${full.params.length} parameters, worst ${worst.toExponential(2)} of the largest entry`,
+  );
 });

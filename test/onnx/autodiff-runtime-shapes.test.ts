@@ -115,6 +115,14 @@ test('Slice with starts, ends, axes and steps fed at run time, negative steps to
       { st: [0, 0], en: [9, 9], ax: [0, -1], sp: [3, 1] },
     ],
   );
+  // a constant Slice of a value whose shape is known only at run time
+  await runtimeCheck(
+    'slice-of-runtime',
+    [4, 6],
+    { s: 2 },
+    (g, x, { s }) => g.op('Slice', [g.op('Reshape', [x, s!]), g.ints([1]), g.ints([3]), g.ints([1])]),
+    [{ s: [6, 4] }, { s: [2, 12] }],
+  );
   await runtimeCheck(
     'slice-default-axes',
     [4, 3],

@@ -667,7 +667,8 @@ function gatherElementsOneHot(c: GradContext, n: NodeProto, dY: string): string 
 }
 
 function sliceVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
-  if ((n.input ?? []).slice(1).some((v) => c.runtime(v))) return [runtimeSliceVjp(c, n, dY!)];
+  const fed = (n.input ?? []).slice(1).some((v) => c.runtime(v));
+  if (fed || !isStatic(c.dims(I(n, 0)))) return [runtimeSliceVjp(c, n, dY!)];
   const xs = c.shape(I(n, 0));
   const cs = (n.input ?? []).map((i) => (i ? c.constOf(i) : undefined));
   const spec = sliceSpec(n, cs, xs);
