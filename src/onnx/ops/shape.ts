@@ -267,7 +267,7 @@ export const SHAPE: Record<string, OpDef> = {
     grad: {
       // outputs without a cotangent contribute zeros of their shape
       vjp: (c, n, dYs) => {
-        const axis = normAxis(attrInt(n, 'axis', 0), c.shape(I(n, 0)).length);
+        const axis = normAxis(attrInt(n, 'axis', 0), c.dims(I(n, 0)).length);
         const parts = (n.output ?? []).map((o, i) => dYs[i] ?? c.zerosLike(o, c.et(I(n, 0))));
         return [parts.length === 1 ? parts[0] : c.op('Concat', parts, { axis })];
       },
