@@ -7,7 +7,14 @@
  *   floatTensor('c', [2], [0.5, 2], DataType.FLOAT16);
  */
 import { makeTensor, tensorToArray } from './model.js';
-import { AttributeType, DataType, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
+import {
+  AttributeType,
+  DataType,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from './proto.js';
 
 export { halfToFloat } from '../shards/tensor.js';
 
