@@ -29,7 +29,7 @@ import { ModelSession } from '../src/runtime/session.js';
 import { writeSafetensors } from '../src/shards/safetensors.js';
 import { f32, type Tensor } from '../src/shards/tensor.js';
 import { Net } from '../src/toy/nn.js';
-import { LATENT, VIDEO } from '../src/toy/spaces.js';
+import { VIDEO } from '../src/toy/spaces.js';
 import {
   buildLearnedVaeDecoder,
   buildVaeEncoder,
@@ -37,7 +37,7 @@ import {
   encoderBody,
   LATENT_NORM,
 } from '../src/toy/vae.js';
-import { heldOutPsnr, latentStats } from '../src/toy/vae-eval.js';
+import { heldOutPsnr, latentStats, vaeModelsOf } from '../src/toy/vae-eval.js';
 import { Rng, type Split, sampleVideo } from '../src/toy/videos.js';
 import { buildFixtures, readDenoiserWeights, VAE_WEIGHTS } from './build-fixtures.js';
 
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
   } else {
     const t0 = Date.now();
     const raw = await trainVae(o, log);
-    const stats = await latentStats(raw, toyVideoFrames('train', 64, 11), o.threads);
+    const stats = await latentStats(vaeModelsOf(raw).encoder, toyVideoFrames('train', 64, 11), o.threads);
     log(`latent mean ${fmt(stats.mean)}\nlatent std  ${fmt(stats.std)}`);
     weights = new Map(raw);
     weights.set(LATENT_NORM.mean, Float32Array.from(stats.mean));
@@ -211,7 +211,7 @@ async function main(): Promise<void> {
     log(`wrote ${out} after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     if (out === VAE_WEIGHTS) for (const p of Object.values(buildFixtures())) log(`rebuilt ${p}`);
   }
-  const psnr = await heldOutPsnr(weights, toyVideoFrames('heldout', 32, 5), o.threads);
+  const psnr = await heldOutPsnr(vaeModelsOf(weights), toyVideoFrames('heldout', 32, 5), o.threads);
   log(`held-out PSNR ${psnr.toFixed(2)} dB over 32 videos`);
 }
 

@@ -3,7 +3,7 @@
  * reconstruction PSNR over videos and the per-channel statistics of its latents.
  *
  * @example
- *   const psnr = await heldOutPsnr(weights, videos, 1);
+ *   const psnr = await heldOutPsnr(vaeModelsOf(weights), videos, 1);
  */
 import { encodeModel } from '../onnx/model.js';
 import { ModelSession } from '../runtime/session.js';
@@ -14,6 +14,25 @@ import { buildLearnedVaeDecoder, buildVaeEncoder } from './vae.js';
 const { channels: C, frames: F, height: HL, width: WL } = LATENT;
 const LATENT_FRAME = HL * WL;
 
+/** The two models, as paths (the committed fixtures) or bytes. */
+export interface VaeModels {
+  encoder: string | Uint8Array;
+  decoder: string | Uint8Array;
+}
+
+/**
+ * The encoder and learned decoder built from `weights`, as model bytes.
+ *
+ * @example
+ *   const models = vaeModelsOf(weights);
+ */
+export function vaeModelsOf(weights: ReadonlyMap<string, Float32Array>): VaeModels {
+  return {
+    encoder: encodeModel(buildVaeEncoder({ weights }).model),
+    decoder: encodeModel(buildLearnedVaeDecoder({ weights }).model),
+  };
+}
+
 /** Videos per encoder/decoder run (bounds memory). */
 const CHUNK = 8;
 
@@ -22,14 +41,14 @@ const CHUNK = 8;
  * `weights`, concatenated.
  *
  * @example
- *   const z = await encodeVideos(weights, videos, 1);
+ *   const z = await encodeVideos('onnx/fixtures/vae_encoder.onnx', videos, 1);
  */
 export async function encodeVideos(
-  weights: ReadonlyMap<string, Float32Array>,
+  encoder: string | Uint8Array,
   videos: Float32Array[],
   threads: number,
 ): Promise<Float32Array> {
-  const s = await ModelSession.open(encodeModel(buildVaeEncoder({ weights }).model), { threads });
+  const s = await ModelSession.open(encoder, { threads });
   const per = C * F * LATENT_FRAME;
   const out = new Float32Array(videos.length * per);
   for (let i = 0; i < videos.length; i += CHUNK) {
@@ -47,15 +66,15 @@ export async function encodeVideos(
  * Frames [n, F, 3, 64, 64] decoded from latents [n, C, F, 16, 16] by the learned decoder.
  *
  * @example
- *   const frames = await decodeLatents(weights, z, n, 1);
+ *   const frames = await decodeLatents('onnx/fixtures/vae_decoder_learned.onnx', z, n, 1);
  */
 export async function decodeLatents(
-  weights: ReadonlyMap<string, Float32Array>,
+  decoder: string | Uint8Array,
   latents: Float32Array,
   n: number,
   threads: number,
 ): Promise<Float32Array> {
-  const s = await ModelSession.open(encodeModel(buildLearnedVaeDecoder({ weights }).model), { threads });
+  const s = await ModelSession.open(decoder, { threads });
   const per = C * F * LATENT_FRAME;
   const out = new Float32Array(n * VIDEO_VALUES);
   for (let i = 0; i < n; i += CHUNK) {
@@ -72,15 +91,24 @@ export async function decodeLatents(
  * Mean PSNR (dB, peak 1) over `videos` of encode → decode, each video's PSNR from its own MSE.
  *
  * @example
- *   const db = await heldOutPsnr(weights, toyVideoFrames('heldout', 32, 5), 1);
+ *   const db = await heldOutPsnr(vaeModelsOf(weights), videos, 1);
  */
 export async function heldOutPsnr(
-  weights: ReadonlyMap<string, Float32Array>,
+  models: VaeModels,
   videos: Float32Array[],
   threads: number,
 ): Promise<number> {
-  const z = await encodeVideos(weights, videos, threads);
-  const rec = await decodeLatents(weights, z, videos.length, threads);
+  const z = await encodeVideos(models.encoder, videos, threads);
+  return meanPsnr(videos, await decodeLatents(models.decoder, z, videos.length, threads));
+}
+
+/**
+ * Mean over videos of each video's PSNR (dB, peak 1) of `recon` [n, F, 3, 64, 64] against it.
+ *
+ * @example
+ *   meanPsnr(videos, recon);
+ */
+export function meanPsnr(videos: Float32Array[], rec: Float32Array): number {
   let sum = 0;
   videos.forEach((v, k) => {
     let se = 0;
@@ -122,12 +150,12 @@ export function channelStats(latents: Float32Array, n: number): { mean: Float64A
  * Per-channel latent mean and std of `videos` through the encoder of `weights`.
  *
  * @example
- *   const { mean, std } = await latentStats(weights, videos, 1);
+ *   const { mean, std } = await latentStats(vaeModelsOf(weights).encoder, videos, 1);
  */
 export async function latentStats(
-  weights: ReadonlyMap<string, Float32Array>,
+  encoder: string | Uint8Array,
   videos: Float32Array[],
   threads: number,
 ): Promise<{ mean: Float64Array; std: Float64Array }> {
-  return channelStats(await encodeVideos(weights, videos, threads), videos.length);
+  return channelStats(await encodeVideos(encoder, videos, threads), videos.length);
 }
