@@ -15,7 +15,7 @@
  * each step draws `batch` random frames from it (the model is per-frame).
  *
  * @example
- *   node --import tsx onnx/train-vae.ts                       # train, write the weights, rebuild, PSNR
+ *   node --import tsx onnx/train-vae.ts                       # train (≈ 13–14 min, one thread), write, rebuild, PSNR
  *   node --import tsx onnx/train-vae.ts --eval-only           # held-out PSNR of the committed weights
  *   node --import tsx onnx/train-vae.ts --steps 20 --out /tmp/vae.safetensors
  */
@@ -57,7 +57,7 @@ export interface TrainVaeOptions {
 }
 
 export const TRAIN_VAE_DEFAULTS: TrainVaeOptions = {
-  steps: 3000,
+  steps: 2000,
   batch: 16,
   lr: 2e-3,
   seed: 0,
@@ -160,11 +160,12 @@ export function toyVideoFrames(split: Split, count: number, seed: number): Float
   return Array.from({ length: count }, () => sampleVideo(rng, split).frames);
 }
 
-function positive(name: string, v: string | undefined, fallback: number): number {
+function positive(name: string, v: string | undefined, fallback: number, integer = false): number {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!(Number.isFinite(n) && n > 0))
-    throw new InputError(`--${name}`, `must be a positive number, got '${v}'`);
+  if (!(Number.isFinite(n) && n > 0) || (integer && !Number.isInteger(n))) {
+    throw new InputError(`--${name}`, `must be a positive ${integer ? 'integer' : 'number'}, got '${v}'`);
+  }
   return n;
 }
 
@@ -183,10 +184,10 @@ async function main(): Promise<void> {
   const d = TRAIN_VAE_DEFAULTS;
   const o: TrainVaeOptions = {
     ...d,
-    steps: positive('steps', values.steps, d.steps),
-    batch: positive('batch', values.batch, d.batch),
+    steps: positive('steps', values.steps, d.steps, true),
+    batch: positive('batch', values.batch, d.batch, true),
     lr: positive('lr', values.lr, d.lr),
-    threads: positive('threads', values.threads, d.threads),
+    threads: positive('threads', values.threads, d.threads, true),
     latentWeight: positive('latent-weight', values['latent-weight'], d.latentWeight),
   };
   if (o.batch % F !== 0) throw new InputError('--batch', `must be a multiple of ${F}, got ${o.batch}`);
