@@ -17,10 +17,13 @@ import { toFloat32 } from '../src/shards/tensor.js';
 import { buildDenoiser } from '../src/toy/denoiser.js';
 import { buildLgm } from '../src/toy/lgm.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
+import { buildLearnedVaeDecoder, buildVaeEncoder } from '../src/toy/vae.js';
 import { buildVaeDecoder } from '../src/toy/vae-decoder.js';
 
 export const FIXTURES_DIR = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const DENOISER_WEIGHTS = join(FIXTURES_DIR, 'denoiser-weights.safetensors');
+/** The toy VAE's trained weights (onnx/train-vae.ts). */
+export const VAE_WEIGHTS = join(FIXTURES_DIR, 'vae-weights.safetensors');
 
 /** The fixture files by model role. */
 export const FIXTURE_FILES = {
@@ -28,6 +31,8 @@ export const FIXTURE_FILES = {
   lgm: 'lgm.onnx',
   text_encoder: 'text_encoder.onnx',
   vae_decoder: 'vae_decoder.onnx',
+  vae_encoder: 'vae_encoder.onnx',
+  vae_decoder_learned: 'vae_decoder_learned.onnx',
 } as const;
 
 /**
@@ -53,11 +58,14 @@ export function buildFixtures(
   weightsPath = DENOISER_WEIGHTS,
 ): Record<string, string> {
   mkdirSync(outDir, { recursive: true });
+  const vae = readDenoiserWeights(VAE_WEIGHTS);
   const models: Record<keyof typeof FIXTURE_FILES, ModelProto> = {
     denoiser: buildDenoiser({ weights: readDenoiserWeights(weightsPath) }).model,
     lgm: buildLgm(),
     text_encoder: buildTextEncoder(),
     vae_decoder: buildVaeDecoder(),
+    vae_encoder: buildVaeEncoder({ weights: vae }).model,
+    vae_decoder_learned: buildLearnedVaeDecoder({ weights: vae }).model,
   };
   const written: Record<string, string> = {};
   for (const [role, model] of Object.entries(models)) {

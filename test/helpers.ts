@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,3 +64,8 @@ export const chromiumSkip = skipOutsideCi(
   !existsSync(CHROMIUM) &&
     `Chromium not found at ${CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium) to run this test`,
 );
+
+/** A fault is reported on exactly one stderr line (the project's rule for bad input). */
+export function oneLine(stderr: string): void {
+  assert.equal(stderr.trim().split('\n').length, 1, stderr);
+}

@@ -1,12 +1,15 @@
 /**
- * The VAE decoder, with the conventions of `config.vae` (onnx/README.md, VAE decoder): latents
- * de-normalised per channel (x·std + mean) before decoding, the output's pixel range and axis
- * order, and the latent → video frame count (1 + t·(F − 1)). Everything that decodes latents to
- * RGB goes through here; the defaults are the toy decoder's.
+ * The VAE, both ways, with the conventions of `config.vae` (onnx/README.md, VAE decoder): latents
+ * de-normalised per channel (x·std + mean) before decoding and normalised ((z − mean)/std) after
+ * encoding, the pixel range and axis order of frames, and the latent ↔ video frame count
+ * (1 + t·(F − 1)). Everything that decodes latents to RGB or encodes RGB to latents goes through
+ * here; the defaults are the toy VAE's.
  *
  * @example
  *   const vae = await VaeDecoder.open(config);
  *   const video = await vae?.decode(latents, [16, 5, 20, 36]); // rgb [F, H, W, 3] u8
+ *   const enc = await VaeEncoder.open(config);
+ *   const z = await enc.encode(frames, [2, 8, 64, 64]);       // latents [B, C, F', H', W']
  */
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
@@ -39,6 +42,31 @@ export function denormalise(
   mean: readonly number[] | null,
   std: readonly number[] | null,
 ): Float32Array {
+  return perChannelAffine(latents, channels, mean, std, 'denormalise');
+}
+
+/**
+ * Encoder latents [C, F, H, W] → (z − mean[c])/std[c], the inverse of `denormalise`.
+ *
+ * @example
+ *   normalise(z, 16, WAN_MEAN, WAN_STD);
+ */
+export function normalise(
+  latents: Float32Array,
+  channels: number,
+  mean: readonly number[] | null,
+  std: readonly number[] | null,
+): Float32Array {
+  return perChannelAffine(latents, channels, mean, std, 'normalise');
+}
+
+function perChannelAffine(
+  latents: Float32Array,
+  channels: number,
+  mean: readonly number[] | null,
+  std: readonly number[] | null,
+  direction: 'normalise' | 'denormalise',
+): Float32Array {
   if (!mean && !std) return latents;
   for (const [key, v] of [
     ['vae.latents_mean', mean],
@@ -51,7 +79,9 @@ export function denormalise(
   for (let c = 0; c < channels; c++) {
     const s = std?.[c] ?? 1;
     const m = mean?.[c] ?? 0;
-    for (let i = c * per; i < (c + 1) * per; i++) out[i] = latents[i]! * s + m;
+    if (direction === 'denormalise')
+      for (let i = c * per; i < (c + 1) * per; i++) out[i] = latents[i]! * s + m;
+    else for (let i = c * per; i < (c + 1) * per; i++) out[i] = (latents[i]! - m) / s;
   }
   return out;
 }
@@ -208,11 +238,6 @@ export class VaeDecoder {
     return video;
   }
 
-  /** The decoder's declared input shape (for contract checks before work). */
-  get inputShape(): readonly (number | string | null | undefined)[] {
-    return this.session.inputs.find((i) => i.name === 'latents')?.shape ?? [];
-  }
-
   /**
    * B videos' latents [B, C, F, H, W] (as the denoiser produced them) → frames [B, F_v, 3, H_v, W_v]
    * in [0, 1] with F_v = 1 + t·(F − 1): the RGB path's decode, one decoder call for the batch.
@@ -250,4 +275,107 @@ export class VaeDecoder {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/**
+ * The configured VAE encoder (`models.vae_encoder`): RGB frames in [0, 1] → normalised latents.
+ * Frames are given [B, F, 3, H, W] and handed to the encoder in `vae.layout` and `vae.output_range`
+ * (the decoder's conventions, so a VAE round-trips).
+ */
+export class VaeEncoder {
+  private constructor(
+    private readonly session: ModelSession,
+    private readonly conv: VaeConventions,
+    private readonly input: string,
+  ) {}
+
+  /**
+   * Open `models.vae_encoder` (or `path`); exit 2 when it is not set, missing, or not one input → one output.
+   *
+   * @example
+   *   const enc = await VaeEncoder.open(config);
+   */
+  static async open(config: Config, path = config.models.vae_encoder): Promise<VaeEncoder> {
+    if (!path) throw new InputError('models.vae_encoder', 'is not set (a VAE encoder .onnx is needed here)');
+    if (!existsSync(path)) throw new InputError(path, 'VAE encoder not found (models.vae_encoder)');
+    const session = await ModelSession.open(path, runtimeOptions(config));
+    const input = session.inputNames[0];
+    if (session.inputNames.length !== 1 || !input || session.outputNames.length < 1) {
+      await session.release();
+      throw new InputError(
+        path,
+        `a VAE encoder takes one frames input; it has ${session.inputNames.join(', ')}`,
+      );
+    }
+    return new VaeEncoder(session, config.vae, input);
+  }
+
+  get source(): string {
+    return this.session.source;
+  }
+
+  /**
+   * Frames [B, F, 3, H, W] in [0, 1] (`shape` = [B, F, H, W]) → latents and their shape
+   * [B, C, F', H', W'], normalised by `vae.latents_mean/std`.
+   */
+  async encode(
+    frames: Float32Array,
+    shape: readonly [number, number, number, number],
+  ): Promise<{ latents: Float32Array; shape: number[] }> {
+    const [B, F, H, W] = shape;
+    const feed = toLayout(frames, shape, this.conv);
+    const dims = LAYOUT_SHAPE[this.conv.layout](B, F, H, W);
+    checkFeedShape(this.session.inputs, this.source, this.input, dims, 'frames', 'frames');
+    const out = await this.session.run({ [this.input]: f32(dims, feed) });
+    const t = out[this.session.outputNames[0]!]!;
+    if (t.shape.length !== 5 || t.shape[0] !== B)
+      throw new InputError(
+        this.source,
+        `encoder output is [${t.shape.join(', ')}]; expected latents [B, C, F, H, W]`,
+      );
+    const C = t.shape[1]!;
+    const want = videoFrames(t.shape[2]!, this.conv.temporal_compression);
+    if (want !== F)
+      throw new InputError(
+        this.source,
+        `encoder gives ${t.shape[2]} latent frames for ${F} frames; vae.temporal_compression ${this.conv.temporal_compression} needs F = 1 + t·(F' − 1)`,
+      );
+    const per = (t.data as Float32Array).length / B;
+    const latents = new Float32Array(per * B);
+    for (let b = 0; b < B; b++) {
+      const z = (t.data as Float32Array).subarray(b * per, (b + 1) * per);
+      latents.set(normalise(z, C, this.conv.latents_mean, this.conv.latents_std), b * per);
+    }
+    return { latents, shape: [...t.shape] };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+const LAYOUT_SHAPE: Record<FrameLayout, (B: number, F: number, H: number, W: number) => number[]> = {
+  BF3HW: (B, F, H, W) => [B, F, 3, H, W],
+  B3FHW: (B, F, H, W) => [B, 3, F, H, W],
+  BFHW3: (B, F, H, W) => [B, F, H, W, 3],
+};
+
+/** Frames [B, F, 3, H, W] in [0, 1] → the encoder's layout and pixel range. */
+function toLayout(
+  frames: Float32Array,
+  [B, F, H, W]: readonly [number, number, number, number],
+  conv: Pick<VaeConventions, 'layout' | 'output_range'>,
+): Float32Array {
+  const [lo, hi] = conv.output_range;
+  if (conv.layout === 'BF3HW' && lo === 0 && hi === 1) return frames;
+  const HW = H * W;
+  const at = indexer(conv.layout, F, HW);
+  const out = new Float32Array(frames.length);
+  const per = F * 3 * HW;
+  for (let b = 0; b < B; b++)
+    for (let f = 0; f < F; f++)
+      for (let c = 0; c < 3; c++)
+        for (let i = 0; i < HW; i++)
+          out[b * per + at(f, c, i)] = lo + (hi - lo) * frames[b * per + (f * 3 + c) * HW + i]!;
+  return out;
 }

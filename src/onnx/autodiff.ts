@@ -16,12 +16,13 @@
  */
 import { InputError } from '../errors.js';
 import { GraphBuilder, valueInfo } from './builder.js';
-import { foldOutputIdentities, GradContext, pruneDeadNodes } from './emit.js';
+import { foldOutputIdentities, GradContext, pruneDeadNodes, RuntimeShapeError } from './emit.js';
 import { globMatch, nodeLabel } from './graph.js';
+import { BF16_WIDENED, widenBf16 } from './half.js';
 import { opDef } from './ops/index.js';
 import { covers, type GradDef } from './ops/types.js';
-import { isFloatType } from './ops/util.js';
-import type { GraphProto, ModelProto, NodeProto } from './proto.js';
+import { isFloatType, isStatic } from './ops/util.js';
+import { DataType, type GraphProto, type ModelProto, type NodeProto } from './proto.js';
 import { inferShapes } from './shapes.js';
 import { onlyTied, tiedNames, untie } from './tied.js';
 import { TARGET_OPSET, upgradeOpset } from './upgrade.js';
@@ -51,6 +52,10 @@ export const gradName = (v: string): string => `grad:${v}`;
  *   const { model } = buildGradientGraph(loadModel('denoiser.onnx'), { wrt: ['*.weight'], shapes: { latents: [1, 16, 5, 8, 8] } });
  */
 export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradResult {
+  const warnings: string[] = [];
+  const wide = widenBf16(model);
+  if (wide !== model) warnings.push(BF16_WIDENED);
+  model = wide;
   const params = selectParams(model, opts.wrt);
   // each tied name selected becomes an initializer of its own (src/onnx/tied.ts)
   model = untie(model, (n) => params.includes(n));
@@ -112,7 +117,7 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     if (!t || !isFloatType(t.elemType)) continue;
     const gn = gradName(name);
     if (existing.has(gn) || b.has(gn)) throw new InputError('model', `value '${gn}' already exists`);
-    b.input(gn, t.elemType, t.shape);
+    b.input(gn, t.elemType, symbolicDims(name, t.shape));
     info.types.set(gn, t);
     if (source.has(name)) add(name, gn);
   }
@@ -149,9 +154,10 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     const wants = ins.map((x, i) => !!x && source.has(x) && !grad.constant?.includes(i));
     if (!wants.some((w) => w)) continue;
     checkCoverage(node, grad, dYs, wants);
+    checkValuesKnown(node, grad, ctx);
     // cotangents may still be broadcastable (a reduction's, kept small); most rules need them whole
-    if (!grad.broadcast) dYs = dYs.map((d, i) => d && ctx.expandTo(d, ctx.shape(outs[i] ?? '')));
-    const grads = grad.vjp(ctx, node, dYs, wants);
+    if (!grad.broadcast) dYs = dYs.map((d, i) => d && wholeCotangent(ctx, d, outs[i] ?? ''));
+    const grads = vjpOf(ctx, node, grad, dYs, wants);
     grads.forEach((g, i) => {
       const x = ins[i];
       if (g && x && wants[i]) add(x, g);
@@ -159,18 +165,19 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   }
 
   // Gradient outputs.
-  const warnings: string[] = [];
   for (const p of params) {
     const gn = gradName(p);
     if (existing.has(gn) || b.has(gn)) throw new InputError('model', `value '${gn}' already exists`);
     const t = info.types.get(p)!;
-    let g = total(p);
+    // half-precision parameters: their gradient's terms are summed, and returned, in float32
+    const et = isHalf(t.elemType) ? DataType.FLOAT : t.elemType;
+    let g = et === t.elemType ? total(p) : totalIn(ctx, contrib.get(p) ?? [], et);
     if (!g) {
       warnings.push(`parameter '${p}' does not reach any float output: its gradient is zero`);
-      g = ctx.zeros(t.shape, t.elemType);
+      g = ctx.zeros(t.shape, et);
     } else g = ctx.expandTo(g, t.shape);
     b.op('Identity', [g], {}, { outputs: [gn] });
-    graph.output!.push(valueInfo(gn, t.elemType, t.shape));
+    graph.output!.push(valueInfo(gn, et, t.shape));
   }
 
   pruneDeadNodes(graph);
@@ -213,6 +220,60 @@ export function defaultParams(model: ModelProto): string[] {
   const inits = (model.graph?.initializer ?? []).filter((t) => float.has(t.dataType ?? 0));
   const tied = [...tiedNames(model)].filter(([n, t]) => float.has(t.dataType ?? 0) && !shared.has(n));
   return [...inits.map((t) => t.name ?? '').filter((n) => !shared.has(n)), ...tied.map(([n]) => n)];
+}
+
+const isHalf = (et: number): boolean => et === DataType.FLOAT16 || et === DataType.BFLOAT16;
+
+/** The sum of cotangent terms `terms`, each cast to `et` first (float32 for a half-precision parameter). */
+function totalIn(ctx: GradContext, terms: string[], et: number): string | undefined {
+  const wide = terms.map((g) => ctx.op('Cast', [g], { to: et }));
+  return wide.length ? wide.slice(1).reduce((acc, g) => ctx.accumulate(acc, g), wide[0]!) : undefined;
+}
+
+/**
+ * The cotangent `d` of forward value `y` at y's full shape. Where y's dims are known only at run
+ * time, anything but the fed `grad:y` itself is expanded to Shape(y) there.
+ */
+function wholeCotangent(ctx: GradContext, d: string, y: string): string {
+  if (isStatic(ctx.dims(y))) return ctx.expandTo(d, ctx.shape(y));
+  return d === gradName(y) ? d : ctx.expandLike(d, y);
+}
+
+/** The rule's VJP; a static shape it asks for that is known only at run time is exit 2 naming the node. */
+function vjpOf(
+  ctx: GradContext,
+  node: NodeProto,
+  grad: GradDef,
+  dYs: (string | undefined)[],
+  wants: boolean[],
+): (string | undefined)[] {
+  try {
+    return grad.vjp(ctx, node, dYs, wants);
+  } catch (err) {
+    if (!(err instanceof RuntimeShapeError)) throw err;
+    throw new InputError(
+      'model',
+      `node ${nodeLabel(node)} (${node.opType}): ${err.message} (it depends on a value fed at run time), and the gradient rule of ${node.opType} needs it when the graph is written; give that value as a constant`,
+    );
+  }
+}
+
+/** Inputs whose values the rule reads when the graph is written must be constants. */
+function checkValuesKnown(node: NodeProto, grad: GradDef, ctx: GradContext): void {
+  for (const i of grad.valueNeeded ?? []) {
+    const x = node.input?.[i];
+    if (x && ctx.runtime(x)) {
+      throw new InputError(
+        'model',
+        `node ${nodeLabel(node)} (${node.opType}): input ${i} ('${x}') is computed at run time, but the gradient rule needs its value when the graph is written; make it a constant`,
+      );
+    }
+  }
+}
+
+/** A declared shape with a named dim (`<value>_d<i>`) wherever it is known only at run time. */
+function symbolicDims(name: string, shape: number[]): (number | string)[] {
+  return shape.map((d, i) => (d >= 0 ? d : `${name}_d${i}`));
 }
 
 /** The node's gradient rule, or an InputError naming the node and the parameter it is needed for. */

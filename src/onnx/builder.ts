@@ -10,6 +10,7 @@
  *   g.output(y, 'y');
  *   const model = g.toModel();
  */
+import { floatTensor } from './half.js';
 import { makeTensor, type TensorArray } from './model.js';
 import {
   type AttributeProto,
@@ -22,12 +23,22 @@ import {
   type ValueInfoProto,
 } from './proto.js';
 
-export type DTypeName = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
+export type DTypeName =
+  | 'float32'
+  | 'float64'
+  | 'float16'
+  | 'bfloat16'
+  | 'int64'
+  | 'int32'
+  | 'int8'
+  | 'uint8'
+  | 'bool';
 
 export const ELEM_TYPE: Record<DTypeName, number> = {
   float32: DataType.FLOAT,
   float64: DataType.DOUBLE,
   float16: DataType.FLOAT16,
+  bfloat16: DataType.BFLOAT16,
   int64: DataType.INT64,
   int32: DataType.INT32,
   int8: DataType.INT8,
@@ -206,6 +217,7 @@ export class GraphBuilder {
    * @example
    *   const half = g.const([0.5]);          // float32 scalar
    *   const axes = g.const([0, 2], 'int64'); // int64 [2]
+   *   const eps = g.const([1e-5], 'float16'); // float16 scalar (values rounded to nearest)
    */
   const(values: readonly number[], dtype: DTypeName | number = 'float32', shape?: readonly number[]): string {
     const et = typeof dtype === 'number' ? dtype : ELEM_TYPE[dtype];
@@ -216,7 +228,11 @@ export class GraphBuilder {
     else if (et === DataType.INT32) arr = Int32Array.from(values);
     else if (et === DataType.BOOL || et === DataType.UINT8) arr = Uint8Array.from(values);
     else if (et === DataType.FLOAT) arr = Float32Array.from(values);
-    else throw new Error(`GraphBuilder.const: unsupported element type ${et}`);
+    else if (et === DataType.FLOAT16 || et === DataType.BFLOAT16) {
+      const name = this.fresh('const');
+      this.graph.initializer!.push(floatTensor(name, dims, values, et));
+      return name;
+    } else throw new Error(`GraphBuilder.const: unsupported element type ${et}`);
     const name = this.fresh('const');
     this.graph.initializer!.push(makeTensor(name, dims, arr, et));
     return name;

@@ -8,11 +8,34 @@
 import { InputError } from '../errors.js';
 import type { AttrValue, GraphBuilder } from './builder.js';
 import { attrFloat, attrInt, attrInts } from './graph.js';
+import { floatTensor, floatToHalf, halfToFloat } from './half.js';
 import { makeTensor, numElements } from './model.js';
 import type { Const } from './ops/types.js';
-import { sameShape } from './ops/util.js';
+import { isStatic, sameShape } from './ops/util.js';
 import { DataType, type GraphProto, type NodeProto } from './proto.js';
 import { inferNode, type ShapeInfo } from './shapes.js';
+
+/**
+ * A rule asked for the static shape of a value whose dims are known only at run time; the walk
+ * turns it into an InputError naming the node.
+ */
+export class RuntimeShapeError extends Error {
+  constructor(readonly value: string) {
+    super(`the shape of '${value}' is known only at run time`);
+  }
+}
+
+/**
+ * The element types gradients are computed in: float32, float64 and float16 (onnxruntime's CPU
+ * provider has float16 kernels; bfloat16 graphs are widened to float32 first, src/onnx/half.ts).
+ */
+function checkedFloat(et: number): number {
+  if (et === DataType.DOUBLE || et === DataType.FLOAT || et === DataType.FLOAT16) return et;
+  throw new InputError(
+    'model',
+    `gradients in element type ${et} are not supported (float32/float64/float16 are)`,
+  );
+}
 
 /** Emission helpers shared by the gradient rules. */
 export class GradContext {
@@ -45,10 +68,42 @@ export class GradContext {
   get opset(): number {
     return this.info.opset;
   }
+  /** The static shape of `v`; a value with dims known only at run time is a RuntimeShapeError. */
   shape(v: string): number[] {
     const t = this.info.types.get(v);
     if (!t) throw new InputError('model', `no static shape for '${v}'`);
+    if (!isStatic(t.shape)) throw new RuntimeShapeError(v);
     return t.shape;
+  }
+  /** The shape of `v` with RUNTIME_DIM where a dim is known only at run time (the rank is always known). */
+  dims(v: string): number[] {
+    const t = this.info.types.get(v);
+    if (!t) throw new InputError('model', `no static shape for '${v}'`);
+    return t.shape;
+  }
+  /** Whether `v`'s value is unknown when the graph is written (a graph input or computed from one). */
+  runtime(v: string): boolean {
+    return !!v && !this.info.consts.has(v);
+  }
+  /** `x` reshaped to `like`'s shape (Reshape to Shape(like) where that is known only at run time). */
+  reshapeLike(x: string, like: string): string {
+    const s = this.dims(like);
+    return isStatic(s) ? this.reshape(x, s) : this.op('Reshape', [x, this.op('Shape', [like])]);
+  }
+  /** `x` broadcast to `like`'s shape (at run time where that is not static). */
+  expandLike(x: string, like: string): string {
+    const s = this.dims(like);
+    return isStatic(s) ? this.expandTo(x, s) : this.op('Expand', [x, this.op('Shape', [like])]);
+  }
+  /** Zeros of `like`'s shape and element type `et` (ConstantOfShape(Shape(like)) where not static). */
+  zerosLike(like: string, et: number): string {
+    const s = this.dims(like);
+    if (isStatic(s)) return this.zeros(s, et);
+    return this.op('ConstantOfShape', [this.op('Shape', [like])], { value: this.zeroValue(et) });
+  }
+  /** An int64 scalar constant. */
+  int64(v: number): string {
+    return this.reshape(this.ints([v]), []);
   }
   et(v: string): number {
     return this.info.types.get(v)!.elemType;
@@ -91,38 +146,32 @@ export class GradContext {
     if (key) this.cache.set(key, outs.join('\n'));
     return outs;
   }
-  /** The static shape of `v` where known (every forward value, most emitted ones). */
+  /** The static shape of `v` where known (every static forward value, most emitted ones). */
   shapeOr(v: string): number[] | undefined {
-    return this.info.types.get(v)?.shape;
+    const s = this.info.types.get(v)?.shape;
+    return s && isStatic(s) ? s : undefined;
   }
-  /** A float scalar of element type `et`. */
+  /** A float scalar of element type `et` (float32, float64 or float16: the forward's dtype). */
   scalar(v: number, et: number): string {
     const key = `s:${et}:${v}`;
     let n = this.cache.get(key);
     if (!n) {
-      const data = et === DataType.DOUBLE ? Float64Array.of(v) : Float32Array.of(v);
-      if (et !== DataType.DOUBLE && et !== DataType.FLOAT) {
-        throw new InputError(
-          'model',
-          `gradients in element type ${et} are not supported (float32/float64 are)`,
-        );
-      }
       n = this.b.fresh('grad_const');
-      this.b.graph.initializer!.push(makeTensor(n, [], data));
+      this.b.graph.initializer!.push(floatTensor(n, [], [v], checkedFloat(et)));
       this.info.types.set(n, { elemType: et, shape: [] });
-      this.info.consts.set(n, { elemType: et, shape: [], data: [v] });
+      const held = et === DataType.FLOAT16 ? halfToFloat(floatToHalf(v)) : v;
+      this.info.consts.set(n, { elemType: et, shape: [], data: [held] });
       this.cache.set(key, n);
     }
     return n;
   }
-  /** A float constant of element type `et` (float32 or float64). */
+  /** A float constant of element type `et` (float32, float64 or float16). */
   floats(shape: number[], data: readonly number[], et: number): string {
     const key = `f:${et}:${shape.join(',')}:${data.join(',')}`;
     let n = this.cache.get(key);
     if (!n) {
       n = this.b.fresh('grad_const');
-      const arr = et === DataType.DOUBLE ? Float64Array.from(data) : Float32Array.from(data);
-      this.b.graph.initializer?.push(makeTensor(n, shape, arr));
+      this.b.graph.initializer?.push(floatTensor(n, shape, data, checkedFloat(et)));
       this.info.types.set(n, { elemType: et, shape });
       this.cache.set(key, n);
     }
@@ -133,11 +182,9 @@ export class GradContext {
     const key = `o:${et}:${shape.join(',')}`;
     let n = this.cache.get(key);
     if (!n) {
-      const count = numElements(shape);
-      const data = et === DataType.DOUBLE ? new Float64Array(count) : new Float32Array(count);
-      data.fill(1);
       n = this.b.fresh('grad_ones');
-      this.b.graph.initializer!.push(makeTensor(n, shape, data));
+      const data = new Array<number>(numElements(shape)).fill(1);
+      this.b.graph.initializer!.push(floatTensor(n, shape, data, checkedFloat(et)));
       this.info.types.set(n, { elemType: et, shape });
       this.cache.set(key, n);
     }
@@ -161,12 +208,11 @@ export class GradContext {
     }
     return n;
   }
+  private zeroValue(et: number) {
+    return floatTensor('value', [1], [0], checkedFloat(et));
+  }
   zeros(shape: number[], et: number): string {
-    const value = makeTensor(
-      'value',
-      [1],
-      et === DataType.DOUBLE ? new Float64Array(1) : new Float32Array(1),
-    );
+    const value = this.zeroValue(et);
     if (shape.length === 0)
       return this.op('Reshape', [this.op('ConstantOfShape', [this.ints([1])], { value }), this.ints([])]);
     return this.op('ConstantOfShape', [this.ints(shape)], { value });
@@ -235,6 +281,8 @@ export class GradContext {
    * does not know it. A g that is still broadcastable (size 1 where `to` is not) stays so.
    */
   unbroadcast(g: string, from: number[], to: number[]): string {
+    // `from` may hold RUNTIME_DIMs (an Expand to a shape fed at run time): an axis where `to` is 1
+    // is summed whatever its size, a no-op where it is 1 too
     from = this.shapeOr(g) ?? from;
     const off = from.length - to.length;
     if (off < 0) return this.expandTo(g, to);
@@ -251,6 +299,7 @@ export class GradContext {
     const kept = big.filter((i) => !axes.includes(i));
     const et = this.info.types.get(g)?.elemType;
     if (
+      isStatic(from) &&
       red.length &&
       kept.length &&
       red[red.length - 1]! < kept[0]! &&
@@ -263,6 +312,29 @@ export class GradContext {
     }
     if (axes.every((i) => i < off)) return this.reduceSum(g, axes, false);
     return this.reshape(this.reduceSum(g, axes, true), target);
+  }
+  /**
+   * The cotangent `g` of a broadcasting op's output `y`, summed down to the shape of its operand
+   * `x`. Where x's dims are known only at run time, the axes to sum (x is 1, g is not) are found
+   * then: NonZero of a Shape comparison feeds ReduceSum's axes.
+   */
+  sumTo(g: string, y: string, x: string): string {
+    const xs = this.dims(x);
+    if (isStatic(xs)) return this.unbroadcast(g, this.dims(y), xs);
+    const off = this.dims(g).length - xs.length;
+    const d =
+      off > 0
+        ? this.reduceSum(
+            g,
+            Array.from({ length: off }, (_, i) => i),
+            false,
+          )
+        : g;
+    const one = this.ints([1]);
+    const isOne = (v: string) => this.op('Equal', [this.op('Shape', [v]), one]);
+    const summed = this.op('And', [isOne(x), this.op('Not', [isOne(d)])]);
+    const axes = this.reshape(this.op('NonZero', [summed]), [-1]);
+    return this.op('ReduceSum', [d, axes], { keepdims: 1, noop_with_empty_axes: 1 });
   }
   mul(a: string, b: string): string {
     return this.op('Mul', [a, b]);

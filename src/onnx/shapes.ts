@@ -15,7 +15,7 @@ import { modelOpset, nodeLabel, topoSort } from './graph.js';
 import { numElements } from './model.js';
 import { opDef } from './ops/index.js';
 import type { Const, ValueType } from './ops/types.js';
-import { castValue, tensorConst } from './ops/util.js';
+import { castValue, isStatic, RUNTIME_DIM, tensorConst } from './ops/util.js';
 import type { ModelProto, NodeProto } from './proto.js';
 
 export type { Const, ValueType } from './ops/types.js';
@@ -103,6 +103,8 @@ export function inferShapes(model: ModelProto, opts: ShapeOptions = {}): ShapeIn
       });
     }
     types.set(name, { elemType: tt.elemType ?? 0, shape });
+    // an empty tensor's value is known from its shape alone (e.g. an empty axes list fed at run time)
+    if (numElements(shape) === 0) consts.set(name, { elemType: tt.elemType ?? 0, shape, data: [] });
   }
 
   const declared = new Map<string, ValueType>();
@@ -164,7 +166,17 @@ export function inferNode(
   if (!def?.infer) {
     throw new UnknownOp(`no shape rule for operator ${node.domain ? `${node.domain}.` : ''}${node.opType}`);
   }
-  return def.infer(node, ins, cs, opset);
+  if (def.runtimeDims || ins.every((t) => !t || isStatic(t.shape))) return def.infer(node, ins, cs, opset);
+  let outs: ValueType[];
+  try {
+    outs = def.infer(node, ins, cs, opset);
+  } catch (err) {
+    const dims = ins.map((t) => `[${t?.shape.map((d) => (d === RUNTIME_DIM ? '?' : d)).join(',')}]`);
+    throw new Error(
+      `inputs of shapes ${dims.join(' ')} ('?': known only at run time, from a shape value fed then): ${(err as Error).message}`,
+    );
+  }
+  return outs.map((t) => ({ ...t, shape: t.shape.map(() => RUNTIME_DIM) }));
 }
 
 /** The folded value of a node's only output, or undefined. */
@@ -175,7 +187,7 @@ function foldNode(
   out: ValueType,
 ): Const | undefined {
   const def = opDef(node);
-  if (!def?.fold) return undefined;
+  if (!def?.fold || !isStatic(out.shape)) return undefined;
   // without `foldAny`, every present input must be a constant
   if (!def.foldAny && (node.input ?? []).some((n, i) => n && !cs[i])) return undefined;
   const data = def.fold(node, cs, out, ins);

@@ -18,7 +18,7 @@ import {
   quatMul,
   quatMulVjp,
 } from '../geometry/pose-vjp.js';
-import { type MotionOptions, motion } from './motion.js';
+import { belowNoiseFloor, type MotionOptions, motion } from './motion.js';
 
 export interface MotionGradient {
   reward: number;
@@ -143,11 +143,17 @@ export function motionVjp(
   }
   sT /= F - 2;
   sR /= F - 2;
+  // An axis still under the noise floor scores S = 0 and passes no gradient (motion.ts).
+  const noise = o.poseNoise;
+  const stillT = !!noise && belowNoiseFloor(meanStepLength(c), noise.translation * scale, o.noiseFloorFactor);
+  const stillR = !!noise && belowNoiseFloor(meanLength(om), noise.rotation, o.noiseFloorFactor);
+  if (stillT) sT = 0;
+  if (stillR) sR = 0;
   const reward = 0.5 * (1 / (1 + sT) + 1 / (1 + sR));
 
   // Backward.
-  const gT = (cotangent * -0.5) / (1 + sT) ** 2 / (F - 2);
-  const gR = (cotangent * -0.5) / (1 + sR) ** 2 / (F - 2);
+  const gT = stillT ? 0 : (cotangent * -0.5) / (1 + sT) ** 2 / (F - 2);
+  const gR = stillR ? 0 : (cotangent * -0.5) / (1 + sR) ** 2 / (F - 2);
   const gc = c.map(() => [0, 0, 0]);
   const gom = om.map(() => [0, 0, 0]);
   let gScale = 0;
@@ -220,9 +226,20 @@ function dist(a: number[], b: number[]): number {
 
 /** motion.ts's fallback scale without valid depth: the mean step length (1 for a still camera). */
 function meanStep(c: number[][]): number {
+  const m = meanStepLength(c);
+  return m > 0 ? m : 1;
+}
+
+/** Mean distance between consecutive camera centres (0 for a still camera). */
+function meanStepLength(c: number[][]): number {
   let sum = 0;
   for (let f = 0; f + 1 < c.length; f++) sum += dist(c[f + 1]!, c[f]!);
-  return c.length > 1 && sum > 0 ? sum / (c.length - 1) : 1;
+  return c.length > 1 ? sum / (c.length - 1) : 0;
+}
+
+/** Mean length of the angular steps ω_i (for the noise floor). */
+function meanLength(om: number[][]): number {
+  return om.reduce((a, w) => a + Math.hypot(w[0]!, w[1]!, w[2]!), 0) / om.length;
 }
 
 function addMeanStepVjp(c: number[][], g: number, gc: number[][]): void {

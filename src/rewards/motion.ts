@@ -15,6 +15,15 @@
  * eps: for translation it is eps × scene scale (median valid depth) by default, so the reward is
  * scale-free and a camera that does not translate (a pan: v ≈ float noise) scores S_trans ≈ 0
  * instead of noise/noise; epsUnit 'absolute' uses eps as it is. epsRot is in radians.
+ *
+ * The noise floor (option poseNoise, off by default — the paper's form): a learned geometry model's
+ * cameras carry estimation noise, so an axis the camera does not move along (a dolly does not turn,
+ * a pan does not translate) scores noise/noise, S ≈ 0.7, where exact poses give S ≈ 0 — and that
+ * noise, not the camera, then decides the ranking. With poseNoise = {translation σ_t, rotation σ_r}
+ * (the model's per-frame pose error std, per component: translation in eps's unit, rotation in
+ * radians) an axis whose mean step is below noiseFloorFactor·√6·σ — √6·σ is the expected length
+ * of a step made of noise alone (the difference of two 3-D errors) — counts as still: its S = 0,
+ * as exact poses would give. Motion above the floor, jitter included, is scored as before.
  */
 
 import { z } from 'zod';
@@ -32,6 +41,10 @@ export interface MotionOptions {
   /** Added to the rotation denominators, radians. */
   epsRot: number;
   rotationFrame: 'camera' | 'world';
+  /** The geometry model's per-frame pose noise (std per component); null: no floor. */
+  poseNoise: { translation: number; rotation: number } | null;
+  /** An axis is still when its mean step is below this many noise-only steps (√6·σ). */
+  noiseFloorFactor: number;
 }
 
 export const MOTION_DEFAULTS: Readonly<MotionOptions> = Object.freeze({
@@ -39,7 +52,20 @@ export const MOTION_DEFAULTS: Readonly<MotionOptions> = Object.freeze({
   epsUnit: 'scene',
   epsRot: 1e-4,
   rotationFrame: 'camera',
+  poseNoise: null,
+  noiseFloorFactor: 2,
 });
+
+/**
+ * Whether an axis whose mean step length is `meanStep` is still under the noise floor (see the
+ * module comment); never with poseNoise null.
+ *
+ * @example
+ *   belowNoiseFloor(0.001, 0.002, 2); // true: 0.001 < 2·√6·0.002
+ */
+export function belowNoiseFloor(meanStep: number, sigma: number | undefined, factor: number): boolean {
+  return sigma !== undefined && meanStep < factor * Math.SQRT2 * Math.sqrt(3) * sigma;
+}
 
 export interface Smoothness {
   sTrans: number;
@@ -83,6 +109,8 @@ export function cameraSmoothness(
   const epsT = options.eps * scale;
   let sT = 0;
   let sR = 0;
+  let stepT = 0;
+  let stepR = 0;
   for (let i = 1; i + 1 < frames; i++) {
     // v_i = c_{i+1} − c_i and v_{i−1}; a_i = v_i − v_{i−1}.
     let vn = 0;
@@ -105,9 +133,19 @@ export function cameraSmoothness(
     }
     sT += Math.sqrt(an) / (Math.sqrt(vn) + Math.sqrt(vp) + epsT);
     sR += Math.sqrt(dn) / (Math.sqrt(wn) + Math.sqrt(wp) + options.epsRot);
+    if (i === 1) {
+      stepT += Math.sqrt(vp);
+      stepR += Math.sqrt(wp);
+    }
+    stepT += Math.sqrt(vn);
+    stepR += Math.sqrt(wn);
   }
   sT /= frames - 2;
   sR /= frames - 2;
+  const noise = options.poseNoise;
+  const k = options.noiseFloorFactor;
+  if (noise && belowNoiseFloor(stepT / (frames - 1), noise.translation * scale, k)) sT = 0;
+  if (noise && belowNoiseFloor(stepR / (frames - 1), noise.rotation, k)) sR = 0;
   return { sTrans: sT, sRot: sR, reward: 0.5 * (1 / (1 + sT) + 1 / (1 + sR)) };
 }
 
@@ -117,6 +155,11 @@ const SPEC = z
     epsUnit: z.enum(['scene', 'absolute']),
     epsRot: z.number().min(0),
     rotationFrame: z.enum(['camera', 'world']),
+    poseNoise: z
+      .object({ translation: z.number().nonnegative(), rotation: z.number().nonnegative() })
+      .strict()
+      .nullable(),
+    noiseFloorFactor: z.number().positive(),
   })
   .partial()
   .strict();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeShard } from '../../src/shards/shard.js';
 import { f32, i64 } from '../../src/shards/tensor.js';
-import { runCli, tempDir } from '../helpers.js';
+import { oneLine, runCli, tempDir } from '../helpers.js';
 
 test('--help lists the five stages and inspect', async () => {
   const r = await runCli(['--help']);
@@ -62,7 +62,7 @@ test('bad input exits 2 with one line naming the file', async () => {
   writeFileSync(trunc, Buffer.from([200, 0, 0, 0, 0, 0, 0, 0, 123]));
   const r = await runCli(['inspect', trunc]);
   assert.equal(r.code, 2);
-  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  oneLine(r.stderr);
   assert.match(r.stderr, /trunc\.safetensors: truncated/);
   const d = await runCli(['inspect', dir]);
   assert.equal(d.code, 2);

@@ -12,14 +12,12 @@ import { resolveConfig } from '../../src/config/load.js';
 import { checkpointHooks } from '../../src/rl/checkpoint.js';
 import { readSafetensors, writeSafetensors } from '../../src/shards/safetensors.js';
 import { runGrpoStep } from '../../src/stages/grpo-step.js';
-import { ROOT, runCli, tempDir } from '../helpers.js';
+import { oneLine, ROOT, runCli, tempDir } from '../helpers.js';
 
 const dir = tempDir('vggrpo-contracts-');
 const prompts = join(dir, 'p.txt');
 writeFileSync(prompts, 'orbit around the red box\n');
 const small = ['--group-size', '2', '--steps', '3', '--threads', '1'];
-const oneLine = (s: string) => assert.equal(s.trim().split('\n').length, 1, s);
-
 test('latents whose channels do not fit the geometry model: exit 2 naming shard, tensor and model', async () => {
   const w = await runCli(['world', '--scenes', '1', '--group-size', '2', '--out', join(dir, 'w', 'world')]);
   assert.equal(w.code, 0, w.stderr);

@@ -9,14 +9,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadModel, saveModel } from '../../src/onnx/model.js';
 import { readSafetensors } from '../../src/shards/safetensors.js';
-import { ROOT, runCli, tempDir } from '../helpers.js';
+import { oneLine, ROOT, runCli, tempDir } from '../helpers.js';
 
 const dir = tempDir('vggrpo-guidance-');
 const prompts = join(dir, 'p.txt');
 writeFileSync(prompts, 'orbit around the red box\n');
 const small = ['--prompts', prompts, '--group-size', '2', '--steps', '3', '--threads', '1'];
-const oneLine = (s: string) => assert.equal(s.trim().split('\n').length, 1, s);
-
 async function refused(args: string[], pattern: RegExp): Promise<void> {
   const r = await runCli(['sample', ...small, '--out', join(dir, 'never'), ...args]);
   assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

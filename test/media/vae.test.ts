@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { resolveConfig } from '../../src/config/load.js';
 import { FIXTURES_DIR } from '../../src/config/schema.js';
 import { InputError } from '../../src/errors.js';
-import { denormalise, VaeDecoder, videoFrames } from '../../src/media/vae.js';
+import { denormalise, normalise, VaeDecoder, VaeEncoder, videoFrames } from '../../src/media/vae.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { saveModel } from '../../src/onnx/model.js';
 import { ModelSession } from '../../src/runtime/session.js';
@@ -212,5 +212,81 @@ test('eval decodes through vae.*: the toy decoder against a wrong layout or fram
     const errors = r.stderr.split('\n').filter((l) => l.startsWith('vggrpo eval:'));
     assert.equal(errors.length, 1, r.stderr);
     assert.match(errors[0]!, fault);
+  }
+});
+
+test('normalise is the inverse of denormalise', () => {
+  const x = Float32Array.from([12, 14, 29, 32]);
+  assert.deepEqual(Array.from(normalise(x, 2, [10, 20], [2, 3])), [1, 2, 3, 4]);
+  assert.equal(normalise(x, 2, null, null), x);
+});
+
+// An encoder in `layout` for frames [B, 5, 3, 1, 2]: latent frame 0 is video frame 0, latent
+// frame 1 is video frame 4 (Wan's 4×), channel c is colour c — the test decoder's inverse.
+function buildEncoder(layout: Layout): string {
+  const g = new GraphBuilder(`enc_${layout}`, 18);
+  const dims = { B3FHW: ['B', 3, 5, 1, 2], BF3HW: ['B', 5, 3, 1, 2], BFHW3: ['B', 5, 1, 2, 3] }[layout];
+  const x = g.input('video', 'float32', dims);
+  const toB3FHW = { B3FHW: undefined, BF3HW: [0, 2, 1, 3, 4], BFHW3: [0, 4, 1, 2, 3] }[layout];
+  const v = toB3FHW ? g.op('Transpose', [x], { perm: toB3FHW }) : x;
+  g.output(g.op('Gather', [v, g.ints([0, 4])], { axis: 2 }), 'z');
+  const path = join(dir, `enc-${layout}.onnx`);
+  saveModel(g.toModel('vggrpo test'), path);
+  return path;
+}
+
+for (const layout of ['B3FHW', 'BF3HW', 'BFHW3'] as const) {
+  test(`VAE encoder, layout ${layout}: Wan's conventions round-trip the decoder's hand-computed frames`, async () => {
+    const wan = {
+      latents_mean: MEAN,
+      latents_std: STD,
+      output_range: [-1, 1],
+      layout,
+      temporal_compression: 4,
+    };
+    const config = resolveConfig([{ models: { vae_encoder: buildEncoder(layout) }, vae: wan }]);
+    const enc = await VaeEncoder.open(config);
+    try {
+      // The hand-computed RGB [5, 1, 2, 3] of two videos (the second reversed in time) → [B, F, 3, H, W] in [0, 1].
+      const videos = [WAN_RGB, [...F1, ...F1, ...F1, ...F1, ...F0]];
+      const frames = new Float32Array(2 * 5 * 3 * 2);
+      videos.forEach((rgb, b) => {
+        for (let f = 0; f < 5; f++)
+          for (let c = 0; c < 3; c++)
+            for (let i = 0; i < 2; i++)
+              frames[((b * 5 + f) * 3 + c) * 2 + i] = rgb[(f * 2 + i) * 3 + c]! / 255;
+      });
+      const { latents: z, shape } = await enc.encode(frames, [2, 5, 1, 2]);
+      assert.deepEqual(shape, [2, 3, 2, 1, 2]);
+      // Video 0 gives back the latents (decoder values clipped to [−1, 1]); video 1 the same with its latent frames swapped.
+      const clipped = V.map((fs) => fs.map((ws) => ws.map((v) => Math.min(1, Math.max(-1, v)))));
+      const want = (swap: boolean) =>
+        clipped.flatMap((fs, c) =>
+          (swap ? [fs[1]!, fs[0]!] : fs).flat().map((v) => (v - MEAN[c]!) / STD[c]!),
+        );
+      const got = Array.from(z);
+      [...want(false), ...want(true)].forEach((w, k) =>
+        assert.ok(Math.abs(got[k]! - w) < 1e-5, `${k}: ${got[k]} vs ${w}`),
+      );
+    } finally {
+      await enc.release();
+    }
+  });
+}
+
+test('VAE encoder faults: not set, missing file, frame count against vae.temporal_compression', async () => {
+  await assert.rejects(VaeEncoder.open(resolveConfig([])), /models\.vae_encoder.*is not set/);
+  await assert.rejects(
+    VaeEncoder.open(resolveConfig([{ models: { vae_encoder: join(dir, 'nope.onnx') } }])),
+    /nope\.onnx.*not found/,
+  );
+  const config = resolveConfig([
+    { models: { vae_encoder: buildEncoder('B3FHW') }, vae: { layout: 'B3FHW', temporal_compression: 2 } },
+  ]);
+  const enc = await VaeEncoder.open(config);
+  try {
+    await assert.rejects(enc.encode(new Float32Array(30), [1, 5, 1, 2]), /2 latent frames for 5 frames/);
+  } finally {
+    await enc.release();
   }
 });

@@ -4,7 +4,7 @@
  * (L(p + hv) − L(p − hv)) / 2h with Σ ⟨grad:P, v_P⟩, where L = Σ ⟨u_Y, Y⟩.
  */
 import assert from 'node:assert/strict';
-import { buildGradientGraph } from '../../src/onnx/autodiff.js';
+import { buildGradientGraph, type GradResult } from '../../src/onnx/autodiff.js';
 import { tensorToArray } from '../../src/onnx/model.js';
 import { DataType, type ModelProto } from '../../src/onnx/proto.js';
 import { type Arr, randArr, rng, run } from './ort-helper.js';
@@ -16,6 +16,8 @@ export interface GradCheckOptions {
   h?: number;
   rtol?: number;
   shapes?: Record<string, number[]>;
+  /** A gradient model already built from `model` (to check one model against several feeds). */
+  built?: GradResult;
 }
 
 function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -27,7 +29,11 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** Returns {fd, an} and asserts they agree to rtol (relative to the larger magnitude). */
 export async function gradCheck(model: ModelProto, o: GradCheckOptions): Promise<{ fd: number; an: number }> {
   const r = rng(o.seed ?? 1);
-  const { model: gm, params, warnings } = buildGradientGraph(model, { wrt: o.wrt, shapes: o.shapes });
+  const {
+    model: gm,
+    params,
+    warnings,
+  } = o.built ?? buildGradientGraph(model, { wrt: o.wrt, shapes: o.shapes });
   // forward model where every parameter can be fed (initializers become overridable inputs)
   // (onnxruntime ignores fed values for initializers, so parameters move out of the initializers)
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));

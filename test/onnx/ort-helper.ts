@@ -11,7 +11,8 @@ export type Feed = Record<
   Float32Array | Float64Array | BigInt64Array | { data: any; dims: number[] }
 >;
 export interface Arr {
-  data: Float32Array | Float64Array | BigInt64Array | Uint8Array;
+  /** Uint16Array: float16 bits. */
+  data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint16Array | Uint8Array;
   dims: number[];
 }
 
@@ -40,9 +41,13 @@ export async function run(model: ModelProto, feeds: Record<string, Arr>): Promis
         ? 'float64'
         : v.data instanceof BigInt64Array
           ? 'int64'
-          : v.data instanceof Uint8Array
-            ? 'bool'
-            : 'float32';
+          : v.data instanceof Int32Array
+            ? 'int32'
+            : v.data instanceof Uint16Array
+              ? 'float16'
+              : v.data instanceof Uint8Array
+                ? 'bool'
+                : 'float32';
     f[k] = new ort.Tensor(type, v.data as any, v.dims);
   }
   const out = await s.run(f);

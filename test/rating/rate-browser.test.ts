@@ -6,12 +6,13 @@
  * report shows the rating. Skips, saying why, when Chromium is absent (never under CI).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { BIN, CHROMIUM, CHROMIUM_ARGS, chromiumSkip, runCli, tempDir } from '../helpers.js';
+import { startRateServer, stopRateServer } from './rate-server.js';
 
 const dir = tempDir('vggrpo-rate-');
 const run = join(dir, 'run');
@@ -35,32 +36,6 @@ function makeRun(): void {
       '--jitter-pos',
       jitter!,
     ]);
-}
-
-/** Start `vggrpo rate RUN --port 0`; resolves with its URL (its one stdout line). */
-function startServer(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [BIN, 'rate', run, '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  return new Promise((resolve, reject) => {
-    child.stderr!.on('data', (d) => (err += d));
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /^(http:\/\/127\.0\.0\.1:\d+\/)$/m.exec(out);
-      if (m) resolve({ url: m[1]!, child });
-    });
-    child.on('exit', (code) => reject(new Error(`rate exited with ${code}: ${err}`)));
-  });
-}
-
-function stop(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    child.once('exit', (code) => resolve(code));
-    child.kill('SIGTERM');
-  });
 }
 
 type Answer = 'left' | 'right' | 'same';
@@ -97,7 +72,7 @@ describe('vggrpo rate in headless Chromium', () => {
     assert.equal(new URL(again.stdout.trim()).pathname, links.alice, 'a known name gets its link again');
 
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    let server = await startServer();
+    let server = await startRateServer(run);
     const seen: Record<string, number[]> = { alice: [], bob: [] };
     try {
       const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
@@ -199,9 +174,9 @@ describe('vggrpo rate in headless Chromium', () => {
       assert.equal(voteCount(), 2);
 
       // A restart loses nothing: alice goes on at 2 of 4, with pairs she has not rated.
-      assert.equal(await stop(server.child), 143);
+      assert.equal(await stopRateServer(server.child), 143);
       await alice.close();
-      server = await startServer();
+      server = await startRateServer(run);
       alice = await open('alice');
       await page_progress(alice, '2 of 4 pairs rated');
       await vote(alice, 2, 'left', 'same');
@@ -216,7 +191,7 @@ describe('vggrpo rate in headless Chromium', () => {
       }
     } finally {
       await browser.close();
-      await stop(server.child);
+      await stopRateServer(server.child);
     }
 
     // The counts cast, from the hidden sides: alice said left/same, bob right/left.

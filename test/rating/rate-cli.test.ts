@@ -4,12 +4,13 @@
  * are matched by prompt and seed, and the server's JSON and video routes work (Range too).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
+import { BIN, oneLine, ROOT, runCli, tempDir } from '../helpers.js';
+import { startRateServer } from './rate-server.js';
 
 const dir = tempDir('vggrpo-rate-cli-');
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -35,26 +36,9 @@ test('bad flags and paths: exit 2, one line naming the flag or file', async () =
     const r = await runCli(args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, want, args.join(' '));
-    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    oneLine(r.stderr);
   }
 });
-
-function startServer(run: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [BIN, 'rate', run, '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  return new Promise((resolve, reject) => {
-    child.stderr!.on('data', (d) => (err += d));
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /^(http:\/\/127\.0\.0\.1:\d+\/)$/m.exec(out);
-      if (m) resolve({ url: m[1]!, child });
-    });
-    child.on('exit', (code) => reject(new Error(`rate exited with ${code}: ${err}`)));
-  });
-}
 
 test('sampled eval sets: pairs by prompt and seed, decoded videos, the JSON routes', {
   timeout: 180_000,
@@ -74,7 +58,7 @@ test('sampled eval sets: pairs by prompt and seed, decoded videos, the JSON rout
       `node ${BIN} sample --config ${config} --prompts ${prompts} --ode --seed 1000 --group-size 2 --steps ${steps} --out ${run}/eval/${set}-heldout/trajectory | node ${BIN} decode-geometry --out ${run}/eval/${set}-heldout/geometry > /dev/null`,
     ]);
   const link = (await runCli(['rate', run, '--add-rater', 'carol'])).stdout.trim();
-  const server = await startServer(run);
+  const server = await startRateServer(run);
   try {
     const base = new URL(new URL(link).pathname, server.url).href;
     const page = await fetch(base);

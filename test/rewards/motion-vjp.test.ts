@@ -167,3 +167,27 @@ test('quatLog and its VJP = logSO3 of the rotation and its finite differences, b
     close(proj, fd(f, q, ALL(4), 1e-6), 1e-7, `angle ${angle} ∂ω/∂q`);
   }
 });
+
+test('motion VJP with the noise floor: a still axis scores S = 0 and passes no gradient; the moving one = finite differences', () => {
+  const F = 7;
+  // Translation steps of 0.3 (moving), rotation steps of 2e-4 rad (still under σ_r = 1e-3).
+  const pose = poses(F, 5, 2e-4);
+  const o: MotionOptions = {
+    ...MOTION_DEFAULTS,
+    epsUnit: 'absolute',
+    eps: 1e-3,
+    poseNoise: { translation: 1e-3, rotation: 1e-3 },
+  };
+  const g = motionVjp(pose, undefined, o, 1);
+  assert.equal(g.sRot, 0);
+  assert.ok(g.sTrans > 0.01, `translation is jittered: ${g.sTrans}`);
+  assert.ok(Math.abs(g.reward - reference(pose, undefined, o)) < 1e-12);
+  const plain = motionVjp(pose, undefined, { ...o, poseNoise: null }, 1);
+  assert.ok(plain.sRot > 0.05, `without the floor the still axis is rough: ${plain.sRot}`);
+  const want = fd((x) => reference(x, undefined, o), pose, ALL(9 * F), 1e-7);
+  close(g.pose, want, 1e-5, '∂r/∂pose with the floor');
+  // The still axis passes nothing: the gradient is the translation term's alone (centres c = −Rᵀt
+  // still depend on the quaternions), i.e. the plain VJP with the rotation term's cotangent removed.
+  const transOnly = fd((x) => 0.5 / (1 + motionVjp(x, undefined, o, 1).sTrans), pose, ALL(9 * F), 1e-7);
+  close(g.pose, transOnly, 1e-5, '∂r/∂pose = the translation term alone');
+});

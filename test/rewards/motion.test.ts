@@ -195,3 +195,43 @@ test('non-finite cameras give NaN; a wrong extrinsics size is an input error', (
   assert.ok(Number.isNaN(motion.compute({ ...g, extrinsics: ext })));
   assert.throws(() => motion.compute({ ...g, frames: 9 }), InputError);
 });
+
+test('noise floor: a dolly whose still rotation carries 0.1° pose noise scores like the exact dolly only with poseNoise', () => {
+  const F = 8;
+  const rnd = (() => {
+    let s = 7;
+    return () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+  })();
+  const sigma = (0.1 * Math.PI) / 180;
+  // Uniform noise of half-width √3σ has std σ per component.
+  const noisy = () => [0, 1, 2].map(() => Math.sqrt(3) * sigma * rnd());
+  const centres = Array.from({ length: F }, (_, f) => [0, 0, 0.3 * f]);
+  const exact = cams(
+    centres.map(() => [0, 0, 0]),
+    centres,
+  );
+  const withNoise = cams(
+    centres.map(() => noisy()),
+    centres,
+  );
+  const o = { ...MOTION_DEFAULTS, epsUnit: 'absolute' as const };
+  const floor = { ...o, poseNoise: { translation: 0.001, rotation: sigma } };
+  const rExact = cameraSmoothness(exact, F, o).reward;
+  const rNoisy = cameraSmoothness(withNoise, F, o).reward;
+  const rFloor = cameraSmoothness(withNoise, F, floor).reward;
+  assert.ok(rExact > 0.999, `exact dolly ${rExact}`);
+  assert.ok(rExact - rNoisy > 0.1, `noise/noise on the still axis: ${rNoisy} vs exact ${rExact}`);
+  assert.ok(Math.abs(rFloor - rExact) < 1e-9, `floored ${rFloor} vs exact ${rExact}`);
+  // Rotation jitter far above the floor is still scored as the paper's form scores it.
+  const jittered = cams(
+    centres.map(() => [0, 1, 2].map(() => 0.03 * rnd())),
+    centres,
+  );
+  const a = cameraSmoothness(jittered, F, o);
+  const b = cameraSmoothness(jittered, F, floor);
+  assert.ok(a.sRot > 0.3, `jitter is rough: S_rot ${a.sRot}`);
+  assert.equal(b.reward, a.reward);
+  // And it is a motion option, validated like the others.
+  assert.throws(() => motion.parseOptions({ poseNoise: { rotation: 1 } }), /poseNoise/);
+  assert.equal(motion.compute({ ...groundTruth('dolly'), extrinsics: withNoise }, floor), rFloor);
+});

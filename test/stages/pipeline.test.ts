@@ -17,7 +17,7 @@ import { readSafetensors, writeSafetensors } from '../../src/shards/safetensors.
 import { readShard } from '../../src/shards/shard.js';
 import { f32, toNumbers } from '../../src/shards/tensor.js';
 import { findTrajectory, gradientSession, microBatches } from '../../src/stages/grpo-step.js';
-import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
+import { BIN, oneLine, ROOT, runCli, tempDir } from '../helpers.js';
 
 const CONFIG = join(ROOT, 'examples/toy/config.yaml');
 const dir = tempDir('vggrpo-pipe-');
@@ -336,7 +336,7 @@ test('bad input to the stages exits 2 with one line naming the file', async () =
   const wrong = await runCli(['decode-geometry', reward]);
   assert.equal(wrong.code, 2);
   assert.match(wrong.stderr, /is a rewards shard; expected trajectory/);
-  assert.equal(wrong.stderr.trim().split('\n').length, 1);
+  oneLine(wrong.stderr);
 
   // a trajectory whose tensor has the wrong shape
   const traj = join(run, 'trajectory', files(join(run, 'trajectory'))[0]!);
@@ -363,5 +363,5 @@ test('bad input to the stages exits 2 with one line naming the file', async () =
   ]);
   assert.equal(nm.code, 2, nm.stderr);
   assert.match(nm.stderr, /\/nonexistent\/denoiser\.onnx: /);
-  assert.equal(nm.stderr.trim().split('\n').length, 1);
+  oneLine(nm.stderr);
 });

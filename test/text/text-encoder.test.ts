@@ -20,7 +20,7 @@ import { readSafetensors } from '../../src/shards/safetensors.js';
 import { conditioning } from '../../src/stages/context.js';
 import { loadTokenizer } from '../../src/text/tokenizer.js';
 import { TOY } from '../../src/toy/latent.js';
-import { ROOT, runCli, tempDir } from '../helpers.js';
+import { oneLine, ROOT, runCli, tempDir } from '../helpers.js';
 
 const TOKENIZER = join(ROOT, 'test/fixtures/umt5-tiny/tokenizer.json');
 // Ids of the fixture vocabulary, written out by hand.
@@ -267,7 +267,7 @@ test('bad tokenizer or encoder: exit 2, one line naming the file', async () => {
       join(dir, name),
     ]);
     assert.equal(r.code, 2, `${name}: ${r.stderr}`);
-    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    oneLine(r.stderr);
     assert.match(r.stderr, fault, name);
   }
 });

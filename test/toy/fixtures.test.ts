@@ -11,6 +11,7 @@ import { ModelSession } from '../../src/runtime/session.js';
 import { f32, type Tensor } from '../../src/shards/tensor.js';
 import { encodeScene } from '../../src/toy/encoder.js';
 import { LATENT_SIZE, TOY } from '../../src/toy/latent.js';
+import { LATENT, VIDEO } from '../../src/toy/spaces.js';
 import { tokenizeBatch } from '../../src/toy/tokenizer.js';
 import { makeScene, makeTrajectory } from '../../src/world/index.js';
 import { tempDir } from '../helpers.js';
@@ -49,6 +50,14 @@ const CONTRACTS: Record<keyof typeof FIXTURE_FILES, { inputs: Io[]; outputs: Io[
   vae_decoder: {
     inputs: [['latents', 'F32', ['B', C, F, H, W]]],
     outputs: [['frames', 'F32', ['B', F, 3, TOY.frameHeight, TOY.frameWidth]]],
+  },
+  vae_encoder: {
+    inputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
+    outputs: [['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
+  },
+  vae_decoder_learned: {
+    inputs: [['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
+    outputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
   },
 };
 

@@ -25,6 +25,9 @@ const boolOut: Infer = (_n, ins) => [
   { elemType: DataType.BOOL, shape: broadcastShapes(...ins.flatMap((t) => (t ? [t.shape] : []))) },
 ];
 
+/** The shape rules above: exact where input dims are known only at run time (RUNTIME_DIM). */
+export const EXACT_INFERS: ReadonlySet<Infer> = new Set([sameAsInput, broadcastOut, boolOut]);
+
 /** Folding of an elementwise function of broadcast inputs. */
 const foldWith =
   (f: (v: number[], isInt: boolean) => number) =>
@@ -64,13 +67,10 @@ const binary =
     pa: (c: GradContext, dY: string, n: NodeProto) => string,
     pb: (c: GradContext, dY: string, n: NodeProto) => string,
   ): Vjp =>
-  (c, n, [dY], w) => {
-    const y = c.shape(O(n));
-    return [
-      w[0] ? c.unbroadcast(pa(c, dY!, n), y, c.shape(I(n, 0))) : undefined,
-      w[1] ? c.unbroadcast(pb(c, dY!, n), y, c.shape(I(n, 1))) : undefined,
-    ];
-  };
+  (c, n, [dY], w) => [
+    w[0] ? c.sumTo(pa(c, dY!, n), O(n), I(n, 0)) : undefined,
+    w[1] ? c.sumTo(pb(c, dY!, n), O(n), I(n, 1)) : undefined,
+  ];
 
 const arith = (f: (a: number, b: number, isInt: boolean) => number, vjp: Vjp): OpDef => ({
   infer: broadcastOut,
@@ -101,19 +101,18 @@ const SELU_GAMMA = Math.fround(1.050701);
 
 function minMax(cmp: 'GreaterOrEqual' | 'LessOrEqual'): Vjp {
   return (c, n, [dY], w) => {
-    const y = c.shape(O(n));
     const ins = n.input ?? [];
     const zero = c.scalar(0, c.et(O(n)));
     if (ins.length === 1) return [dY];
     if (ins.length === 2) {
       const m = c.op(cmp, [I(n, 0), I(n, 1)]);
       return [
-        w[0] ? c.unbroadcast(c.op('Where', [m, dY!, zero]), y, c.shape(I(n, 0))) : undefined,
-        w[1] ? c.unbroadcast(c.op('Where', [m, zero, dY!]), y, c.shape(I(n, 1))) : undefined,
+        w[0] ? c.sumTo(c.op('Where', [m, dY!, zero]), O(n), I(n, 0)) : undefined,
+        w[1] ? c.sumTo(c.op('Where', [m, zero, dY!]), O(n), I(n, 1)) : undefined,
       ];
     }
     return ins.map((x, i) =>
-      w[i] ? c.unbroadcast(c.op('Where', [c.op('Equal', [x, O(n)]), dY!, zero]), y, c.shape(x)) : undefined,
+      w[i] ? c.sumTo(c.op('Where', [c.op('Equal', [x, O(n)]), dY!, zero]), O(n), x) : undefined,
     );
   };
 }
@@ -144,6 +143,7 @@ export const ELEMENTWISE: Record<string, OpDef> = {
       },
       inputs: [0],
       constant: [1, 2],
+      valueNeeded: [1, 2],
       outputs: [0],
     },
   },
@@ -163,10 +163,9 @@ export const ELEMENTWISE: Record<string, OpDef> = {
     (a, b) => a - b,
     (c, n, [dY], w) => {
       // negate after any broadcast reduction, on the smaller tensor
-      const y = c.shape(O(n));
       return [
-        w[0] ? c.unbroadcast(dY!, y, c.shape(I(n, 0))) : undefined,
-        w[1] ? c.op('Neg', [c.unbroadcast(dY!, y, c.shape(I(n, 1)))]) : undefined,
+        w[0] ? c.sumTo(dY!, O(n), I(n, 0)) : undefined,
+        w[1] ? c.op('Neg', [c.sumTo(dY!, O(n), I(n, 1))]) : undefined,
       ];
     },
   ),
@@ -509,6 +508,7 @@ export const ELEMENTWISE: Record<string, OpDef> = {
   },
   Cast: {
     infer: (n, ins) => [{ elemType: attrInt(n, 'to', 0), shape: [...X0(ins).shape] }],
+    runtimeDims: true,
     fold: (_n, [c]) => c?.data,
     grad: {
       vjp: (c, n, [dY]) => {

@@ -5,7 +5,7 @@
 import type { NodeProto } from '../proto.js';
 import { ATTENTION, ATTENTION_SAME_BEFORE_16 } from './attention.js';
 import { CONV, CONV_SAME_BEFORE_16 } from './conv.js';
-import { ELEMENTWISE, ELEMENTWISE_SAME_BEFORE_16 } from './elementwise.js';
+import { ELEMENTWISE, ELEMENTWISE_SAME_BEFORE_16, EXACT_INFERS } from './elementwise.js';
 import { LINALG, LINALG_SAME_BEFORE_16 } from './linalg.js';
 import { NORM, NORM_SAME_BEFORE_16 } from './norm.js';
 import { REDUCE, REDUCE_SAME_BEFORE_16 } from './reduce.js';
@@ -18,7 +18,8 @@ const OPS = new Map<string, OpDef>();
 for (const f of FAMILIES) {
   for (const [name, def] of Object.entries(f)) {
     if (OPS.has(name)) throw new Error(`operator ${name} is declared twice`);
-    OPS.set(name, def);
+    // the shared elementwise shape rules copy or broadcast dims, exact for run-time ones too
+    OPS.set(name, def.infer && EXACT_INFERS.has(def.infer) ? { ...def, runtimeDims: true } : def);
   }
 }
 

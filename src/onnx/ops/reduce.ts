@@ -3,11 +3,19 @@ import type { GradContext } from '../emit.js';
 import { attrInt } from '../graph.js';
 import { DataType, type NodeProto } from '../proto.js';
 import { I, type Infer, O, type OpDef, type Vjp } from './types.js';
-import { need, normAxis, reduceAxes, strides } from './util.js';
+import { need, normAxis, RUNTIME_DIM, reduceAxes, strides } from './util.js';
 
 const reduceInfer: Infer = (node, ins, cs) => {
   const x = ins[0];
   if (!x) throw new Error('missing input 0');
+  if (node.input?.[1] && !cs[1]) {
+    // k axes fed at run time (k > 0: an empty list is a constant): which dims go is known only then
+    const k = ins[1]?.shape[0] ?? 0;
+    const shape = attrInt(node, 'keepdims', 1)
+      ? x.shape.map((d) => (d === 1 ? 1 : RUNTIME_DIM))
+      : new Array<number>(x.shape.length - k).fill(RUNTIME_DIM);
+    return [{ elemType: x.elemType, shape }];
+  }
   const axes = reduceAxes(node, cs, x.shape.length) ?? x.shape.map((_, i) => i);
   const keep = attrInt(node, 'keepdims', 1);
   const shape = x.shape.flatMap((d, i) => (!axes.includes(i) ? [d] : keep ? [1] : []));
@@ -44,8 +52,19 @@ function axesOf(c: GradContext, n: NodeProto, xs: number[]): number[] {
   return reduceAxes(n, cs, xs.length) ?? xs.map((_, i) => i);
 }
 
+/** The axes input, where it is fed at run time (else the axes are known when the graph is written). */
+const fedAxes = (c: GradContext, n: NodeProto): string | undefined =>
+  n.input?.[1] && c.runtime(n.input[1]) ? n.input[1] : undefined;
+
+/** `v` (shaped like the output) in keepdims form, with axes fed at run time: Unsqueeze at them. */
+function keptAtRuntime(c: GradContext, n: NodeProto, v: string, axes: string): string {
+  return attrInt(n, 'keepdims', 1) === 0 ? c.op('Unsqueeze', [v, axes]) : v;
+}
+
 /** The reduction's output reshaped to keepdims form, so it broadcasts against the input. */
 function keptOutput(c: GradContext, n: NodeProto): string {
+  const fed = fedAxes(c, n);
+  if (fed) return keptAtRuntime(c, n, O(n), fed);
   const xs = c.shape(I(n, 0));
   const axes = axesOf(c, n, xs);
   const y = O(n);
@@ -60,6 +79,14 @@ function keptOutput(c: GradContext, n: NodeProto): string {
 /** dY in keepdims form (scaled by 1/count for a mean): elementwise consumers broadcast it. */
 function spread(c: GradContext, n: NodeProto, dY: string, mean: boolean): string {
   const x = I(n, 0);
+  const fed = fedAxes(c, n);
+  if (fed) {
+    // the count is |x| / |y|, both sizes known at run time
+    const et = c.et(x);
+    const size = (v: string) => c.op('Cast', [c.op('Size', [v])], { to: et });
+    const d = mean ? c.mul(dY, c.op('Div', [size(O(n)), size(x)])) : dY;
+    return keptAtRuntime(c, n, d, fed);
+  }
   const xs = c.shape(x);
   const axes = axesOf(c, n, xs);
   let d = dY;
@@ -85,6 +112,7 @@ function reduction(
   };
   return {
     infer: reduceInfer,
+    runtimeDims: true,
     ...(f ? { fold: reduceFold(init, f, mean) } : {}),
     grad: { vjp, inputs: [0], constant: [1], outputs: [0] },
   };
@@ -92,8 +120,10 @@ function reduction(
 
 /** ReduceMax/ReduceMin: the cotangent goes to the extremal elements, split evenly among ties. */
 const extremumShare = (c: GradContext, n: NodeProto, x: string): string => {
-  const xs = c.shape(x);
   const mask = c.op('Cast', [c.op('Equal', [x, keptOutput(c, n)])], { to: c.et(x) });
+  const fed = fedAxes(c, n);
+  if (fed) return c.op('Div', [mask, c.op('ReduceSum', [mask, fed], { keepdims: 1 })]);
+  const xs = c.shape(x);
   const axes = axesOf(c, n, xs);
   return c.op('Div', [mask, c.reduceSum(mask, axes.length ? axes : xs.map((_, i) => i), true)]);
 };
@@ -125,13 +155,19 @@ export const REDUCE: Record<string, OpDef> = {
   ArgMax: { infer: argInfer, grad: 'zero' },
   ArgMin: { infer: argInfer, grad: 'zero' },
   TopK: {
+    runtimeDims: true,
     infer: (node, ins, cs) => {
       const x = ins[0];
       if (!x) throw new Error('missing input 0');
       const axis = normAxis(attrInt(node, 'axis', -1), x.shape.length);
       const shape = [...x.shape];
-      // k is an attribute before opset 10
-      shape[axis] = node.input?.[1] ? (need(cs[1], 'K').data[0] ?? 0) : attrInt(node, 'k', 1);
+      // k is an attribute before opset 10; fed at run time, the axis' size is known only then
+      const fed = node.input?.[1] && !cs[1];
+      shape[axis] = fed
+        ? RUNTIME_DIM
+        : node.input?.[1]
+          ? (need(cs[1], 'K').data[0] ?? 0)
+          : attrInt(node, 'k', 1);
       return [
         { elemType: x.elemType, shape },
         { elemType: DataType.INT64, shape: [...shape] },
@@ -150,6 +186,7 @@ export const REDUCE: Record<string, OpDef> = {
     },
   },
   CumSum: {
+    runtimeDims: true,
     infer: (_n, ins) => {
       const x = ins[0];
       if (!x) throw new Error('missing input 0');

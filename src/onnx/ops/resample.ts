@@ -210,7 +210,7 @@ export const RESAMPLE: Record<string, OpDef> = {
       return [{ elemType: x.elemType, shape: plan(node, x.shape, cs).out }];
     },
     // roi and scales are float inputs, but the output moves with them: a parameter there has no rule
-    grad: { vjp: resizeVjp, inputs: [0], constant: [3], outputs: [0] },
+    grad: { vjp: resizeVjp, inputs: [0], constant: [3], valueNeeded: [1, 2, 3], outputs: [0] },
   },
 };
 

@@ -8,13 +8,15 @@ import { attrInt, attrInts, attrString, attrTensor, nodeLabel } from '../graph.j
 import { makeTensor, numElements, tensorToNumbers } from '../model.js';
 import { DataType, type NodeProto } from '../proto.js';
 import { sameAsInput } from './elementwise.js';
-import { I, type Infer, O, type OpDef, type ValueType, type Vjp } from './types.js';
+import { type Const, I, type Infer, O, type OpDef, type ValueType, type Vjp } from './types.js';
 import {
   broadcastIndex,
   broadcastShapes,
   constantValue,
+  isStatic,
   need,
   normAxis,
+  RUNTIME_DIM,
   reshapeShape,
   sliceSpec,
   splitSizes,
@@ -33,9 +35,17 @@ const withShape = (ins: (ValueType | undefined)[], shape: number[]): ValueType[]
 /** Data unchanged in order (Reshape-like): folding copies it. */
 const sameData: OpDef['fold'] = (_n, [c]) => c?.data;
 
-const reshapeBack: Vjp = (c, n, [dY]) => [c.reshape(dY!, c.shape(I(n, 0)))];
-const reshapeLike = (infer: Infer, constant: number[] = []): OpDef => ({
+const reshapeBack: Vjp = (c, n, [dY]) => [c.reshapeLike(dY!, I(n, 0))];
+
+/** `n` dims all known only at run time. */
+const runtimeDims = (n: number): number[] => new Array<number>(n).fill(RUNTIME_DIM);
+
+/** Whether input `i` is present but its value is known only at run time (not a constant). */
+const fedAt = (node: NodeProto, cs: (unknown | undefined)[], i: number): boolean =>
+  !!node.input?.[i] && !cs[i];
+const reshapeLike = (infer: Infer, constant: number[] = [], runtimeDims = false): OpDef => ({
   infer,
+  runtimeDims,
   fold: sameData,
   grad: { vjp: reshapeBack, inputs: [0], constant, outputs: [0] },
 });
@@ -129,13 +139,16 @@ export const SHAPE: Record<string, OpDef> = {
     (node, ins, cs) =>
       withShape(
         ins,
-        reshapeShape(
-          X0(ins).shape,
-          node.input?.[1] ? need(cs[1], 'shape').data : (attrInts(node, 'shape') ?? []),
-          attrInt(node, 'allowzero', 0) === 1,
-        ),
+        fedAt(node, cs, 1)
+          ? runtimeDims(need1(ins).shape[0] ?? 0)
+          : reshapeShape(
+              X0(ins).shape,
+              node.input?.[1] ? need(cs[1], 'shape').data : (attrInts(node, 'shape') ?? []),
+              attrInt(node, 'allowzero', 0) === 1,
+            ),
       ),
     [1],
+    true,
   ),
   Flatten: reshapeLike((node, ins) => {
     const s = X0(ins).shape;
@@ -146,6 +159,12 @@ export const SHAPE: Record<string, OpDef> = {
   Squeeze: reshapeLike(
     (node, ins, cs) => {
       const s = X0(ins).shape;
+      if (fedAt(node, cs, 1)) {
+        // k axes fed at run time: static only where x has exactly k size-1 axes
+        const k = need1(ins).shape[0] ?? 0;
+        const ones = s.filter((d) => d === 1).length;
+        return withShape(ins, ones === k ? s.filter((d) => d !== 1) : runtimeDims(s.length - k));
+      }
       const axes = squeezeAxes(node, cs)?.map((a) => normAxis(a, s.length));
       return withShape(
         ins,
@@ -156,6 +175,11 @@ export const SHAPE: Record<string, OpDef> = {
   ),
   Unsqueeze: reshapeLike(
     (node, ins, cs) => {
+      if (fedAt(node, cs, 1)) {
+        const r = X0(ins).shape.length + (need1(ins).shape[0] ?? 0);
+        const ones = X0(ins).shape.every((d) => d === 1);
+        return withShape(ins, ones ? new Array<number>(r).fill(1) : runtimeDims(r));
+      }
       const axes = squeezeAxes(node, cs) ?? [];
       const r = X0(ins).shape.length + axes.length;
       const norm = axes.map((a) => normAxis(a, r));
@@ -166,8 +190,10 @@ export const SHAPE: Record<string, OpDef> = {
       );
     },
     [1],
+    true,
   ),
   Transpose: {
+    runtimeDims: true,
     infer: (node, ins) => {
       const s = X0(ins).shape;
       const perm = attrInts(node, 'perm') ?? s.map((_, i) => s.length - 1 - i);
@@ -229,7 +255,10 @@ export const SHAPE: Record<string, OpDef> = {
   Split: {
     infer: (node, ins, cs) => {
       const axis = normAxis(attrInt(node, 'axis', 0), X0(ins).shape.length);
-      return splitSizes(node, cs, X0(ins).shape[axis] ?? 0).map((s) => {
+      const sizes = fedAt(node, cs, 1)
+        ? runtimeDims(node.output?.length ?? 1)
+        : splitSizes(node, cs, X0(ins).shape[axis] ?? 0);
+      return sizes.map((s) => {
         const shape = [...X0(ins).shape];
         shape[axis] = s;
         return { elemType: X0(ins).elemType, shape };
@@ -238,8 +267,8 @@ export const SHAPE: Record<string, OpDef> = {
     grad: {
       // outputs without a cotangent contribute zeros of their shape
       vjp: (c, n, dYs) => {
-        const axis = normAxis(attrInt(n, 'axis', 0), c.shape(I(n, 0)).length);
-        const parts = (n.output ?? []).map((o, i) => dYs[i] ?? c.zeros(c.shape(o), c.et(I(n, 0))));
+        const axis = normAxis(attrInt(n, 'axis', 0), c.dims(I(n, 0)).length);
+        const parts = (n.output ?? []).map((o, i) => dYs[i] ?? c.zerosLike(o, c.et(I(n, 0))));
         return [parts.length === 1 ? parts[0] : c.op('Concat', parts, { axis })];
       },
       inputs: [0],
@@ -248,7 +277,7 @@ export const SHAPE: Record<string, OpDef> = {
     },
   },
   Slice: {
-    infer: (node, ins, cs) => withShape(ins, sliceSpec(node, cs, X0(ins).shape).outShape),
+    infer: (node, ins, cs) => withShape(ins, sliceShape(node, ins, cs)),
     fold: (node, cs) => {
       const c0 = need(cs[0], 'data');
       const spec = sliceSpec(node, cs, c0.shape);
@@ -261,6 +290,7 @@ export const SHAPE: Record<string, OpDef> = {
     grad: { vjp: sliceVjp, inputs: [0], constant: [1, 2, 3, 4], outputs: [0] },
   },
   Gather: {
+    runtimeDims: true,
     infer: (node, ins) => {
       const s = X0(ins).shape;
       const axis = normAxis(attrInt(node, 'axis', 0), s.length);
@@ -347,17 +377,27 @@ export const SHAPE: Record<string, OpDef> = {
     grad: { vjp: scatterVjp('GatherElements'), inputs: [0, 2], constant: [1], outputs: [0] },
   },
   Expand: {
-    infer: (_n, ins, cs) => withShape(ins, broadcastShapes(X0(ins).shape, need(cs[1], 'shape').data)),
+    runtimeDims: true,
+    infer: (node, ins, cs) =>
+      withShape(
+        ins,
+        broadcastShapes(
+          X0(ins).shape,
+          fedAt(node, cs, 1) ? runtimeDims(need1(ins).shape[0] ?? 0) : need(cs[1], 'shape').data,
+        ),
+      ),
     fold: (_n, [c0], out) => c0 && broadcastIndex(c0.shape, out.shape).map((i) => c0.data[i] ?? 0),
     grad: {
-      vjp: (c, n, [dY]) => [c.unbroadcast(dY!, c.shape(O(n)), c.shape(I(n, 0)))],
+      // with the shape fed at run time, every axis where x is 1 is summed (a no-op where y is 1 too)
+      vjp: (c, n, [dY]) => [c.unbroadcast(dY!, c.dims(O(n)), c.shape(I(n, 0)))],
       inputs: [0],
       constant: [1],
       outputs: [0],
     },
   },
   Tile: {
-    infer: (_n, ins, cs) => {
+    infer: (node, ins, cs) => {
+      if (fedAt(node, cs, 1)) return withShape(ins, runtimeDims(X0(ins).shape.length));
       const reps = need(cs[1], 'repeats').data;
       return withShape(
         ins,
@@ -374,6 +414,7 @@ export const SHAPE: Record<string, OpDef> = {
     grad: {
       vjp: (c, n, [dY]) => {
         const xs = c.shape(I(n, 0));
+        if (c.runtime(I(n, 1))) return [tileRuntimeVjp(c, n, dY!, xs)];
         const reps = need(c.constOf(I(n, 1)), 'repeats').data;
         const split = xs.flatMap((d, i) => [reps[i] ?? 1, d]);
         const r = c.reduceSum(
@@ -391,6 +432,14 @@ export const SHAPE: Record<string, OpDef> = {
   Pad: {
     infer: (node, ins, cs) => {
       const r = X0(ins).shape.length;
+      if (fedAt(node, cs, 1) || fedAt(node, cs, 3)) {
+        // pads fed at run time: the padded axes' sizes are known only then
+        const ax = fedAt(node, cs, 3) ? undefined : cs[3]?.data.map((a) => normAxis(a, r));
+        return withShape(
+          ins,
+          X0(ins).shape.map((d, i) => (!ax || ax.includes(i) ? RUNTIME_DIM : d)),
+        );
+      }
       const pads = node.input?.[1] ? need(cs[1], 'pads').data : (attrInts(node, 'pads') ?? []);
       const axes = node.input?.[3]
         ? need(cs[3], 'axes').data.map((a) => normAxis(a, r))
@@ -415,26 +464,31 @@ export const SHAPE: Record<string, OpDef> = {
     },
   },
   Shape: {
+    runtimeDims: true,
     infer: (node, ins) => {
       const [start, end] = shapeRange(node, X0(ins).shape.length);
       return [{ elemType: DataType.INT64, shape: [Math.max(0, end - start)] }];
     },
     fold: (node, _cs, _out, ins) => {
-      const s = X0(ins).shape;
-      return s.slice(...shapeRange(node, s.length));
+      const s = X0(ins).shape.slice(...shapeRange(node, X0(ins).shape.length));
+      return isStatic(s) ? s : undefined;
     },
     foldAny: true,
     grad: 'zero',
   },
   Size: {
     infer: () => [{ elemType: DataType.INT64, shape: [] }],
-    fold: (_n, _cs, _out, ins) => [numElements(X0(ins).shape)],
+    fold: (_n, _cs, _out, ins) => (isStatic(X0(ins).shape) ? [numElements(X0(ins).shape)] : undefined),
     foldAny: true,
     grad: 'zero',
   },
   ConstantOfShape: {
+    runtimeDims: true,
     infer: (node, _ins, cs) => [
-      { elemType: attrTensor(node, 'value')?.dataType ?? DataType.FLOAT, shape: need(cs[0], 'shape').data },
+      {
+        elemType: attrTensor(node, 'value')?.dataType ?? DataType.FLOAT,
+        shape: cs[0] ? cs[0].data : runtimeDims(_ins[0]?.shape[0] ?? 0),
+      },
     ],
     fold: (node, _cs, out) => {
       const t = attrTensor(node, 'value');
@@ -453,7 +507,10 @@ export const SHAPE: Record<string, OpDef> = {
     grad: 'zero',
   },
   Range: {
+    runtimeDims: true,
     infer: (_n, ins, cs) => {
+      // inputs fed at run time: the length is known only then
+      if (!cs[0] || !cs[1] || !cs[2]) return withShape(ins, [RUNTIME_DIM]);
       const [s, l, d] = [0, 1, 2].map((i) => need(cs[i], ['start', 'limit', 'delta'][i] ?? '').data[0] ?? 0);
       return withShape(ins, [Math.max(Math.ceil(((l ?? 0) - (s ?? 0)) / (d ?? 1)), 0)]);
     },
@@ -465,9 +522,11 @@ export const SHAPE: Record<string, OpDef> = {
       // y_i = start + i·delta (the length, set by limit, is piecewise constant)
       vjp: (c, n, [dY], w) => {
         const et = c.et(O(n));
-        const len = c.shape(O(n))[0] ?? 0;
         const sum = (v: string) => c.reduceSum(v, [0], false);
-        const iota = c.op('Range', [c.scalar(0, et), c.scalar(len, et), c.scalar(1, et)]);
+        const len = isStatic(c.dims(O(n)))
+          ? c.scalar(c.shape(O(n))[0] ?? 0, et)
+          : c.op('Cast', [c.op('Size', [O(n)])], { to: et });
+        const iota = c.op('Range', [c.scalar(0, et), len, c.scalar(1, et)]);
         return [
           w[0] ? c.reshape(sum(dY!), c.shape(I(n, 0))) : undefined,
           undefined,
@@ -525,9 +584,8 @@ function shapeRange(node: NodeProto, r: number): [number, number] {
 }
 
 function padVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
-  if (attrString(n, 'mode', 'constant') !== 'constant') {
-    throw new InputError('model', `Pad ${nodeLabel(n)}: only constant mode has a gradient rule`);
-  }
+  const fed = c.runtime(I(n, 1)) || c.runtime(I(n, 3));
+  if (fed || attrString(n, 'mode', 'constant') !== 'constant') return indexPadVjp(c, n, dY!, w);
   const xs = c.shape(I(n, 0));
   const r = xs.length;
   const pads = n.input?.[1] ? c.constOf(I(n, 1))?.data : attrInts(n, 'pads');
@@ -554,13 +612,14 @@ function gatherVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
   const xs = c.shape(x);
   const axis = normAxis(attrInt(n, 'axis', 0), xs.length);
   const idxName = I(n, 1);
-  const qn = numElements(c.shape(idxName));
+  // indices whose shape is known only at run time (a Range fed its bounds): their count is Reshape's -1
+  const qn = isStatic(c.dims(idxName)) ? numElements(c.shape(idxName)) : -1;
   // dY as [pre, qn, post] with the indices flattened, ScatterElements-add into zeros of X
   const mid = [...xs.slice(0, axis), qn, ...xs.slice(axis + 1)];
   const d = c.reshape(dY!, mid);
   const flatIdx = c.reshape(idxName, [qn]);
   const idxShape = mid.map((_, i) => (i === axis ? qn : 1));
-  let idx = c.op('Expand', [c.reshape(flatIdx, idxShape), c.ints(mid)]);
+  let idx = c.op('Expand', [c.reshape(flatIdx, idxShape), qn < 0 ? c.op('Shape', [d]) : c.ints(mid)]);
   if (c.et(idxName) !== DataType.INT64) idx = c.op('Cast', [idx], { to: DataType.INT64 });
   const zeros = c.zeros(xs, c.et(x));
   if (c.opset >= 16) return [c.op('ScatterElements', [zeros, idx, d], { axis, reduction: 'add' }), undefined];
@@ -608,6 +667,8 @@ function gatherElementsOneHot(c: GradContext, n: NodeProto, dY: string): string 
 }
 
 function sliceVjp(...[c, n, [dY]]: Parameters<Vjp>): ReturnType<Vjp> {
+  const fed = (n.input ?? []).slice(1).some((v) => c.runtime(v));
+  if (fed || !isStatic(c.dims(I(n, 0)))) return [runtimeSliceVjp(c, n, dY!)];
   const xs = c.shape(I(n, 0));
   const cs = (n.input ?? []).map((i) => (i ? c.constOf(i) : undefined));
   const spec = sliceSpec(n, cs, xs);
@@ -702,4 +763,94 @@ function blockMove(planOf: (n: NodeProto, xs: [number, number, number, number]) 
       outputs: [0],
     },
   };
+}
+
+/**
+ * Slice's output shape; where starts/ends/axes/steps are fed at run time, the sliced axes (all,
+ * if the axes are fed too) are known only then.
+ */
+function sliceShape(node: NodeProto, ins: (ValueType | undefined)[], cs: (Const | undefined)[]): number[] {
+  const xs = X0(ins).shape;
+  if (![1, 2, 3, 4].some((i) => fedAt(node, cs, i))) return sliceSpec(node, cs, xs).outShape;
+  const count = ins[1]?.shape[0] ?? 0;
+  const axes = fedAt(node, cs, 3)
+    ? undefined
+    : (cs[3]?.data ?? Array.from({ length: count }, (_, i) => i)).map((a) => normAxis(a, xs.length));
+  return xs.map((d, i) => (!axes || axes.includes(i) ? RUNTIME_DIM : d));
+}
+
+/**
+ * x's flat element indices [0, N) in x's shape (int64): moved by the forward operator itself, they
+ * say where each output element came from, so a rule whose index map is known only at run time
+ * scatters the cotangent back through them.
+ */
+function flatIndices(c: GradContext, x: string): string {
+  const iota = c.op('Range', [c.int64(0), c.op('Size', [x]), c.int64(1)]);
+  return c.reshapeLike(iota, x);
+}
+
+/**
+ * Σ of `d` [M] into `size` slots at `idx` [M] (int64, repeats accumulate): ScatterElements with
+ * reduction 'add' (opset 16+), before that a product with the one-hot matrix of the indices.
+ */
+function scatterAdd(c: GradContext, idx: string, d: string, size: number, et: number): string {
+  if (c.opset >= 16) {
+    return c.op('ScatterElements', [c.zeros([size], et), idx, d], { axis: 0, reduction: 'add' });
+  }
+  const slots = c.op('Range', [c.int64(0), c.int64(size), c.int64(1)]);
+  const hot = c.op('Cast', [c.op('Equal', [c.op('Unsqueeze', [idx, c.ints([1])]), slots])], { to: et });
+  return c.reshape(c.op('MatMul', [c.op('Unsqueeze', [d, c.ints([0])]), hot]), [size]);
+}
+
+/** Slice with starts/ends/axes/steps fed at run time (any signs): dY scattered back to the indices the same Slice reads. */
+function runtimeSliceVjp(c: GradContext, n: NodeProto, dY: string): string {
+  const x = I(n, 0);
+  const picked = c.op('Slice', [flatIndices(c, x), ...(n.input ?? []).slice(1)]);
+  const flat = c.op(
+    'ScatterElements',
+    [c.zerosLike(c.reshape(x, [-1]), c.et(x)), c.reshape(picked, [-1]), c.reshape(dY, [-1])],
+    {
+      axis: 0,
+    },
+  );
+  return c.reshapeLike(flat, x);
+}
+
+/**
+ * Pad with pads or axes fed at run time, or in edge/reflect/wrap mode: the same Pad applied to x's
+ * flat indices (the padding value there is N, an extra slot) says where each output element came
+ * from; dY is summed back into those N + 1 slots, the last being the padding value's cotangent.
+ */
+function indexPadVjp(c: GradContext, n: NodeProto, dY: string, w: boolean[]): (string | undefined)[] {
+  const x = I(n, 0);
+  const xs = c.shape(x);
+  const size = numElements(xs);
+  const et = c.et(x);
+  const ins = n.input ?? [];
+  const padded = c.op('Pad', [flatIndices(c, x), ins[1] ?? '', c.int64(size), ...ins.slice(3)], {
+    mode: attrString(n, 'mode', 'constant'),
+  });
+  const acc = scatterAdd(c, c.reshape(padded, [-1]), c.reshape(dY, [-1]), size + 1, et);
+  const part = (from: number, to: number) => c.op('Slice', [acc, c.ints([from]), c.ints([to])]);
+  const value = ins[2];
+  const constantMode = attrString(n, 'mode', 'constant') === 'constant';
+  let dV: string | undefined;
+  if (w[2] && value)
+    dV = constantMode ? c.reshape(part(size, size + 1), c.shape(value)) : c.zeros(c.shape(value), et);
+  return [c.reshape(part(0, size), xs), undefined, dV];
+}
+
+/** Tile with repeats fed at run time: dY as [r0, x0, r1, x1, …] (shape built at run time), summed over the r axes. */
+function tileRuntimeVjp(c: GradContext, n: NodeProto, dY: string, xs: number[]): string {
+  const r = xs.length;
+  const pairs = c.op('Concat', [c.op('Unsqueeze', [I(n, 1), c.ints([1])]), c.reshape(c.ints(xs), [r, 1])], {
+    axis: 1,
+  });
+  const split = c.op('Reshape', [dY, c.reshape(pairs, [2 * r])]);
+  const sum = c.reduceSum(
+    split,
+    xs.map((_, i) => 2 * i),
+    false,
+  );
+  return c.reshape(sum, xs);
 }

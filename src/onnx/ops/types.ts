@@ -52,6 +52,12 @@ export interface GradDef {
   inputs: number[] | 'all';
   /** Inputs in which the operator is constant (indices, shapes, conditions): no gradient flows. */
   constant?: number[];
+  /**
+   * Inputs whose values the VJP reads when the graph is written (Resize's scales, Dropout's
+   * ratio): a value computed at run time there is an error naming the node. All other constant
+   * inputs (shapes, axes, starts/ends, sizes, repeats, pads, indices) may be fed at run time.
+   */
+  valueNeeded?: number[];
   /** Outputs whose cotangents the VJP reads. A cotangent reaching another output is an error. */
   outputs: number[] | 'all';
   /** The VJP takes cotangents that are still broadcastable (smaller than the output). */
@@ -70,6 +76,12 @@ export interface GradDef {
 export interface OpDef {
   /** Absent where outputs are data-dependent: the graph's declared types are used. */
   infer?: Infer;
+  /**
+   * `infer` is exact for inputs with dims known only at run time (RUNTIME_DIM). Otherwise such
+   * inputs give outputs of the inferred rank with every dim RUNTIME_DIM (a sum like Concat's
+   * would be wrong), so the rules that read them refuse instead of emitting a wrong graph.
+   */
+  runtimeDims?: boolean;
   /** Constant folding on small tensors. */
   fold?: Fold;
   /** Fold even where some inputs are not constants (Shape, Size, ConstantOfShape). */

@@ -26,6 +26,17 @@ export function normAxis(axis: number, rank: number): number {
   return a;
 }
 
+/**
+ * A dim known only at run time: downstream of a shape, axes, sizes or repeats value that is a
+ * graph input (or computed from one). Rules that read shapes statically refuse such values
+ * (`GradContext.shape`); the rules of the shape operators compute what they need at run time.
+ */
+export const RUNTIME_DIM = -1;
+
+/** Whether every dim of `shape` is known when the graph is written. */
+export const isStatic = (shape: readonly number[]): boolean => shape.every((d) => d >= 0);
+
+/** Broadcast shapes; a run-time dim against 1 stays run-time, against a known d > 1 is d. */
 export function broadcastShapes(...shapes: number[][]): number[] {
   const rank = Math.max(...shapes.map((s) => s.length));
   const out: number[] = [];
@@ -33,7 +44,11 @@ export function broadcastShapes(...shapes: number[][]): number[] {
     let d = 1;
     for (const s of shapes) {
       const v = s[s.length - rank + i] ?? 1;
-      if (v === 1) continue;
+      if (v === 1 || (v === RUNTIME_DIM && d !== 1)) continue;
+      if (d === RUNTIME_DIM) {
+        d = v;
+        continue;
+      }
       if (d !== 1 && d !== v)
         throw new Error(`shapes [${shapes.map((x) => x.join(',')).join('] [')}] do not broadcast`);
       d = v;
@@ -216,6 +231,8 @@ export function matmulShape(a: number[], b: number[]): number[] {
 
 export function reshapeShape(input: number[], target: number[], allowzero: boolean): number[] {
   const out = target.map((d, i) => (d === 0 && !allowzero ? input[i]! : d));
+  // from dims known only at run time, a -1 (inferred) dim is known only then too: RUNTIME_DIM
+  if (!isStatic(input)) return out;
   const neg = out.indexOf(-1);
   if (neg >= 0) {
     const known = out.reduce((p, d, i) => (i === neg ? p : p * d), 1);
