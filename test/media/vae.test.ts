@@ -265,9 +265,8 @@ for (const layout of ['B3FHW', 'BF3HW', 'BFHW3'] as const) {
           (swap ? [fs[1]!, fs[0]!] : fs).flat().map((v) => (v - MEAN[c]!) / STD[c]!),
         );
       const got = Array.from(z);
-      [...want(false), ...want(true)].forEach((w, k) =>
-        assert.ok(Math.abs(got[k]! - w) < 1e-5, `${k}: ${got[k]} vs ${w}`),
-      );
+      for (const [k, w] of [...want(false), ...want(true)].entries())
+        assert.ok(Math.abs(got[k]! - w) < 1e-5, `${k}: ${got[k]} vs ${w}`);
     } finally {
       await enc.release();
     }

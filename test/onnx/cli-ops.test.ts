@@ -102,7 +102,7 @@ test('onnx grad on a saved model whose Reshape shape is an input: the written mo
       });
       assert.deepEqual(out.y?.dims, shape);
       const gx = Array.from(out['grad:x']!.data as Float32Array);
-      gx.forEach((v, i) => assert.ok(Math.abs(v - (1 - Math.tanh(xs[i]!) ** 2)) < 1e-6));
+      for (const [i, v] of gx.entries()) assert.ok(Math.abs(v - (1 - Math.tanh(xs[i]!) ** 2)) < 1e-6);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
