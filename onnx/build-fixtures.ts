@@ -15,16 +15,20 @@ import type { ModelProto } from '../src/onnx/proto.js';
 import { readSafetensors } from '../src/shards/safetensors.js';
 import { toFloat32 } from '../src/shards/tensor.js';
 import { buildDenoiser } from '../src/toy/denoiser.js';
+import { buildGeometryModel } from '../src/toy/geometry-model.js';
 import { buildLgm } from '../src/toy/lgm.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
 import { buildVaeDecoder } from '../src/toy/vae-decoder.js';
 
 export const FIXTURES_DIR = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const DENOISER_WEIGHTS = join(FIXTURES_DIR, 'denoiser-weights.safetensors');
+/** Trained weights of the toy RGB geometry model Φ (onnx/train-geometry.ts). */
+export const GEOMETRY_WEIGHTS = join(FIXTURES_DIR, 'geometry-weights.safetensors');
 
 /** The fixture files by model role. */
 export const FIXTURE_FILES = {
   denoiser: 'denoiser.onnx',
+  geometry: 'geometry_rgb.onnx',
   lgm: 'lgm.onnx',
   text_encoder: 'text_encoder.onnx',
   vae_decoder: 'vae_decoder.onnx',
@@ -55,6 +59,8 @@ export function buildFixtures(
   mkdirSync(outDir, { recursive: true });
   const models: Record<keyof typeof FIXTURE_FILES, ModelProto> = {
     denoiser: buildDenoiser({ weights: readDenoiserWeights(weightsPath) }).model,
+    // Same reader: a safetensors map of parameters by name (seeded initialisation when absent).
+    geometry: buildGeometryModel({ weights: readDenoiserWeights(GEOMETRY_WEIGHTS) }).model,
     lgm: buildLgm(),
     text_encoder: buildTextEncoder(),
     vae_decoder: buildVaeDecoder(),
