@@ -15,14 +15,17 @@
  *           sub-degree rotations, so it is weighted up)
  *   flow    w_flow·mean|f̂ − f|,  points  w_pts·mean|X̂ − X|.
  *
- * Writes onnx/fixtures/geometry-weights.safetensors and rebuilds the fixtures.
+ * Writes onnx/fixtures/geometry-weights.safetensors, rebuilds the fixtures, and prints Φ's fidelity
+ * on 48 held-out groups of 4 (src/metrics/fidelity.ts).
  *
  * @example
  *   node --import tsx onnx/train-geometry.ts                         # ≈ 18 min, one thread
  *   node --import tsx onnx/train-geometry.ts --steps 20 --videos 40 --out /tmp/g.safetensors
+ *   node --import tsx onnx/train-geometry.ts --eval-only          # fidelity of the committed weights
  */
 import { parseArgs } from 'node:util';
 import { matMulT3, matrixToQuat } from '../src/geometry/so3.js';
+import { type FidelityReport, measureFidelity, sessionPredictor } from '../src/metrics/fidelity.js';
 import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { encodeModel } from '../src/onnx/model.js';
@@ -32,8 +35,8 @@ import { writeSafetensors } from '../src/shards/safetensors.js';
 import { f32, type Tensor } from '../src/shards/tensor.js';
 import { buildGeometryModel } from '../src/toy/geometry-model.js';
 import { GEOMETRY, VIDEO } from '../src/toy/spaces.js';
-import { Rng, sampleVideo, type ToyVideo } from '../src/toy/videos.js';
-import { buildFixtures, GEOMETRY_WEIGHTS } from './build-fixtures.js';
+import { heldOutGroups, Rng, sampleVideo, type ToyVideo } from '../src/toy/videos.js';
+import { buildFixtures, GEOMETRY_WEIGHTS, readDenoiserWeights } from './build-fixtures.js';
 
 const { frames: F, height: H, width: W } = VIDEO;
 const { height: h, width: w } = GEOMETRY;
@@ -251,6 +254,26 @@ export async function trainGeometry(
   return values;
 }
 
+/**
+ * Fidelity of Φ with `weights` on held-out groups (src/metrics/fidelity.ts).
+ *
+ * @example
+ *   const report = await evaluateGeometry(weights, 48, 4);
+ */
+export async function evaluateGeometry(
+  weights: ReadonlyMap<string, Float32Array>,
+  groups = 48,
+  size = 4,
+  threads = 1,
+): Promise<FidelityReport> {
+  const s = await ModelSession.open(encodeModel(buildGeometryModel({ weights }).model), { threads });
+  try {
+    return await measureFidelity(sessionPredictor(s), heldOutGroups(groups, size));
+  } finally {
+    await s.release();
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -261,6 +284,8 @@ async function main(): Promise<void> {
       threads: { type: 'string' },
       'camera-weight': { type: 'string' },
       out: { type: 'string' },
+      'eval-only': { type: 'boolean', default: false },
+      'no-eval': { type: 'boolean', default: false },
     },
   });
   const num = (k: keyof typeof values, key: keyof GeometryTrainOptions) =>
@@ -276,16 +301,26 @@ async function main(): Promise<void> {
   };
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const out = (values.out as string | undefined) ?? GEOMETRY_WEIGHTS;
-  const t0 = Date.now();
-  const weights = await trainGeometry(o, log);
-  const tensors = new Map<string, Tensor>();
-  for (const p of buildGeometryModel().params) tensors.set(p.name, f32(p.shape, weights.get(p.name)!));
-  writeSafetensors(out, tensors, {
-    'vggrpo.kind': 'toy-geometry-weights',
-    'vggrpo.train': JSON.stringify(o),
-  });
-  log(`wrote ${out} after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  if (out === GEOMETRY_WEIGHTS) for (const p of Object.values(buildFixtures())) log(`rebuilt ${p}`);
+  let weights: Map<string, Float32Array>;
+  if (values['eval-only']) {
+    weights = readDenoiserWeights(out) ?? new Map();
+  } else {
+    const t0 = Date.now();
+    weights = await trainGeometry(o, log);
+    const tensors = new Map<string, Tensor>();
+    for (const p of buildGeometryModel().params) tensors.set(p.name, f32(p.shape, weights.get(p.name)!));
+    writeSafetensors(out, tensors, {
+      'vggrpo.kind': 'toy-geometry-weights',
+      'vggrpo.train': JSON.stringify(o),
+    });
+    log(`wrote ${out} after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    if (out === GEOMETRY_WEIGHTS) for (const p of Object.values(buildFixtures())) log(`rebuilt ${p}`);
+  }
+  if (values['no-eval']) return;
+  const report = await evaluateGeometry(weights, 48, 4, o.threads);
+  const fmt = (x: object) => JSON.stringify(x, (_, v) => (typeof v === 'number' ? +v.toFixed(4) : v));
+  log(`held-out fidelity (48 groups of 4): ${fmt(report.overall)}`);
+  for (const [f, x] of Object.entries(report.perFamily)) log(`  ${f}: ${fmt(x)}`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
