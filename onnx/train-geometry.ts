@@ -19,7 +19,7 @@
  * on 48 held-out groups of 4 (src/metrics/fidelity.ts).
  *
  * @example
- *   node --import tsx onnx/train-geometry.ts                         # ≈ 18 min, one thread
+ *   node --import tsx onnx/train-geometry.ts                         # ≈ 19 min (1148 s), one thread
  *   node --import tsx onnx/train-geometry.ts --steps 20 --videos 40 --out /tmp/g.safetensors
  *   node --import tsx onnx/train-geometry.ts --eval-only          # fidelity of the committed weights
  */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { buildFixtures, FIXTURE_FILES, FIXTURES_DIR, GEOMETRY_WEIGHTS } from '../../onnx/build-fixtures.js';
+import { buildFixtures, FIXTURE_FILES, FIXTURES_DIR } from '../../onnx/build-fixtures.js';
 import { GEOMETRY_TRAIN_DEFAULTS, geometryTargets, trainingGraph } from '../../onnx/train-geometry.js';
 import { poseEncodingToCameras } from '../../src/geometry/cameras.js';
 import { framesFeed, measureFidelity, sessionPredictor } from '../../src/metrics/fidelity.js';
@@ -38,7 +38,6 @@ test('geometry_rgb.onnx rebuilds byte-identically from the committed weights; pa
   assert.ok(params.length > 40);
   for (const p of params) assert.match(p.name, /^[a-z_]+(\.[a-z0-9_]+)*$/, p.name);
   assert.ok(params.some((p) => p.name === 'blocks.3.attn.q.weight'));
-  void GEOMETRY_WEIGHTS;
 });
 
 test('stitch points: tokenizer.output and blocks.N.output are tokens [B, F·64, D], frame-major', async () => {
