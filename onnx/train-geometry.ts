@@ -55,6 +55,8 @@ export interface GeometryTrainOptions {
   cameraWeight: number;
   flowWeight: number;
   pointsWeight: number;
+  /** Weight of the L1 of frame-to-frame steps of t and q (what r_motion reads); 0 = off. */
+  stepWeight: number;
 }
 
 export const GEOMETRY_TRAIN_DEFAULTS: GeometryTrainOptions = {
@@ -68,6 +70,7 @@ export const GEOMETRY_TRAIN_DEFAULTS: GeometryTrainOptions = {
   cameraWeight: 10,
   flowWeight: 1,
   pointsWeight: 0.5,
+  stepWeight: 0,
 };
 
 /** One training video kept in the pool: 8-bit RGB and the targets in the first camera's frame. */
@@ -156,10 +159,18 @@ export function trainingGraph(
   const pt = slice(0, 3);
   const pq = slice(3, 7);
   const pfov = slice(7, 9);
-  const lossCamera = g.op('Add', [
+  const lossCameraTerms = [
     g.op('Mul', [g.op('Add', [l1(pt, tT), l1(pq, tQ)]), c(o.cameraWeight)]),
     mean(g.op('Abs', [g.op('Sub', [pfov, c(VIDEO.fov)])])),
-  ]);
+  ];
+  if (o.stepWeight > 0) {
+    const frameSlice = (v: string, start: number, end: number) =>
+      g.op('Slice', [v, g.ints([start]), g.ints([end]), g.ints([1])]);
+    const steps = (v: string) => g.op('Sub', [frameSlice(v, 1, F), frameSlice(v, 0, F - 1)]);
+    const stepLoss = g.op('Add', [l1(steps(pt), steps(tT)), l1(steps(pq), steps(tQ))]);
+    lossCameraTerms.push(g.op('Mul', [stepLoss, c(o.stepWeight)]));
+  }
+  const lossCamera = g.op('Sum', lossCameraTerms);
   const lossFlow = g.op('Mul', [l1('scene_flow', tFlow), c(o.flowWeight)]);
   const lossPoints = g.op('Mul', [l1('world_points', tPoints), c(o.pointsWeight)]);
   const loss = g.op('Sum', [lossDepth, lossCamera, lossFlow, lossPoints]);
@@ -283,6 +294,7 @@ async function main(): Promise<void> {
       lr: { type: 'string' },
       threads: { type: 'string' },
       'camera-weight': { type: 'string' },
+      'step-weight': { type: 'string' },
       out: { type: 'string' },
       'eval-only': { type: 'boolean', default: false },
       'no-eval': { type: 'boolean', default: false },
@@ -298,6 +310,7 @@ async function main(): Promise<void> {
     ...num('lr', 'lr'),
     ...num('threads', 'threads'),
     ...num('camera-weight', 'cameraWeight'),
+    ...num('step-weight', 'stepWeight'),
   };
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const out = (values.out as string | undefined) ?? GEOMETRY_WEIGHTS;
