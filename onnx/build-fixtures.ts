@@ -15,6 +15,7 @@ import type { ModelProto } from '../src/onnx/proto.js';
 import { readSafetensors } from '../src/shards/safetensors.js';
 import { toFloat32 } from '../src/shards/tensor.js';
 import { buildDenoiser } from '../src/toy/denoiser.js';
+import { buildGeometryModel } from '../src/toy/geometry-model.js';
 import { buildLgm } from '../src/toy/lgm.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
 import { buildLearnedVaeDecoder, buildVaeEncoder } from '../src/toy/vae.js';
@@ -24,10 +25,13 @@ export const FIXTURES_DIR = fileURLToPath(new URL('./fixtures/', import.meta.url
 export const DENOISER_WEIGHTS = join(FIXTURES_DIR, 'denoiser-weights.safetensors');
 /** The toy VAE's trained weights (onnx/train-vae.ts). */
 export const VAE_WEIGHTS = join(FIXTURES_DIR, 'vae-weights.safetensors');
+/** Trained weights of the toy RGB geometry model Φ (onnx/train-geometry.ts). */
+export const GEOMETRY_WEIGHTS = join(FIXTURES_DIR, 'geometry-weights.safetensors');
 
 /** The fixture files by model role. */
 export const FIXTURE_FILES = {
   denoiser: 'denoiser.onnx',
+  geometry: 'geometry_rgb.onnx',
   lgm: 'lgm.onnx',
   text_encoder: 'text_encoder.onnx',
   vae_decoder: 'vae_decoder.onnx',
@@ -36,12 +40,13 @@ export const FIXTURE_FILES = {
 } as const;
 
 /**
- * Trained denoiser weights by parameter name, or undefined when no weight file exists.
+ * A toy model's trained weights by parameter name (any of the weight files), or undefined when
+ * the file does not exist (the model then gets its seeded initialisation).
  *
  * @example
- *   const w = readDenoiserWeights(); // Map<string, Float32Array> | undefined
+ *   const w = readWeights(VAE_WEIGHTS); // Map<string, Float32Array> | undefined
  */
-export function readDenoiserWeights(path = DENOISER_WEIGHTS): Map<string, Float32Array> | undefined {
+export function readWeights(path = DENOISER_WEIGHTS): Map<string, Float32Array> | undefined {
   if (!existsSync(path)) return undefined;
   const { tensors } = readSafetensors(path);
   return new Map([...tensors].map(([k, t]) => [k, Float32Array.from(toFloat32(t))]));
@@ -58,9 +63,10 @@ export function buildFixtures(
   weightsPath = DENOISER_WEIGHTS,
 ): Record<string, string> {
   mkdirSync(outDir, { recursive: true });
-  const vae = readDenoiserWeights(VAE_WEIGHTS);
+  const vae = readWeights(VAE_WEIGHTS);
   const models: Record<keyof typeof FIXTURE_FILES, ModelProto> = {
-    denoiser: buildDenoiser({ weights: readDenoiserWeights(weightsPath) }).model,
+    denoiser: buildDenoiser({ weights: readWeights(weightsPath) }).model,
+    geometry: buildGeometryModel({ weights: readWeights(GEOMETRY_WEIGHTS) }).model,
     lgm: buildLgm(),
     text_encoder: buildTextEncoder(),
     vae_decoder: buildVaeDecoder(),

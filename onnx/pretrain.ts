@@ -44,7 +44,7 @@ import { promptScenario, syntheticPrompts } from '../src/toy/prompts.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
 import { tokenizeBatch } from '../src/toy/tokenizer.js';
 import { makeScene, makeTrajectory, Rng, type Scene } from '../src/world/index.js';
-import { buildFixtures, DENOISER_WEIGHTS, FIXTURES_DIR, readDenoiserWeights } from './build-fixtures.js';
+import { buildFixtures, DENOISER_WEIGHTS, FIXTURES_DIR, readWeights } from './build-fixtures.js';
 
 const EXAMPLES = join(FIXTURES_DIR, '..', '..', 'examples', 'toy');
 const { channels: C, frames: F, height: H, width: W, contextLength: L, contextDim: D } = TOY;
@@ -391,7 +391,7 @@ async function main(): Promise<void> {
   const out = values.out ?? DENOISER_WEIGHTS;
   let weights: Map<string, Float32Array>;
   if (values['eval-only']) {
-    weights = readDenoiserWeights(out) ?? new Map();
+    weights = readWeights(out) ?? new Map();
   } else {
     const t0 = Date.now();
     weights = await pretrain(o, log);

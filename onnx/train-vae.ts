@@ -39,7 +39,7 @@ import {
 } from '../src/toy/vae.js';
 import { heldOutPsnr, latentStats, vaeModelsOf } from '../src/toy/vae-eval.js';
 import { Rng, type Split, sampleVideo } from '../src/toy/videos.js';
-import { buildFixtures, readDenoiserWeights, VAE_WEIGHTS } from './build-fixtures.js';
+import { buildFixtures, readWeights, VAE_WEIGHTS } from './build-fixtures.js';
 
 const { frames: F, height: H, width: W } = VIDEO;
 const FRAME = 3 * H * W;
@@ -195,7 +195,7 @@ async function main(): Promise<void> {
   const out = values.out ?? VAE_WEIGHTS;
   let weights: Map<string, Float32Array>;
   if (values['eval-only']) {
-    const w = readDenoiserWeights(out);
+    const w = readWeights(out);
     if (!w) throw new InputError('--out', `no weight file at ${out}`);
     weights = w;
   } else {

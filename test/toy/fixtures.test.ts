@@ -11,7 +11,7 @@ import { ModelSession } from '../../src/runtime/session.js';
 import { f32, type Tensor } from '../../src/shards/tensor.js';
 import { encodeScene } from '../../src/toy/encoder.js';
 import { LATENT_SIZE, TOY } from '../../src/toy/latent.js';
-import { LATENT, VIDEO } from '../../src/toy/spaces.js';
+import { GEOMETRY, LATENT, VIDEO } from '../../src/toy/spaces.js';
 import { tokenizeBatch } from '../../src/toy/tokenizer.js';
 import { makeScene, makeTrajectory } from '../../src/world/index.js';
 import { tempDir } from '../helpers.js';
@@ -35,6 +35,16 @@ const CONTRACTS: Record<keyof typeof FIXTURE_FILES, { inputs: Io[]; outputs: Io[
       ['context', 'F32', ['B', L, D]],
     ],
     outputs: [['velocity', 'F32', ['B', C, F, H, W]]],
+  },
+  geometry: {
+    inputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
+    outputs: [
+      ['depth', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width]],
+      ['world_points', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width, 3]],
+      ['confidence', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width]],
+      ['pose_enc', 'F32', ['B', VIDEO.frames, 9]],
+      ['scene_flow', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width, 3]],
+    ],
   },
   lgm: {
     inputs: [['latents', 'F32', ['B', C, F, H, W]]],
