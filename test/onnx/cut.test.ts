@@ -50,12 +50,14 @@ test('prefix ∘ suffix equals the whole model (numerically, in onnxruntime), ba
     const a = ref[k]!.data as Float32Array;
     const b = out[k]!.data as Float32Array;
     assert.equal(a.length, b.length);
-    a.forEach((v, i) => assert.ok(Math.abs(v - b[i]!) < 1e-6, `${k}[${i}] ${v} vs ${b[i]}`));
+    a.forEach((v, i) => {
+      assert.ok(Math.abs(v - b[i]!) < 1e-6, `${k}[${i}] ${v} vs ${b[i]}`);
+    });
   }
   const x1 = f32([1, 4], [0.3, -0.7, 1.1, 0.5]);
   const mid1 = (await p.run({ x: x1 })).mid!;
   const y1 = (await s.run({ mid: mid1, x: x1 })).y!.data as Float32Array;
-  [0, 1, 2].forEach((i) => assert.ok(Math.abs(y1[i]! - (ref.y!.data as Float32Array)[i]!) < 1e-6));
+  for (const i of [0, 1, 2]) assert.ok(Math.abs(y1[i]! - (ref.y!.data as Float32Array)[i]!) < 1e-6);
   for (const m of [whole, p, s]) await m.release();
 });
 
