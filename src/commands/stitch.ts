@@ -17,7 +17,11 @@ export default class Stitch extends VggrpoCommand {
     videos: Flags.string({ description: 'a folder of mp4 files, of PNG-frame folders, or shards with rgb' }),
     'toy-videos': Flags.integer({ description: 'instead of --videos: N toy-world training videos', min: 1 }),
     at: Flags.string({ description: 'stitch tensor of Φ, or auto', default: 'auto' }),
-    connector: Flags.string({ description: 'conv3d (the paper’s: kernel 5, stride 1×2×2, padding 2), patch, or conv3d:K[:ST,SH,SW[:PT,PH,PW]]', default: 'conv3d' }),
+    connector: Flags.string({
+      description:
+        'conv3d (the paper’s: kernel 5, stride 1×2×2, padding 2), patch, or conv3d:K[:ST,SH,SW[:PT,PH,PW]]',
+      default: 'conv3d',
+    }),
     out: Flags.directory({ description: 'run folder', required: true }),
     resume: Flags.boolean({ description: 'continue from the checkpoint in --out' }),
   };
@@ -26,7 +30,8 @@ export default class Stitch extends VggrpoCommand {
     const { flags } = await this.parse(Stitch);
     const { runStitch } = await import('../stages/stitch.js');
     const { InputError } = await import('../errors.js');
-    if (flags.videos && flags['toy-videos'] !== undefined) throw new InputError('--videos', 'give --videos or --toy-videos, not both');
+    if (flags.videos && flags['toy-videos'] !== undefined)
+      throw new InputError('--videos', 'give --videos or --toy-videos, not both');
     const config = this.resolveConfig({ file: flags.config });
     return runStitch(
       {

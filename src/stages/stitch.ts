@@ -9,21 +9,25 @@
  * @example
  *   const r = await runStitch({ geometryModel: 'phi.onnx', encoder: 'enc.onnx', toyVideos: 32, at: 'auto', out: 'runs/stitch', config }, log, emit);
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
-import { renderSvg, lineSpec } from '../media/plots.js';
+import { lineSpec, renderSvg } from '../media/plots.js';
 import { candidateList, tensorNames } from '../onnx/cut.js';
 import { encodeModel, loadModel, saveModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/proto.js';
-import type { AdamWState, ParamMap } from '../rl/adamw.js';
+import type { ParamMap } from '../rl/adamw.js';
 import { hashString } from '../rl/prng.js';
 import { ModelSession } from '../runtime/session.js';
 import { atomicWrite } from '../shards/atomic.js';
-import { readSafetensors, writeSafetensors } from '../shards/safetensors.js';
-import { f32, type Tensor } from '../shards/tensor.js';
+import {
+  type CandidateError,
+  type Checkpoint,
+  loadCheckpoint,
+  saveCheckpoint,
+} from '../stitch/checkpoint.js';
 import {
   type ConnectorSpec,
   connectorFromPatchMap,
@@ -42,7 +46,14 @@ import {
   type TokenGrid,
   tokenRows,
 } from '../stitch/stitch-point.js';
-import { framesAt, latentFramePositions, runBatched, stitchRuntime, type Values, withOutputs } from '../stitch/targets.js';
+import {
+  framesAt,
+  latentFramePositions,
+  runBatched,
+  stitchRuntime,
+  type Values,
+  withOutputs,
+} from '../stitch/targets.js';
 import { readVideos, toyVideos, type Videos } from '../stitch/videos.js';
 
 export interface StitchOptions {
@@ -62,12 +73,7 @@ export interface StitchOptions {
   signal?: AbortSignal;
 }
 
-export interface CandidateError {
-  tensor: string;
-  /** Held-out relative MSE of the ridge map; null when the tensor's grid does not fit the connector. */
-  heldout_relative_mse: number | null;
-  note?: string;
-}
+export type { CandidateError };
 
 export interface StitchResult {
   out: string;
@@ -103,7 +109,10 @@ function phiOutputs(config: Config, phi: ModelProto): Map<string, string> {
   const out = new Map<string, string>();
   for (const [role, name] of roles) if (name && have.has(name)) out.set(role, name);
   if (!out.has('depth') || !out.has('cameras')) {
-    throw new InputError('--geometry-model', `has no '${go.depth}' or '${go.cameras}' output (geometry_outputs.depth / .cameras)`);
+    throw new InputError(
+      '--geometry-model',
+      `has no '${go.depth}' or '${go.cameras}' output (geometry_outputs.depth / .cameras)`,
+    );
   }
   return out;
 }
@@ -116,11 +125,19 @@ function modelPath(path: string | null | undefined, flag: string, key: string): 
 }
 
 /** Static dims of an input [B, F, 3, H, W] (undefined where dynamic). */
-function frameDims(model: ModelProto, flag: string): { name: string; frames?: number; height?: number; width?: number } {
+interface FrameInput {
+  name: string;
+  frames?: number;
+  height?: number;
+  width?: number;
+}
+
+function frameDims(model: ModelProto, flag: string): FrameInput {
   const v = model.graph?.input?.find((i) => !(model.graph?.initializer ?? []).some((t) => t.name === i.name));
   const dims = v?.type?.tensorType?.shape?.dim ?? [];
   if (!v || dims.length !== 5) throw new InputError(flag, 'expected one input frames [B, F, 3, H, W]');
-  const d = (i: number) => (dims[i]?.dimValue !== undefined && dims[i]!.dimValue! > 0 ? dims[i]!.dimValue : undefined);
+  const d = (i: number) =>
+    dims[i]?.dimValue !== undefined && dims[i]!.dimValue! > 0 ? dims[i]!.dimValue : undefined;
   return { name: v.name ?? '', frames: d(1), height: d(3), width: d(4) };
 }
 
@@ -169,10 +186,16 @@ function scoreCandidates(
     const P1 = latents.shape[0]! * fit.grid.patch[0] * fit.grid.patch[1] + 1;
     const ridge = new RidgeFit(P1, fit.width);
     for (let k = 0; k < nTrain; k++) {
-      ridge.add(patchFeatures(latents.data[k]!, latents.shape, fit.grid), tokenRows(v.data[k]!, N, fit.width, fit.layout), N);
+      ridge.add(
+        patchFeatures(latents.data[k]!, latents.shape, fit.grid),
+        tokenRows(v.data[k]!, N, fit.width, fit.layout),
+        N,
+      );
     }
     const M = ridge.solve(lambda);
-    const rel = new RelativeError(ridge.mean());
+    // One mean over all features, as the phases' losses and held-out errors use (MSE / variance).
+    const perFeature = ridge.mean();
+    const rel = new RelativeError(Float64Array.of(perFeature.reduce((a, m) => a + m, 0) / perFeature.length));
     for (let k = nTrain; k < v.data.length; k++) {
       const X = patchFeatures(latents.data[k]!, latents.shape, fit.grid);
       rel.add(applyMap(X, M, N, P1, fit.width), tokenRows(v.data[k]!, N, fit.width, fit.layout));
@@ -181,63 +204,6 @@ function scoreCandidates(
     errors.push({ tensor: name, heldout_relative_mse: rel.value() });
   }
   return { errors, maps };
-}
-
-interface Checkpoint {
-  fingerprint: string;
-  at: string;
-  candidates: CandidateError[];
-  phase: 1 | 2;
-  state: PhaseState;
-  /** Phase 1's final values and curve (kept once phase 2 runs). */
-  phase1?: { values: ParamMap; curve: number[] };
-}
-
-function saveCheckpoint(path: string, c: Checkpoint): void {
-  const tensors = new Map<string, Tensor>();
-  const put = (prefix: string, m: ParamMap) => {
-    for (const [k, v] of m) tensors.set(`${prefix}${k}`, f32([v.length], v));
-  };
-  put('param/', c.state.values);
-  put('adam_m/', c.state.adam.expAvg);
-  put('adam_v/', c.state.adam.expAvgSq);
-  if (c.phase1) put('phase1/', c.phase1.values);
-  const meta = {
-    fingerprint: c.fingerprint,
-    at: c.at,
-    candidates: c.candidates,
-    phase: c.phase,
-    step: c.state.step,
-    adam_step: c.state.adam.step,
-    curve: c.state.curve,
-    phase1_curve: c.phase1?.curve ?? null,
-  };
-  writeSafetensors(path, tensors, { 'vggrpo.kind': 'stitch-checkpoint', 'vggrpo.stitch': JSON.stringify(meta) });
-}
-
-function loadCheckpoint(path: string): Checkpoint {
-  const { tensors, metadata } = readSafetensors(path);
-  let meta: any;
-  try {
-    meta = JSON.parse(metadata['vggrpo.stitch'] ?? '');
-  } catch {
-    throw new InputError(path, 'not a stitch checkpoint (no vggrpo.stitch metadata)');
-  }
-  const take = (prefix: string): ParamMap => {
-    const m: ParamMap = new Map();
-    for (const [k, t] of tensors) if (k.startsWith(prefix)) m.set(k.slice(prefix.length), Float32Array.from(t.data as Float32Array));
-    return m;
-  };
-  const adam: AdamWState = { step: meta.adam_step, expAvg: take('adam_m/'), expAvgSq: take('adam_v/') };
-  const p1 = take('phase1/');
-  return {
-    fingerprint: meta.fingerprint,
-    at: meta.at,
-    candidates: meta.candidates,
-    phase: meta.phase,
-    state: { phase: meta.phase, step: meta.step, values: take('param/'), adam, curve: meta.curve },
-    phase1: meta.phase1_curve ? { values: p1, curve: meta.phase1_curve } : undefined,
-  };
 }
 
 /** Held-out relative MSE of a model's outputs against targets, per output. */
@@ -270,6 +236,220 @@ async function heldoutErrors(
   return res;
 }
 
+/** Φ, the encoder and what they take, checked before any work. */
+interface StitchModels {
+  phi: ModelProto;
+  phiPath: string;
+  encPath: string;
+  phiIn: FrameInput;
+  encIn: FrameInput;
+  encOut: string;
+  roles: Map<string, string>;
+  candidates: string[];
+}
+
+function openModels(o: StitchOptions): StitchModels {
+  const cfg = o.config;
+  const phiPath = modelPath(o.geometryModel ?? cfg.models.geometry, '--geometry-model', 'models.geometry');
+  const encPath = modelPath(o.encoder ?? cfg.models.vae_encoder, '--encoder', 'models.vae_encoder');
+  const phi = loadModel(phiPath);
+  const enc = loadModel(encPath);
+  const candidates = o.at === 'auto' ? stitchCandidates(phi) : [o.at];
+  if (o.at === 'auto' && !candidates.length) {
+    throw new InputError(
+      '--at auto',
+      `Φ has no tensors named tokenizer.output or blocks.N.output; name one: ${candidateList(phi)}`,
+    );
+  }
+  if (o.at !== 'auto' && !tensorNames(phi).includes(o.at)) {
+    const named = stitchCandidates(phi);
+    throw new InputError(
+      '--at',
+      `'${o.at}' is not a tensor of Φ (${phiPath}); candidates: ${named.length ? named.join(', ') : candidateList(phi)}`,
+    );
+  }
+  return {
+    phi,
+    phiPath,
+    encPath,
+    phiIn: frameDims(phi, '--geometry-model'),
+    encIn: frameDims(enc, '--encoder'),
+    encOut: enc.graph?.output?.[0]?.name ?? '',
+    roles: phiOutputs(cfg, phi),
+    candidates,
+  };
+}
+
+/** The videos, split into training and held-out. */
+async function stitchVideos(
+  o: StitchOptions,
+  encIn: FrameInput,
+): Promise<{ train: Videos; heldout: Videos }> {
+  const frac = o.config.stitch.heldout_fraction;
+  const want = { frames: encIn.frames, height: encIn.height, width: encIn.width };
+  if (o.toyVideos !== undefined) {
+    const nh = Math.max(1, Math.round((o.toyVideos * frac) / (1 - frac)));
+    const v = toyVideos(o.toyVideos, nh, o.seed ?? 0);
+    const d = v.train.dims;
+    if (
+      (want.height ?? d.height) !== d.height ||
+      (want.width ?? d.width) !== d.width ||
+      (want.frames ?? d.frames) !== d.frames
+    ) {
+      throw new InputError(
+        '--toy-videos',
+        `toy videos are ${d.frames} frames of ${d.width}×${d.height}; the encoder takes ${want.frames} of ${want.width}×${want.height}`,
+      );
+    }
+    return v;
+  }
+  if (!o.videos) throw new InputError('--videos', 'give a folder of videos (or --toy-videos N)');
+  const all = await readVideos(o.videos, want);
+  const nh = Math.max(1, Math.round(all.frames.length * frac));
+  const cut = all.frames.length - nh;
+  if (cut < 1) throw new InputError('--videos', `${all.frames.length} video(s): too few to hold ${nh} out`);
+  return {
+    train: { ...all, names: all.names.slice(0, cut), frames: all.frames.slice(0, cut) },
+    heldout: { ...all, names: all.names.slice(cut), frames: all.frames.slice(cut) },
+  };
+}
+
+/** E(x) per video, and Φ on the frames at the latent-frame positions (candidates' tensors and outputs). */
+async function encodeAndProbe(
+  o: StitchOptions,
+  m: StitchModels,
+  videos: Float32Array[],
+  dims: Videos['dims'],
+): Promise<{ latents: Values; phiVals: Map<string, Values> }> {
+  const cfg = o.config;
+  const rt = stitchRuntime(cfg);
+  const t = cfg.vae.temporal_compression;
+  const F = dims.frames;
+  const positions = latentFramePositions(F, t);
+  const es = await ModelSession.open(m.encPath, rt);
+  const latents = (
+    await runBatched(es, m.encIn.name, videos, [F, 3, dims.height, dims.width], [m.encOut], cfg.stitch.batch)
+  ).get(m.encOut)!;
+  await es.release();
+  if (latents.shape.length !== 4) {
+    throw new InputError(
+      '--encoder',
+      `output '${m.encOut}' is [B, ${latents.shape}]; expected latents [B, C, F', H, W]`,
+    );
+  }
+  const [C, Fp] = latents.shape as [number, number];
+  if (Fp !== positions.length) {
+    throw new InputError(
+      '--encoder',
+      `gives ${Fp} latent frames for ${F} frames; vae.temporal_compression ${t} means ${positions.length}`,
+    );
+  }
+  const lm = cfg.vae.latents_mean;
+  if (lm && lm.length !== C)
+    throw new InputError('--encoder', `gives ${C} latent channels; vae.latents_mean has ${lm.length}`);
+  if (m.phiIn.frames !== undefined && m.phiIn.frames !== Fp) {
+    throw new InputError(
+      '--geometry-model',
+      `takes ${m.phiIn.frames} frames; the latents have ${Fp} latent frames`,
+    );
+  }
+  const ps = await ModelSession.open(encodeModel(withOutputs(m.phi, m.candidates)), rt, m.phiPath);
+  const phiVals = await runBatched(
+    ps,
+    m.phiIn.name,
+    videos.map((v) => framesAt(v, F, positions)),
+    [Fp, 3, dims.height, dims.width],
+    [...m.candidates, ...m.roles.values()],
+    cfg.stitch.batch,
+  );
+  await ps.release();
+  return { latents, phiVals };
+}
+
+/** The checkpoint to continue from (`--resume`), or none; refuses to overwrite one without it. */
+function priorCheckpoint(o: StitchOptions, path: string, fingerprint: string): Checkpoint | undefined {
+  if (!o.resume) {
+    if (existsSync(path)) {
+      throw new InputError(
+        '--out',
+        `${o.out} already holds a stitch checkpoint: continue it with --resume or choose another folder`,
+      );
+    }
+    return undefined;
+  }
+  if (!existsSync(path)) throw new InputError('--resume', `${path} does not exist`);
+  const c = loadCheckpoint(path);
+  if (c.fingerprint !== fingerprint) {
+    throw new InputError(
+      '--resume',
+      `${path} was made with other settings (config stitch.*, vae.*, --at, --connector, models or videos)`,
+    );
+  }
+  return c;
+}
+
+/** A fingerprint of everything a resumed run must share with the one that wrote the checkpoint. */
+function settingsFingerprint(o: StitchOptions, m: StitchModels, spec: ConnectorSpec, videos: number): string {
+  const stamp = (p: string) => `${resolve(p)}:${statSync(p).size}:${statSync(p).mtimeMs}`;
+  const c = o.config;
+  return hashString(
+    JSON.stringify({
+      stitch: c.stitch,
+      vae: c.vae,
+      at: o.at,
+      spec,
+      seed: o.seed ?? 0,
+      videos,
+      phi: stamp(m.phiPath),
+      enc: stamp(m.encPath),
+    }),
+  ).toString(16);
+}
+
+/** The run folder's files besides the checkpoint; returns their paths. */
+async function writeRunFolder(
+  o: StitchOptions,
+  lgm: ModelProto,
+  at: string,
+  roles: Map<string, string>,
+  curves: { phase1: number[]; phase2: number[] },
+): Promise<string[]> {
+  const lgmPath = join(o.out, 'lgm.onnx');
+  saveModel(lgm, lgmPath);
+  const { frames_input: _f, ...fields } = o.config.geometry_outputs;
+  // Optional outputs Φ lacks are absent from the LGM too.
+  for (const role of ['scene_flow', 'intrinsics_output', 'dynamic_mask'] as const)
+    if (!roles.has(role)) fields[role] = null;
+  const lgmConfig = join(o.out, 'lgm-config.yaml');
+  atomicWrite(
+    lgmConfig,
+    `# The stitched LGM (vggrpo stitch at ${at}); pass with --config or merge into an experiment config.\n${stringify(
+      {
+        models: { lgm: 'lgm.onnx' },
+        lgm_outputs: { ...fields, latents_input: o.config.lgm_outputs.latents_input },
+      },
+    )}`,
+  );
+  const csv = join(o.out, 'curves.csv');
+  const rows = [
+    ...curves.phase1.map((l, i) => `1,${i + 1},${l}`),
+    ...curves.phase2.map((l, i) => `2,${i + 1},${l}`),
+  ];
+  atomicWrite(csv, `phase,step,loss\n${rows.join('\n')}\n`);
+  const svg = join(o.out, 'curves.svg');
+  const spec = lineSpec({
+    title: `stitch at ${at}: training loss (relative MSE)`,
+    xTitle: 'step',
+    yTitle: 'loss',
+    series: [
+      { name: 'phase 1 (connector)', y: curves.phase1 },
+      { name: 'phase 2 (connector + later layers)', y: curves.phase2 },
+    ],
+  });
+  atomicWrite(svg, await renderSvg(spec));
+  return [lgmPath, lgmConfig, csv, svg];
+}
+
 /**
  * Run a stitch end to end (see the module comment); `emit` gets each path written.
  *
@@ -282,116 +462,51 @@ export async function runStitch(
   emit: (path: string) => void,
 ): Promise<StitchResult> {
   const t0 = Date.now();
-  const cfg = o.config;
-  const sc = cfg.stitch;
-  const rt = stitchRuntime(cfg);
-  const phiPath = modelPath(o.geometryModel ?? cfg.models.geometry, '--geometry-model', 'models.geometry');
-  const encPath = modelPath(o.encoder ?? cfg.models.vae_encoder, '--encoder', 'models.vae_encoder');
-  const phi = loadModel(phiPath);
-  const enc = loadModel(encPath);
+  const sc = o.config.stitch;
+  const rt = stitchRuntime(o.config);
   const spec = parseConnector(o.connector);
-  const encIn = frameDims(enc, '--encoder');
-  const phiIn = frameDims(phi, '--geometry-model');
-  const roles = phiOutputs(cfg, phi);
-  const t = cfg.vae.temporal_compression;
-
-  // The videos, split into training and held-out.
-  let train: Videos;
-  let heldout: Videos;
-  if (o.toyVideos !== undefined) {
-    const nh = Math.max(1, Math.round((o.toyVideos * sc.heldout_fraction) / (1 - sc.heldout_fraction)));
-    ({ train, heldout } = toyVideos(o.toyVideos, nh, o.seed ?? 0));
-    const want = { frames: encIn.frames, height: encIn.height, width: encIn.width };
-    const d = train.dims;
-    if ((want.height && want.height !== d.height) || (want.width && want.width !== d.width) || (want.frames && want.frames !== d.frames)) {
-      throw new InputError('--toy-videos', `toy videos are ${d.frames} frames of ${d.width}×${d.height}; the encoder takes ${want.frames} of ${want.width}×${want.height}`);
-    }
-  } else {
-    if (!o.videos) throw new InputError('--videos', 'give a folder of videos (or --toy-videos N)');
-    const all = await readVideos(o.videos, { frames: encIn.frames, height: encIn.height, width: encIn.width });
-    const nh = Math.max(1, Math.round(all.frames.length * sc.heldout_fraction));
-    if (all.frames.length - nh < 1) throw new InputError('--videos', `${all.frames.length} video(s): too few to hold ${nh} out`);
-    const cut = all.frames.length - nh;
-    train = { ...all, names: all.names.slice(0, cut), frames: all.frames.slice(0, cut) };
-    heldout = { ...all, names: all.names.slice(cut), frames: all.frames.slice(cut) };
-  }
+  const m = openModels(o);
+  const { train, heldout } = await stitchVideos(o, m.encIn);
   const videos = [...train.frames, ...heldout.frames];
   const nTrain = train.frames.length;
-  const F = train.dims.frames;
-  const positions = latentFramePositions(F, t);
-  progress(`stitch: ${nTrain} training + ${heldout.frames.length} held-out videos of ${F} frames, ${train.dims.width}×${train.dims.height}`);
-
-  // E(x): latents [C, F', H, W] per video.
-  const videoShape = [F, 3, train.dims.height, train.dims.width];
-  const encOut = enc.graph?.output?.[0]?.name ?? '';
-  const es = await ModelSession.open(encPath, rt);
-  const latents = (await runBatched(es, encIn.name, videos, videoShape, [encOut], sc.batch)).get(encOut)!;
-  await es.release();
-  if (latents.shape.length !== 4) {
-    throw new InputError('--encoder', `output '${encOut}' is [B, ${latents.shape}]; expected latents [B, C, F', H, W]`);
-  }
-  const [C, Fp] = latents.shape as [number, number];
-  if (Fp !== positions.length) {
-    throw new InputError('--encoder', `gives ${Fp} latent frames for ${F} frames; vae.temporal_compression ${t} means ${positions.length}`);
-  }
-  const lm = cfg.vae.latents_mean;
-  if (lm && lm.length !== C) throw new InputError('--encoder', `gives ${C} latent channels; vae.latents_mean has ${lm.length}`);
-  if (phiIn.frames !== undefined && phiIn.frames !== Fp) {
-    throw new InputError('--geometry-model', `takes ${phiIn.frames} frames; the latents have ${Fp} latent frames`);
-  }
-
-  // The stitch point: candidates, or the one asked for.
-  const candidates = o.at === 'auto' ? stitchCandidates(phi) : [o.at];
-  if (o.at === 'auto' && !candidates.length) {
-    throw new InputError('--at auto', `Φ has no tensors named tokenizer.output or blocks.N.output; name one: ${candidateList(phi)}`);
-  }
-  if (o.at !== 'auto' && !tensorNames(phi).includes(o.at)) {
-    const named = stitchCandidates(phi);
-    throw new InputError('--at', `'${o.at}' is not a tensor of Φ (${phiPath}); candidates: ${named.length ? named.join(', ') : candidateList(phi)}`);
-  }
-  // Φ on the frames at the latent-frame positions: candidates' values and its outputs.
-  const outNames = [...roles.values()];
-  const ps = await ModelSession.open(encodeModel(withOutputs(phi, candidates)), rt, phiPath);
-  const phiFrames = videos.map((v) => framesAt(v, F, positions));
-  const phiVals = await runBatched(ps, phiIn.name, phiFrames, [Fp, 3, train.dims.height, train.dims.width], [...candidates, ...outNames], sc.batch);
-  await ps.release();
-
-  const fingerprint = hashString(
-    JSON.stringify({ stitch: sc, at: o.at, connector: spec, seed: o.seed ?? 0, n: videos.length, phi: phiPath, enc: encPath }),
-  ).toString(16);
   const ckptPath = join(o.out, 'checkpoint.safetensors');
-  let ckpt: Checkpoint | undefined;
-  if (o.resume) {
-    if (!existsSync(ckptPath)) throw new InputError('--resume', `${ckptPath} does not exist`);
-    ckpt = loadCheckpoint(ckptPath);
-    if (ckpt.fingerprint !== fingerprint) {
-      throw new InputError('--resume', `${ckptPath} was made with other settings (config stitch.*, --at, --connector, models or videos)`);
-    }
-  } else if (existsSync(ckptPath)) {
-    throw new InputError('--out', `${o.out} already holds a stitch checkpoint: continue it with --resume or choose another folder`);
-  }
+  const fingerprint = settingsFingerprint(o, m, spec, videos.length);
+  const ckpt = priorCheckpoint(o, ckptPath, fingerprint);
+  const d = train.dims;
+  progress(
+    `stitch: ${nTrain} training + ${heldout.frames.length} held-out videos of ${d.frames} frames, ${d.width}×${d.height}`,
+  );
+  const { latents, phiVals } = await encodeAndProbe(o, m, videos, d);
 
-  let at: string;
-  let cands: CandidateError[];
-  let maps: Map<string, Float64Array>;
-  if (ckpt) {
-    at = ckpt.at;
-    cands = ckpt.candidates;
-    maps = new Map();
-  } else {
-    const scored = scoreCandidates(candidates, phiVals, latents, nTrain, spec, sc.ridge);
-    cands = scored.errors;
-    maps = scored.maps;
-    const fitting = cands.filter((c) => c.heldout_relative_mse !== null);
-    if (!fitting.length) throw new InputError('--encoder', `its latents do not fit the connector at ${candidates.join(', ')}: ${cands[0]!.note}`);
-    at = fitting.reduce((a, b) => (b.heldout_relative_mse! < a.heldout_relative_mse! ? b : a)).tensor;
-  }
+  // The stitch point: the one asked for, or the candidate whose linear map does best on held-out videos.
+  const scored = ckpt
+    ? { errors: ckpt.candidates, maps: new Map<string, Float64Array>() }
+    : scoreCandidates(m.candidates, phiVals, latents, nTrain, spec, sc.ridge);
+  const cands = scored.errors;
   for (const c of cands) {
-    progress(`stitch: ${c.tensor}: held-out relative MSE of the linear map ${c.heldout_relative_mse === null ? `— (${c.note})` : c.heldout_relative_mse.toFixed(4)}`);
+    const e = c.heldout_relative_mse === null ? `— (${c.note})` : c.heldout_relative_mse.toFixed(4);
+    progress(`stitch: ${c.tensor}: held-out relative MSE of the linear map ${e}`);
   }
+  const fitting = cands.filter((c) => c.heldout_relative_mse !== null);
+  if (!fitting.length) {
+    throw new InputError(
+      '--encoder',
+      `its latents do not fit the connector at ${m.candidates.join(', ')}: ${cands[0]!.note}`,
+    );
+  }
+  const at =
+    ckpt?.at ?? fitting.reduce((a, b) => (b.heldout_relative_mse! < a.heldout_relative_mse! ? b : a)).tensor;
   progress(`stitch: stitch point ${at}`);
-  const fit = fitOf(phiVals.get(at)!.shape, latents.shape, spec) as { layout: StitchLayout; width: number; grid: TokenGrid };
-  const base = { at, spec, latent: latents.shape, width: fit.width, layout: fit.layout, latentsInput: cfg.lgm_outputs.latents_input, seed: o.seed ?? 0 };
+  const fit = fitOf(phiVals.get(at)!.shape, latents.shape, spec) as { layout: StitchLayout; width: number };
+  const base = {
+    at,
+    spec,
+    latent: latents.shape,
+    width: fit.width,
+    layout: fit.layout,
+    latentsInput: o.config.lgm_outputs.latents_input,
+    seed: o.seed ?? 0,
+  };
   const settings = (p: { steps: number; lr: number; weight_decay: number }): PhaseSettings => ({
     steps: p.steps,
     lr: p.lr,
@@ -408,127 +523,93 @@ export async function runStitch(
     saveCheckpoint(ckptPath, { fingerprint, at, candidates: cands, phase, state, phase1 });
     progress(`stitch: checkpoint phase ${phase} step ${state.step} → ${ckptPath}`);
   };
+  const common = {
+    input: base.latentsInput,
+    inputShape: latents.shape,
+    inputs: trainOf(latents),
+    progress,
+    signal: o.signal,
+  };
+  const heldoutOf = (model: ModelProto, names: string[]) =>
+    heldoutErrors(model, base.latentsInput, latents, nTrain, phiVals, names, rt, sc.batch);
 
-  // Phase 1: the connector, initialised at the chosen point's ridge map.
+  // Phase 1: the connector, initialised at the chosen point's ridge map (VIST3A's linear stitch).
   let p1: { values: ParamMap; curve: number[] };
   if (ckpt?.phase === 2 && ckpt.phase1) p1 = ckpt.phase1;
   else {
-    const init = new Map<string, Float32Array>();
-    const M = maps.get(at);
-    const fromMap = M && connectorFromPatchMap(M, C, fit.width, spec);
-    if (fromMap) {
-      init.set('connector.weight', fromMap.weight);
-      init.set('connector.bias', fromMap.bias);
-    }
+    const M = scored.maps.get(at);
+    const fromMap = M && connectorFromPatchMap(M, latents.shape[0]!, fit.width, spec);
+    const init = new Map(
+      fromMap
+        ? [
+            ['connector.weight', fromMap.weight],
+            ['connector.bias', fromMap.bias],
+          ]
+        : [],
+    );
     const conn = buildConnectorModel({ ...base, trainBatch: sc.batch, weights: init });
-    const term: LossTerm = { output: at, shape: phiVals.get(at)!.shape, weight: 1, targets: trainOf(phiVals.get(at)!) };
+    const target = phiVals.get(at)!;
     const s1 = await runPhase({
+      ...common,
       phase: 1,
       model: conn.model,
       params: conn.params,
-      input: base.latentsInput,
-      inputShape: latents.shape,
-      inputs: trainOf(latents),
-      terms: [term],
+      terms: [{ output: at, shape: target.shape, weight: 1, targets: trainOf(target) }],
       settings: settings(sc.phase1),
       resume: ckpt?.phase === 1 ? ckpt.state : undefined,
       checkpoint: (s) => save(1, s),
-      progress,
-      signal: o.signal,
     });
     p1 = { values: s1.values, curve: s1.curve };
   }
-  const connFwd = buildConnectorModel({ ...base, weights: p1.values });
-  const p1Err = (await heldoutErrors(connFwd.model, base.latentsInput, latents, nTrain, phiVals, [at], rt, sc.batch))[at]!;
+  const p1Err = (await heldoutOf(buildConnectorModel({ ...base, weights: p1.values }).model, [at]))[at]!;
   progress(`stitch: phase 1 held-out relative MSE at ${at}: ${p1Err.toFixed(4)}`);
 
-  // Phase 2: connector + Φ_{ℓ+1:L} to Φ's outputs.
-  const afterP1 = buildStitchedLgm({ ...base, phi, weights: p1.values });
-  const err1 = await heldoutErrors(afterP1.model, base.latentsInput, latents, nTrain, phiVals, outNames, rt, sc.batch);
-  const train2 = buildStitchedLgm({ ...base, phi, weights: p1.values, trainBatch: sc.batch });
-  const terms: LossTerm[] = [...roles].map(([role, name]) => ({
+  // Phase 2: the connector and Φ_{ℓ+1:L} fitted to Φ's outputs.
+  const outNames = [...m.roles.values()];
+  const err1 = await heldoutOf(buildStitchedLgm({ ...base, phi: m.phi, weights: p1.values }).model, outNames);
+  const train2 = buildStitchedLgm({ ...base, phi: m.phi, weights: p1.values, trainBatch: sc.batch });
+  const terms: LossTerm[] = [...m.roles].map(([role, name]) => ({
     output: name,
     shape: phiVals.get(name)!.shape,
     weight: sc.phase2.weights[role] ?? 1,
     targets: trainOf(phiVals.get(name)!),
   }));
   const s2 = await runPhase({
+    ...common,
     phase: 2,
     model: train2.model,
     params: train2.params,
-    input: base.latentsInput,
-    inputShape: latents.shape,
-    inputs: trainOf(latents),
     terms: terms.filter((x) => x.weight > 0),
     settings: settings(sc.phase2),
     resume: ckpt?.phase === 2 ? ckpt.state : undefined,
     checkpoint: (s) => save(2, s, p1),
-    progress,
-    signal: o.signal,
   });
-  const lgm = buildStitchedLgm({ ...base, phi, weights: s2.values });
-  const err2 = await heldoutErrors(lgm.model, base.latentsInput, latents, nTrain, phiVals, outNames, rt, sc.batch);
+  const lgm = buildStitchedLgm({ ...base, phi: m.phi, weights: s2.values });
+  const err2 = await heldoutOf(lgm.model, outNames);
+  for (const n of outNames)
+    progress(`stitch: ${n}: held-out relative MSE vs Φ ${err1[n]!.toFixed(4)} → ${err2[n]!.toFixed(4)}`);
 
-  // The run folder.
-  const written: string[] = [];
-  const lgmPath = join(o.out, 'lgm.onnx');
-  saveModel(lgm.model, lgmPath);
-  written.push(lgmPath);
-  const go = cfg.geometry_outputs;
-  const lgmConfig = join(o.out, 'lgm-config.yaml');
-  const { frames_input: _f, ...fields } = go;
-  atomicWrite(
-    lgmConfig,
-    `# The stitched LGM (vggrpo stitch, at ${at}); pass with --config or merge into an experiment config.\n${stringify({
-      models: { lgm: 'lgm.onnx' },
-      lgm_outputs: { ...fields, latents_input: base.latentsInput },
-    })}`,
-  );
-  written.push(lgmConfig);
-  const curves = join(o.out, 'curves.csv');
-  atomicWrite(
-    curves,
-    `phase,step,loss\n${[...p1.curve.map((l, i) => `1,${i + 1},${l}`), ...s2.curve.map((l, i) => `2,${i + 1},${l}`)].join('\n')}\n`,
-  );
-  written.push(curves);
-  const svg = join(o.out, 'curves.svg');
-  atomicWrite(
-    svg,
-    await renderSvg(
-      lineSpec({
-        title: `stitch at ${at}: training loss (relative MSE)`,
-        xTitle: 'step',
-        yTitle: 'loss',
-        series: [
-          { name: 'phase 1 (connector)', y: p1.curve },
-          { name: 'phase 2 (connector + later layers)', y: s2.curve },
-        ],
-      }),
-    ),
-  );
-  written.push(svg);
+  const files = await writeRunFolder(o, lgm.model, at, m.roles, { phase1: p1.curve, phase2: s2.curve });
+  const summary = join(o.out, 'stitch.json');
   const result: StitchResult = {
     out: o.out,
-    lgm: lgmPath,
-    lgm_config: lgmConfig,
+    lgm: files[0]!,
+    lgm_config: files[1]!,
     at,
     candidates: cands,
     phase1: { steps: p1.curve.length, final_loss: p1.curve.at(-1) ?? null, heldout_relative_mse: p1Err },
     phase2: {
       steps: s2.curve.length,
       final_loss: s2.curve.at(-1) ?? null,
-      heldout_relative_mse: Object.fromEntries(outNames.map((n) => [n, { after_phase1: err1[n]!, after_phase2: err2[n]! }])),
+      heldout_relative_mse: Object.fromEntries(
+        outNames.map((n) => [n, { after_phase1: err1[n]!, after_phase2: err2[n]! }]),
+      ),
     },
     videos: { train: nTrain, heldout: heldout.frames.length },
     seconds: (Date.now() - t0) / 1000,
-    written: [],
+    written: [...files, summary, ckptPath],
   };
-  const summary = join(o.out, 'stitch.json');
-  written.push(summary);
-  written.push(ckptPath);
-  result.written = written;
   atomicWrite(summary, `${JSON.stringify(result, null, 2)}\n`);
-  for (const n of outNames) progress(`stitch: ${n}: held-out relative MSE vs Φ ${err1[n]!.toFixed(4)} → ${err2[n]!.toFixed(4)}`);
-  for (const p of written) emit(p);
+  for (const p of result.written) emit(p);
   return result;
 }

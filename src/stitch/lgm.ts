@@ -15,7 +15,13 @@ import { InputError } from '../errors.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { cutModel } from '../onnx/cut.js';
 import { makeTensor, numElements, tensorToArray } from '../onnx/model.js';
-import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from '../onnx/proto.js';
+import {
+  DataType,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+} from '../onnx/proto.js';
 import { Net, type ParamInfo } from '../toy/nn.js';
 import { addConnector, type ConnectorSpec, type StitchLayout } from './connector.js';
 
@@ -100,7 +106,11 @@ export function buildStitchedLgm(o: LgmSpec): StitchedLgm {
   const g = new GraphBuilder(graph.name ?? 'lgm', opset, graph);
   const B = o.trainBatch ?? 'B';
   const latents = g.input(o.latentsInput ?? 'latents', 'float32', [B, ...o.latent]);
-  const net = new Net(g, { seed: o.seed ?? 0, weights: o.weights, paramsAsInputs: o.trainBatch !== undefined });
+  const net = new Net(g, {
+    seed: o.seed ?? 0,
+    weights: o.weights,
+    paramsAsInputs: o.trainBatch !== undefined,
+  });
   const y = addConnector(net, latents, o.spec, { channels: o.latent[0]!, width: o.width, layout: o.layout });
   g.op('Identity', [y], {}, { outputs: [o.at] });
   for (const p of inputs) g.input(p.name, 'float32', p.dims);
@@ -125,7 +135,11 @@ export function buildConnectorModel(o: Omit<LgmSpec, 'phi'> & { opset?: number }
   const g = new GraphBuilder('connector', o.opset ?? 18);
   const B = o.trainBatch ?? 'B';
   const latents = g.input(o.latentsInput ?? 'latents', 'float32', [B, ...o.latent]);
-  const net = new Net(g, { seed: o.seed ?? 0, weights: o.weights, paramsAsInputs: o.trainBatch !== undefined });
+  const net = new Net(g, {
+    seed: o.seed ?? 0,
+    weights: o.weights,
+    paramsAsInputs: o.trainBatch !== undefined,
+  });
   const y = addConnector(net, latents, o.spec, { channels: o.latent[0]!, width: o.width, layout: o.layout });
   g.output(y, o.at);
   return { model: g.toModel(), params: net.params, outputs: [o.at] };

@@ -97,7 +97,12 @@ export function variance(samples: Float32Array[]): number {
  * @example
  *   const bytes = lossGradientGraph(model, params, terms, 4);
  */
-export function lossGradientGraph(model: ModelProto, params: ParamInfo[], terms: LossTerm[], batch: number): Uint8Array {
+export function lossGradientGraph(
+  model: ModelProto,
+  params: ParamInfo[],
+  terms: LossTerm[],
+  batch: number,
+): Uint8Array {
   const m: ModelProto = structuredClone(model);
   const g = GraphBuilder.extend(m);
   const parts: string[] = [];
@@ -111,7 +116,8 @@ export function lossGradientGraph(model: ModelProto, params: ParamInfo[], terms:
   m.graph!.output = [];
   g.output(loss, 'loss', 'float32', []);
   const grad = buildGradientGraph(m, { wrt: params.map((p) => p.name) });
-  if (grad.warnings.length) throw new RuntimeFailure(`stitch: autodiff warnings: ${grad.warnings.join('; ')}`);
+  if (grad.warnings.length)
+    throw new RuntimeFailure(`stitch: autodiff warnings: ${grad.warnings.join('; ')}`);
   return encodeModel(grad.model);
 }
 
@@ -147,9 +153,20 @@ export async function runPhase(r: PhaseRun): Promise<PhaseState> {
   const n = r.inputs.length;
   if (n === 0) throw new InputError('--videos', 'no training videos');
   const bytes = lossGradientGraph(r.model, r.params, r.terms, o.batch);
-  const session = await ModelSession.open(bytes, { threads: o.threads, device: o.device }, `stitch phase ${r.phase}`);
-  const values: ParamMap = r.resume?.values ?? new Map(r.params.map((p) => [p.name, Float32Array.from(p.value)]));
-  const state: PhaseState = r.resume ?? { phase: r.phase, step: 0, values, adam: adamwInit(values), curve: [] };
+  const session = await ModelSession.open(
+    bytes,
+    { threads: o.threads, device: o.device },
+    `stitch phase ${r.phase}`,
+  );
+  const values: ParamMap =
+    r.resume?.values ?? new Map(r.params.map((p) => [p.name, Float32Array.from(p.value)]));
+  const state: PhaseState = r.resume ?? {
+    phase: r.phase,
+    step: 0,
+    values,
+    adam: adamwInit(values),
+    curve: [],
+  };
   const per = r.inputShape.reduce((a, d) => a * d, 1);
   const t0 = Date.now();
   try {
@@ -165,15 +182,23 @@ export async function runPhase(r: PhaseRun): Promise<PhaseState> {
       for (const p of r.params) feeds[p.name] = f32(p.shape, state.values.get(p.name)!);
       const out = await session.run(feeds);
       const loss = (out.loss!.data as Float32Array)[0]!;
-      if (!Number.isFinite(loss)) throw new RuntimeFailure(`stitch phase ${r.phase}: non-finite loss at step ${state.step}`);
-      const grads: ParamMap = new Map(r.params.map((p) => [p.name, out[`grad:${p.name}`]!.data as Float32Array]));
+      if (!Number.isFinite(loss))
+        throw new RuntimeFailure(`stitch phase ${r.phase}: non-finite loss at step ${state.step}`);
+      const grads: ParamMap = new Map(
+        r.params.map((p) => [p.name, out[`grad:${p.name}`]!.data as Float32Array]),
+      );
       clipGradNorm(grads, o.gradClip);
-      adamwStep(state.values, grads, state.adam, { lr: stitchLr(o.lr, state.step, o.steps), weightDecay: o.weightDecay });
+      adamwStep(state.values, grads, state.adam, {
+        lr: stitchLr(o.lr, state.step, o.steps),
+        weightDecay: o.weightDecay,
+      });
       state.curve.push(loss);
       state.step++;
       if (state.step % 10 === 0 || state.step === o.steps) {
         const s = ((Date.now() - t0) / 1000).toFixed(0);
-        r.progress(`stitch: phase ${r.phase} step ${state.step}/${o.steps} loss ${loss.toExponential(3)} (${s} s)`);
+        r.progress(
+          `stitch: phase ${r.phase} step ${state.step}/${o.steps} loss ${loss.toExponential(3)} (${s} s)`,
+        );
       }
       if (state.step % o.checkpointEvery === 0 || state.step === o.steps) {
         r.checkpoint(state);
@@ -187,7 +212,9 @@ export async function runPhase(r: PhaseRun): Promise<PhaseState> {
 }
 
 function interrupted(s: PhaseState): RuntimeFailure {
-  return new RuntimeFailure(`stitch: interrupted in phase ${s.phase} at step ${s.step}; continue with --resume`);
+  return new RuntimeFailure(
+    `stitch: interrupted in phase ${s.phase} at step ${s.step}; continue with --resume`,
+  );
 }
 
 /** The samples at `idx`, concatenated. */

@@ -3,8 +3,9 @@
  * each candidate tensor of Φ (`tokenizer.output`, `blocks.N.output`, in graph order) fit a ridge
  * linear map from the latents — per token, the latent patch under it — to Φ_{1:ℓ}(x) on the
  * training videos, score it by relative MSE on the held-out videos, and pick the lowest. The
- * relative MSE Σ‖Ŷ − Y‖² / Σ‖Y − Ȳ‖² (Ȳ the training mean per feature) is 1 for a map that
- * predicts the mean and 0 for a perfect one, so tensors of different scale compare fairly.
+ * relative MSE Σ‖Ŷ − Y‖² / Σ(Y − Ȳ)² (Ȳ the training mean of all of the tensor's values: the MSE
+ * over the tensor's variance, as the phases' losses are) is 0 for a perfect map and about 1 for
+ * one that predicts a constant, so tensors of different scale compare fairly.
  *
  * @example
  *   const names = stitchCandidates(phi);             // ['tokenizer.output', 'blocks.0.output', …]
@@ -43,7 +44,11 @@ export interface TokenGrid {
  * @example
  *   const X = patchFeatures(latents, [8, 8, 16, 16], { frames: 8, height: 8, width: 8, patch: [2, 2] });
  */
-export function patchFeatures(latents: Float32Array, shape: readonly number[], grid: TokenGrid): Float64Array {
+export function patchFeatures(
+  latents: Float32Array,
+  shape: readonly number[],
+  grid: TokenGrid,
+): Float64Array {
   const [C, , H, W] = shape as [number, number, number, number];
   const [sh, sw] = grid.patch;
   const P1 = C * sh * sw + 1;
@@ -59,7 +64,8 @@ export function patchFeatures(latents: Float32Array, shape: readonly number[], g
             const y = sh * i + a;
             for (let b = 0; b < sw; b++) {
               const x = sw * j + b;
-              if (y < H && x < W) X[row + (c * sh + a) * sw + b] = latents[((c * shape[1]! + f) * H + y) * W + x]!;
+              if (y < H && x < W)
+                X[row + (c * sh + a) * sw + b] = latents[((c * shape[1]! + f) * H + y) * W + x]!;
             }
           }
         }
@@ -76,10 +82,16 @@ export function patchFeatures(latents: Float32Array, shape: readonly number[], g
  * @example
  *   const Y = tokenRows(feature, 512, 64, 'grid');
  */
-export function tokenRows(feature: Float32Array, tokens: number, width: number, layout: StitchLayout): Float32Array {
+export function tokenRows(
+  feature: Float32Array,
+  tokens: number,
+  width: number,
+  layout: StitchLayout,
+): Float32Array {
   if (layout === 'tokens') return feature;
   const out = new Float32Array(tokens * width);
-  for (let d = 0; d < width; d++) for (let t = 0; t < tokens; t++) out[t * width + d] = feature[d * tokens + t]!;
+  for (let d = 0; d < width; d++)
+    for (let t = 0; t < tokens; t++) out[t * width + d] = feature[d * tokens + t]!;
   return out;
 }
 
@@ -144,9 +156,11 @@ export class RidgeFit {
       if (a < P - 1) A.set(a, a, A.get(a, a) + pen);
     }
     const B = new Matrix(P, this.outputs);
-    for (let a = 0; a < P; a++) for (let d = 0; d < this.outputs; d++) B.set(a, d, this.xty[a * this.outputs + d]!);
+    for (let a = 0; a < P; a++)
+      for (let d = 0; d < this.outputs; d++) B.set(a, d, this.xty[a * this.outputs + d]!);
     const chol = new CholeskyDecomposition(A);
-    if (!chol.isPositiveDefinite()) throw new RuntimeFailure('stitch: the ridge system is not positive definite');
+    if (!chol.isPositiveDefinite())
+      throw new RuntimeFailure('stitch: the ridge system is not positive definite');
     return Float64Array.from(chol.solve(B).to1DArray());
   }
 }

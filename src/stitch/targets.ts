@@ -15,7 +15,7 @@ import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { valueInfo } from '../onnx/builder.js';
 import type { ModelProto } from '../onnx/proto.js';
-import { ModelSession } from '../runtime/session.js';
+import type { ModelSession } from '../runtime/session.js';
 import { f32 } from '../shards/tensor.js';
 
 /**
@@ -26,7 +26,10 @@ import { f32 } from '../shards/tensor.js';
  */
 export function latentFramePositions(frames: number, t: number): number[] {
   if ((frames - 1) % t !== 0) {
-    throw new InputError('--videos', `${frames} frames do not fit temporal compression ${t} (need 1 + ${t}·k frames)`);
+    throw new InputError(
+      '--videos',
+      `${frames} frames do not fit temporal compression ${t} (need 1 + ${t}·k frames)`,
+    );
   }
   return Array.from({ length: 1 + (frames - 1) / t }, (_, k) => k * t);
 }
@@ -68,7 +71,8 @@ export async function runBatched(
       const v = res.get(o)!;
       v.shape = t.shape.slice(1);
       const size = (t.data as Float32Array).length / n;
-      for (let k = 0; k < n; k++) v.data.push(Float32Array.from((t.data as Float32Array).subarray(k * size, (k + 1) * size)));
+      for (let k = 0; k < n; k++)
+        v.data.push(Float32Array.from((t.data as Float32Array).subarray(k * size, (k + 1) * size)));
     }
   }
   return res;

@@ -46,11 +46,17 @@ function planar(rgb: Uint8Array, F: number, H: number, W: number): Float32Array 
 }
 
 /** Decode an mp4 to RGB frames at its own size; a file ffmpeg cannot decode is an InputError naming it. */
-export function decodeMp4(path: string): Promise<{ rgb: Uint8Array; frames: number; height: number; width: number }> {
+export function decodeMp4(
+  path: string,
+): Promise<{ rgb: Uint8Array; frames: number; height: number; width: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(ffmpegPath(), ['-hide_banner', '-nostdin', '-i', path, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      ffmpegPath(),
+      ['-hide_banner', '-nostdin', '-i', path, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const chunks: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
@@ -68,7 +74,12 @@ export function decodeMp4(path: string): Promise<{ rgb: Uint8Array; frames: numb
       const height = Number(size[2]);
       const frames = rgb.length / (width * height * 3);
       if (!Number.isInteger(frames)) {
-        reject(new InputError(path, `cannot decode the video (${rgb.length} bytes are not whole ${width}×${height} frames)`));
+        reject(
+          new InputError(
+            path,
+            `cannot decode the video (${rgb.length} bytes are not whole ${width}×${height} frames)`,
+          ),
+        );
         return;
       }
       resolve({ rgb, frames, height, width });
@@ -77,19 +88,29 @@ export function decodeMp4(path: string): Promise<{ rgb: Uint8Array; frames: numb
 }
 
 /** A folder of PNG frames (name order) as RGB bytes. */
-async function readPngFolder(dir: string, files: string[]): Promise<{ rgb: Uint8Array; frames: number; height: number; width: number }> {
+async function readPngFolder(
+  dir: string,
+  files: string[],
+): Promise<{ rgb: Uint8Array; frames: number; height: number; width: number }> {
   const parts: Uint8Array[] = [];
   let height = 0;
   let width = 0;
   for (const f of files) {
     let img: { data: Buffer; info: { width: number; height: number } };
     try {
-      img = await sharp(join(dir, f)).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+      img = await sharp(join(dir, f))
+        .removeAlpha()
+        .toColourspace('srgb')
+        .raw()
+        .toBuffer({ resolveWithObject: true });
     } catch (e) {
       throw new InputError(join(dir, f), `cannot read the PNG frame (${(e as Error).message})`);
     }
     if (parts.length && (img.info.width !== width || img.info.height !== height)) {
-      throw new InputError(join(dir, f), `is ${img.info.width}×${img.info.height}, the folder's first frame ${width}×${height}`);
+      throw new InputError(
+        join(dir, f),
+        `is ${img.info.width}×${img.info.height}, the folder's first frame ${width}×${height}`,
+      );
     }
     width = img.info.width;
     height = img.info.height;
@@ -106,8 +127,14 @@ async function readPngFolder(dir: string, files: string[]): Promise<{ rgb: Uint8
 
 /** Check one video against the dims so far (the encoder's, or the first video's). */
 function fits(name: string, v: { frames: number; height: number; width: number }, want: VideoDims): void {
-  if ((want.height !== undefined && v.height !== want.height) || (want.width !== undefined && v.width !== want.width)) {
-    throw new InputError(name, `frames are ${v.width}×${v.height}; the encoder takes ${want.width}×${want.height}`);
+  if (
+    (want.height !== undefined && v.height !== want.height) ||
+    (want.width !== undefined && v.width !== want.width)
+  ) {
+    throw new InputError(
+      name,
+      `frames are ${v.width}×${v.height}; the encoder takes ${want.width}×${want.height}`,
+    );
   }
   if (want.frames !== undefined && v.frames !== want.frames) {
     throw new InputError(name, `has ${v.frames} frames; the encoder takes ${want.frames}`);
@@ -132,7 +159,11 @@ export async function readVideos(path: string, want: VideoDims): Promise<Videos>
     out.names.push(name);
     out.frames.push(planar(v.rgb, v.frames, v.height, v.width));
   };
-  const files = statSync(path).isDirectory() ? readdirSync(path).sort().map((f) => join(path, f)) : [path];
+  const files = statSync(path).isDirectory()
+    ? readdirSync(path)
+        .sort()
+        .map((f) => join(path, f))
+    : [path];
   for (const f of files) {
     if (f.endsWith('.mp4')) add(f, await decodeMp4(f));
     else if (f.endsWith('.safetensors')) {
@@ -144,14 +175,20 @@ export async function readVideos(path: string, want: VideoDims): Promise<Videos>
       const [B, F, H, W] = rgb.shape as [number, number, number, number];
       const per = F * H * W * 3;
       const data = rgb.data as Uint8Array;
-      for (let b = 0; b < B; b++) add(`${f}#${b}`, { rgb: data.subarray(b * per, (b + 1) * per), frames: F, height: H, width: W });
+      for (let b = 0; b < B; b++)
+        add(`${f}#${b}`, { rgb: data.subarray(b * per, (b + 1) * per), frames: F, height: H, width: W });
     } else if (statSync(f).isDirectory()) {
-      const pngs = readdirSync(f).filter((p) => p.endsWith('.png')).sort();
+      const pngs = readdirSync(f)
+        .filter((p) => p.endsWith('.png'))
+        .sort();
       if (pngs.length) add(f, await readPngFolder(f, pngs));
     }
   }
   if (!out.frames.length) {
-    throw new InputError('--videos', `${path}: no mp4 files, folders of PNG frames or shards with 'rgb' found`);
+    throw new InputError(
+      '--videos',
+      `${path}: no mp4 files, folders of PNG frames or shards with 'rgb' found`,
+    );
   }
   out.dims = { frames: dims.frames!, height: dims.height!, width: dims.width! };
   return out;
@@ -177,4 +214,3 @@ export function toyVideos(n: number, heldOut: number, seed: number): { train: Vi
   };
   return { train: make(n, 'train', seed * 2 + 11), heldout: make(heldOut, 'heldout', seed * 2 + 12) };
 }
-

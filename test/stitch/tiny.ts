@@ -12,7 +12,10 @@ import { Net } from '../../src/toy/nn.js';
 
 export const HW = 16;
 
-export function tinyEncoder(path: string, o: { frames: number; t?: number; channels?: number; patch?: number }): void {
+export function tinyEncoder(
+  path: string,
+  o: { frames: number; t?: number; channels?: number; patch?: number },
+): void {
   const t = o.t ?? 1;
   const C = o.channels ?? 4;
   const p = o.patch ?? 4;
@@ -20,11 +23,16 @@ export function tinyEncoder(path: string, o: { frames: number; t?: number; chann
   const net = new Net(g, { seed: 1 });
   const x = g.input('frames', 'float32', ['B', o.frames, 3, HW, HW]);
   const w = net.param('patch.weight', [C, 3, 1, p, p], { kind: 'normal', std: 0.5 });
-  let y = net.op('Tanh', [net.op('Conv', [net.transpose(x, [0, 2, 1, 3, 4]), w], { kernel_shape: [1, p, p], strides: [1, p, p] })]);
+  let y = net.op('Tanh', [
+    net.op('Conv', [net.transpose(x, [0, 2, 1, 3, 4]), w], { kernel_shape: [1, p, p], strides: [1, p, p] }),
+  ]);
   if (t > 1) {
     const rest = (o.frames - 1) / t;
     const first = net.slice(y, 2, 0, 1);
-    const groups = net.op('Reshape', [net.slice(y, 2, 1, o.frames), net.i64([0, C, rest, t, HW / p, HW / p])]);
+    const groups = net.op('Reshape', [
+      net.slice(y, 2, 1, o.frames),
+      net.i64([0, C, rest, t, HW / p, HW / p]),
+    ]);
     y = net.op('Concat', [first, net.op('ReduceMean', [groups, net.i64([3])], { keepdims: 0 })], { axis: 2 });
   }
   g.output(y, 'latents');
@@ -38,18 +46,29 @@ export function tinyPhi(path: string, o: { frames: number; width?: number; block
   const net = new Net(g, { seed: 2 });
   const x = g.input('frames', 'float32', ['B', F, 3, HW, HW]);
   const w = net.param('tokenizer.weight', [D, 3, 1, 8, 8], { kind: 'normal', std: 0.1 });
-  const grid = net.op('Conv', [net.transpose(x, [0, 2, 1, 3, 4]), w], { kernel_shape: [1, 8, 8], strides: [1, 8, 8] });
+  const grid = net.op('Conv', [net.transpose(x, [0, 2, 1, 3, 4]), w], {
+    kernel_shape: [1, 8, 8],
+    strides: [1, 8, 8],
+  });
   g.op('Transpose', [net.reshape(grid, [0, D, -1])], { perm: [0, 2, 1] }, { outputs: ['tokenizer.output'] });
   let h = 'tokenizer.output';
   for (let b = 0; b < (o.blocks ?? 2); b++) {
-    const m = net.linear(net.gelu(net.linear(net.layerNorm(h, D), `blocks.${b}.fc1`, D, 2 * D)), `blocks.${b}.fc2`, 2 * D, D);
+    const m = net.linear(
+      net.gelu(net.linear(net.layerNorm(h, D), `blocks.${b}.fc1`, D, 2 * D)),
+      `blocks.${b}.fc2`,
+      2 * D,
+      D,
+    );
     g.op('Add', [h, m], {}, { outputs: [`blocks.${b}.output`] });
     h = `blocks.${b}.output`;
   }
   const perPixel = (name: string, k: number) => net.linear(h, `head.${name}`, D, k);
   g.output(net.op('Exp', [net.reshape(perPixel('depth', 1), [0, F, 2, 2])]), 'depth');
   g.output(net.reshape(perPixel('points', 3), [0, F, 2, 2, 3]), 'world_points');
-  g.output(net.op('Add', [net.op('Exp', [net.reshape(perPixel('conf', 1), [0, F, 2, 2])]), net.c([1])]), 'confidence');
+  g.output(
+    net.op('Add', [net.op('Exp', [net.reshape(perPixel('conf', 1), [0, F, 2, 2])]), net.c([1])]),
+    'confidence',
+  );
   const pooled = net.op('ReduceMean', [net.reshape(h, [0, F, 4, D]), net.i64([2])], { keepdims: 0 });
   g.output(net.linear(pooled, 'head.camera', D, 9), 'pose_enc');
   g.output(net.reshape(perPixel('flow', 3), [0, F, 2, 2, 3]), 'scene_flow');
@@ -66,7 +85,9 @@ export function videoShard(path: string, n: number, frames: number, size = HW, s
       for (let y = 0; y < size; y++) {
         for (let x = 0; x < size; x++) {
           for (let c = 0; c < 3; c++) {
-            const s = Math.sin(a[c]! + (x + f * a[0]!) * 0.4 * (c + 1)) * Math.cos(a[(c + 1) % 3]! + y * 0.3 + f * 0.2);
+            const s =
+              Math.sin(a[c]! + (x + f * a[0]!) * 0.4 * (c + 1)) *
+              Math.cos(a[(c + 1) % 3]! + y * 0.3 + f * 0.2);
             rgb[i++] = Math.round(127.5 + 127 * s);
           }
         }
