@@ -63,7 +63,7 @@ export function decodeMp4(
     child.stderr.on('data', (d) => (err += d));
     child.on('error', (e) => reject(new InputError(path, `cannot run ffmpeg (${e.message})`)));
     child.on('close', (code) => {
-      const size = /Video: [^\n]*?(\d{1,5})x(\d{1,5})/.exec(err);
+      const size = /Video: [^\n]*?, (\d+)x(\d+)\b/.exec(err);
       const rgb = new Uint8Array(Buffer.concat(chunks));
       const last = err.trim().split('\n').at(-1)?.trim() ?? '';
       if (code !== 0 || !size || rgb.length === 0) {

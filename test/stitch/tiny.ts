@@ -10,12 +10,11 @@ import { writeSafetensors } from '../../src/shards/safetensors.js';
 import { tensor } from '../../src/shards/tensor.js';
 import { Net } from '../../src/toy/nn.js';
 
-export const HW = 16;
-
 export function tinyEncoder(
   path: string,
-  o: { frames: number; t?: number; channels?: number; patch?: number },
+  o: { frames: number; t?: number; channels?: number; patch?: number; size?: number },
 ): void {
+  const HW = o.size ?? 16;
   const t = o.t ?? 1;
   const C = o.channels ?? 4;
   const p = o.patch ?? 4;
@@ -39,7 +38,12 @@ export function tinyEncoder(
   saveModel(g.toModel(), path);
 }
 
-export function tinyPhi(path: string, o: { frames: number; width?: number; blocks?: number }): void {
+export function tinyPhi(
+  path: string,
+  o: { frames: number; width?: number; blocks?: number; size?: number },
+): void {
+  const HW = o.size ?? 16;
+  const G = HW / 8;
   const F = o.frames;
   const D = o.width ?? 16;
   const g = new GraphBuilder('phi', 18);
@@ -63,20 +67,20 @@ export function tinyPhi(path: string, o: { frames: number; width?: number; block
     h = `blocks.${b}.output`;
   }
   const perPixel = (name: string, k: number) => net.linear(h, `head.${name}`, D, k);
-  g.output(net.op('Exp', [net.reshape(perPixel('depth', 1), [0, F, 2, 2])]), 'depth');
-  g.output(net.reshape(perPixel('points', 3), [0, F, 2, 2, 3]), 'world_points');
+  g.output(net.op('Exp', [net.reshape(perPixel('depth', 1), [0, F, G, G])]), 'depth');
+  g.output(net.reshape(perPixel('points', 3), [0, F, G, G, 3]), 'world_points');
   g.output(
-    net.op('Add', [net.op('Exp', [net.reshape(perPixel('conf', 1), [0, F, 2, 2])]), net.c([1])]),
+    net.op('Add', [net.op('Exp', [net.reshape(perPixel('conf', 1), [0, F, G, G])]), net.c([1])]),
     'confidence',
   );
-  const pooled = net.op('ReduceMean', [net.reshape(h, [0, F, 4, D]), net.i64([2])], { keepdims: 0 });
+  const pooled = net.op('ReduceMean', [net.reshape(h, [0, F, G * G, D]), net.i64([2])], { keepdims: 0 });
   g.output(net.linear(pooled, 'head.camera', D, 9), 'pose_enc');
-  g.output(net.reshape(perPixel('flow', 3), [0, F, 2, 2, 3]), 'scene_flow');
+  g.output(net.reshape(perPixel('flow', 3), [0, F, G, G, 3]), 'scene_flow');
   saveModel(g.toModel(), path);
 }
 
 /** `n` smooth random videos as a shard with rgb U8 [n, F, H, W, 3] (what `vggrpo world` writes). */
-export function videoShard(path: string, n: number, frames: number, size = HW, seed = 0): void {
+export function videoShard(path: string, n: number, frames: number, size = 16, seed = 0): void {
   const rgb = new Uint8Array(n * frames * size * size * 3);
   let i = 0;
   for (let v = 0; v < n; v++) {
