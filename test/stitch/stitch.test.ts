@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -24,7 +25,7 @@ import {
 } from '../../src/stitch/stitch-point.js';
 import { framesAt, latentFramePositions } from '../../src/stitch/targets.js';
 import { Net } from '../../src/toy/nn.js';
-import { runCli, tempDir } from '../helpers.js';
+import { ROOT, runCli, tempDir } from '../helpers.js';
 import { tinyEncoder, tinyPhi, videoShard } from './tiny.js';
 
 const dir = tempDir('vggrpo-stitch-');
@@ -317,4 +318,73 @@ test('bad input exits 2 with one line naming the flag or file', async () => {
     [...common, '--videos', videos, '--config', cfgFile],
     /--encoder: gives 4 latent channels; vae.latents_mean has 3/,
   );
+});
+
+test('on the command line: stdout lists the run folder, --json the summary; a SIGKILLed run resumes to the same LGM', async () => {
+  const cfgFile = join(dir, 'kill.yaml');
+  writeFileSync(
+    cfgFile,
+    'stitch:\n  checkpoint_every: 25\n  phase1: { steps: 30 }\n  phase2: { steps: 300 }\n',
+  );
+  const args = (out: string) => [
+    'stitch',
+    '--geometry-model',
+    phi,
+    '--encoder',
+    enc,
+    '--videos',
+    join(dir, 'videos'),
+    '--at',
+    'blocks.0.output',
+    '--config',
+    cfgFile,
+    '--threads',
+    '1',
+    '--out',
+    out,
+  ];
+  const full = join(dir, 'cli-full');
+  const r = await runCli(args(full));
+  assert.equal(r.code, 0, r.stderr);
+  const files = [
+    'lgm.onnx',
+    'lgm-config.yaml',
+    'curves.csv',
+    'curves.svg',
+    'stitch.json',
+    'checkpoint.safetensors',
+  ];
+  assert.deepEqual(
+    r.stdout.trim().split('\n'),
+    files.map((f) => join(full, f)),
+  );
+  // Killed (SIGKILL: no chance to clean up) once phase 2 has written a checkpoint.
+  const cut = join(dir, 'cli-cut');
+  const killed = await new Promise<string | null>((done) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'run.js'), ...args(cut)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d) => {
+      err += d;
+      if (err.includes('checkpoint phase 2 step 50 ')) child.kill('SIGKILL');
+    });
+    child.on('close', (_code, signal) => done(signal));
+  });
+  assert.equal(killed, 'SIGKILL');
+  const again = await runCli(args(cut));
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /--out: .* already holds a stitch checkpoint: continue it with --resume/);
+  const resumed = await runCli([...args(cut), '--resume', '--json']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal(JSON.parse(resumed.stdout).phase2.steps, 300);
+  assert.deepEqual(readFileSync(join(cut, 'lgm.onnx')), readFileSync(join(full, 'lgm.onnx')));
+  // A checkpoint made with other settings is refused.
+  writeFileSync(
+    cfgFile,
+    'stitch:\n  checkpoint_every: 25\n  phase1: { steps: 30 }\n  phase2: { steps: 301 }\n',
+  );
+  const other = await runCli([...args(cut), '--resume']);
+  assert.equal(other.code, 2);
+  assert.match(other.stderr, /--resume: .*checkpoint\.safetensors was made with other settings/);
 });
