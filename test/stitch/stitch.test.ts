@@ -190,6 +190,30 @@ test('stitch --at auto: per-candidate errors, the lowest chosen, an LGM that mee
   await s.release();
 });
 
+test('a 5-D stitch tensor [B, D, F, h, w] is matched by the connector grid, not reshaped to tokens', async () => {
+  const phiGrid = join(dir, 'phi-grid.onnx');
+  tinyPhi(phiGrid, { frames: 2, grid: true });
+  const r = await runStitch(
+    {
+      geometryModel: phiGrid,
+      encoder: enc,
+      videos: join(dir, 'videos'),
+      at: 'tokenizer.output',
+      out: join(dir, 'grid'),
+      config: config(),
+    },
+    quiet,
+    quiet,
+  );
+  assert.equal(r.at, 'tokenizer.output');
+  assert.ok(r.candidates[0]!.heldout_relative_mse! < 0.9, JSON.stringify(r.candidates));
+  assert.ok(r.phase1.heldout_relative_mse <= r.candidates[0]!.heldout_relative_mse! * 1.05);
+  const s = await ModelSession.open(r.lgm, { threads: 1 });
+  const o = await s.run({ latents: f32([2, 4, 2, 4, 4], rand(256, 5)) });
+  assert.deepEqual(o.world_points!.shape, [2, 2, 2, 2, 3]);
+  await s.release();
+});
+
 test('a stitch interrupted after a checkpoint resumes to the same weights as an uninterrupted run', async () => {
   const full = join(dir, 'full');
   const cut = join(dir, 'cut');

@@ -40,7 +40,7 @@ export function tinyEncoder(
 
 export function tinyPhi(
   path: string,
-  o: { frames: number; width?: number; blocks?: number; size?: number },
+  o: { frames: number; width?: number; blocks?: number; size?: number; grid?: boolean },
 ): void {
   const HW = o.size ?? 16;
   const G = HW / 8;
@@ -54,8 +54,20 @@ export function tinyPhi(
     kernel_shape: [1, 8, 8],
     strides: [1, 8, 8],
   });
-  g.op('Transpose', [net.reshape(grid, [0, D, -1])], { perm: [0, 2, 1] }, { outputs: ['tokenizer.output'] });
-  let h = 'tokenizer.output';
+  let h: string;
+  if (o.grid) {
+    // The stitch tensor as a grid [B, D, F, h, w] (a convolutional tokenizer's own layout).
+    g.op('Identity', [grid], {}, { outputs: ['tokenizer.output'] });
+    h = net.transpose(net.reshape('tokenizer.output', [0, D, -1]), [0, 2, 1]);
+  } else {
+    g.op(
+      'Transpose',
+      [net.reshape(grid, [0, D, -1])],
+      { perm: [0, 2, 1] },
+      { outputs: ['tokenizer.output'] },
+    );
+    h = 'tokenizer.output';
+  }
   for (let b = 0; b < (o.blocks ?? 2); b++) {
     const m = net.linear(
       net.gelu(net.linear(net.layerNorm(h, D), `blocks.${b}.fc1`, D, 2 * D)),
