@@ -223,11 +223,14 @@ async function heldoutErrors(
   const res: Record<string, number> = {};
   for (const n of names) {
     const t = targets.get(n)!;
-    const mean = new Float64Array(1);
+    // The baseline is the training mean, as in the losses (MSE over the training variance).
+    let sum = 0;
     let cnt = 0;
-    for (let k = 0; k < from; k++) for (const x of t.data[k]!) (mean[0]! += x), cnt++;
-    mean[0]! /= Math.max(1, cnt);
-    const rel = new RelativeError(mean);
+    for (const x of t.data.slice(0, from)) {
+      for (const v of x) sum += v;
+      cnt += x.length;
+    }
+    const rel = new RelativeError(Float64Array.of(sum / Math.max(1, cnt)));
     out.get(n)!.data.forEach((p, k) => {
       rel.add(p, t.data[from + k]!);
     });
