@@ -13,7 +13,10 @@ export default class Stitch extends VggrpoCommand {
   ];
   static override flags = {
     'geometry-model': Flags.string({ description: 'the RGB geometry model Φ (default: models.geometry)' }),
-    encoder: Flags.string({ description: 'the VAE encoder (default: models.vae_encoder)' }),
+    encoder: Flags.string({
+      description:
+        "the VAE encoder (default: models.vae_encoder); 'shards': the latents stored with the frames in the --videos shards (final_latents)",
+    }),
     videos: Flags.string({ description: 'a folder of mp4 files, of PNG-frame folders, or shards with rgb' }),
     'toy-videos': Flags.integer({ description: 'instead of --videos: N toy-world training videos', min: 1 }),
     at: Flags.string({ description: 'stitch tensor of Φ, or auto', default: 'auto' }),

@@ -239,6 +239,9 @@ async function heldoutErrors(
   return res;
 }
 
+/** `--encoder shards`: take the latents stored with the frames instead of running an encoder. */
+export const PAIRED = 'shards';
+
 /** Φ, the encoder and what they take, checked before any work. */
 interface StitchModels {
   phi: ModelProto;
@@ -254,9 +257,11 @@ interface StitchModels {
 function openModels(o: StitchOptions): StitchModels {
   const cfg = o.config;
   const phiPath = modelPath(o.geometryModel ?? cfg.models.geometry, '--geometry-model', 'models.geometry');
-  const encPath = modelPath(o.encoder ?? cfg.models.vae_encoder, '--encoder', 'models.vae_encoder');
+  const encoder = o.encoder ?? cfg.models.vae_encoder;
+  // `shards`: the latents paired with the frames in the --videos shards (`final_latents`), no encoder run.
+  const encPath = encoder === PAIRED ? PAIRED : modelPath(encoder, '--encoder', 'models.vae_encoder');
   const phi = loadModel(phiPath);
-  const enc = loadModel(encPath);
+  const enc = encPath === PAIRED ? undefined : loadModel(encPath);
   const candidates = o.at === 'auto' ? stitchCandidates(phi) : [o.at];
   if (o.at === 'auto' && !candidates.length) {
     throw new InputError(
@@ -276,8 +281,8 @@ function openModels(o: StitchOptions): StitchModels {
     phiPath,
     encPath,
     phiIn: frameDims(phi, '--geometry-model'),
-    encIn: frameDims(enc, '--encoder'),
-    encOut: enc.graph?.output?.[0]?.name ?? '',
+    encIn: enc ? frameDims(enc, '--encoder') : { name: '' },
+    encOut: enc?.graph?.output?.[0]?.name ?? '',
     roles: phiOutputs(cfg, phi),
     candidates,
   };
@@ -311,10 +316,13 @@ async function stitchVideos(
   const nh = Math.max(1, Math.round(all.frames.length * frac));
   const cut = all.frames.length - nh;
   if (cut < 1) throw new InputError('--videos', `${all.frames.length} video(s): too few to hold ${nh} out`);
-  return {
-    train: { ...all, names: all.names.slice(0, cut), frames: all.frames.slice(0, cut) },
-    heldout: { ...all, names: all.names.slice(cut), frames: all.frames.slice(cut) },
-  };
+  const part = (a: number, b?: number): Videos => ({
+    ...all,
+    names: all.names.slice(a, b),
+    frames: all.frames.slice(a, b),
+    latents: all.latents && { shape: all.latents.shape, data: all.latents.data.slice(a, b) },
+  });
+  return { train: part(0, cut), heldout: part(cut) };
 }
 
 /** E(x) per video, and Φ on the frames at the latent-frame positions (candidates' tensors and outputs). */
@@ -323,17 +331,35 @@ async function encodeAndProbe(
   m: StitchModels,
   videos: Float32Array[],
   dims: Videos['dims'],
+  paired?: Values,
 ): Promise<{ latents: Values; phiVals: Map<string, Values> }> {
   const cfg = o.config;
   const rt = stitchRuntime(cfg);
   const t = cfg.vae.temporal_compression;
   const F = dims.frames;
   const positions = latentFramePositions(F, t);
-  const es = await ModelSession.open(m.encPath, rt);
-  const latents = (
-    await runBatched(es, m.encIn.name, videos, [F, 3, dims.height, dims.width], [m.encOut], cfg.stitch.batch)
-  ).get(m.encOut)!;
-  await es.release();
+  let latents: Values;
+  if (m.encPath === PAIRED) {
+    if (!paired) {
+      throw new InputError(
+        '--encoder shards',
+        "the --videos are not shards that all hold 'final_latents' [B, C, F', H, W] (F32)",
+      );
+    }
+    latents = paired;
+  } else {
+    const es = await ModelSession.open(m.encPath, rt);
+    const run = await runBatched(
+      es,
+      m.encIn.name,
+      videos,
+      [F, 3, dims.height, dims.width],
+      [m.encOut],
+      cfg.stitch.batch,
+    );
+    latents = run.get(m.encOut)!;
+    await es.release();
+  }
   if (latents.shape.length !== 4) {
     throw new InputError(
       '--encoder',
@@ -404,7 +430,7 @@ function settingsFingerprint(o: StitchOptions, m: StitchModels, spec: ConnectorS
       seed: o.seed ?? 0,
       videos,
       phi: stamp(m.phiPath),
-      enc: stamp(m.encPath),
+      enc: m.encPath === PAIRED ? PAIRED : stamp(m.encPath),
     }),
   ).toString(16);
 }
@@ -479,7 +505,9 @@ export async function runStitch(
   progress(
     `stitch: ${nTrain} training + ${heldout.frames.length} held-out videos of ${d.frames} frames, ${d.width}×${d.height}`,
   );
-  const { latents, phiVals } = await encodeAndProbe(o, m, videos, d);
+  const paired = train.latents &&
+    heldout.latents && { shape: train.latents.shape, data: [...train.latents.data, ...heldout.latents.data] };
+  const { latents, phiVals } = await encodeAndProbe(o, m, videos, d, paired);
 
   // The stitch point: the one asked for, or the candidate whose linear map does best on held-out videos.
   const scored = ckpt

@@ -31,6 +31,8 @@ export interface Videos {
   /** [F, 3, H, W] in [0, 1] per video. */
   frames: Float32Array[];
   dims: { frames: number; height: number; width: number };
+  /** Latents paired with the frames (`final_latents` [B, C, F', H, W] of shards), when every video has them. */
+  latents?: { shape: number[]; data: Float32Array[] };
 }
 
 /** RGB bytes [F, H, W, 3] → [F, 3, H, W] in [0, 1]. */
@@ -159,6 +161,28 @@ export async function readVideos(path: string, want: VideoDims): Promise<Videos>
     out.names.push(name);
     out.frames.push(planar(v.rgb, v.frames, v.height, v.width));
   };
+  // Latents paired with the frames: kept only if every video has them, in one shape.
+  const paired: Float32Array[] = [];
+  let pairedShape: number[] | undefined;
+  let unpaired = false;
+  const addLatents = (file: string, count: number) => {
+    const t = readSafetensors(file, { select: (n) => n === 'final_latents' }).tensors.get('final_latents');
+    const shape = t?.shape.slice(1);
+    if (
+      !t ||
+      !shape ||
+      t.dtype !== 'F32' ||
+      t.shape[0] !== count ||
+      (pairedShape && shape.join() !== pairedShape.join())
+    ) {
+      unpaired = true;
+      return;
+    }
+    pairedShape = shape;
+    const per = shape.reduce((a, d) => a * d, 1);
+    for (let b = 0; b < count; b++)
+      paired.push(Float32Array.from((t.data as Float32Array).subarray(b * per, (b + 1) * per)));
+  };
   const files = statSync(path).isDirectory()
     ? readdirSync(path)
         .sort()
@@ -177,6 +201,7 @@ export async function readVideos(path: string, want: VideoDims): Promise<Videos>
       const data = rgb.data as Uint8Array;
       for (let b = 0; b < B; b++)
         add(`${f}#${b}`, { rgb: data.subarray(b * per, (b + 1) * per), frames: F, height: H, width: W });
+      addLatents(f, B);
     } else if (statSync(f).isDirectory()) {
       const pngs = readdirSync(f)
         .filter((p) => p.endsWith('.png'))
@@ -191,6 +216,8 @@ export async function readVideos(path: string, want: VideoDims): Promise<Videos>
     );
   }
   out.dims = { frames: dims.frames!, height: dims.height!, width: dims.width! };
+  if (!unpaired && pairedShape && paired.length === out.frames.length)
+    out.latents = { shape: pairedShape, data: paired };
   return out;
 }
 

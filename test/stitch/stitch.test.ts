@@ -8,6 +8,7 @@ import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/model.js';
 import { gaussian } from '../../src/rl/prng.js';
 import { ModelSession } from '../../src/runtime/session.js';
+import { readSafetensors, writeSafetensors } from '../../src/shards/safetensors.js';
 import { f32 } from '../../src/shards/tensor.js';
 import { runStitch } from '../../src/stages/stitch.js';
 import {
@@ -212,6 +213,64 @@ test('a 5-D stitch tensor [B, D, F, h, w] is matched by the connector grid, not 
   const o = await s.run({ latents: f32([2, 4, 2, 4, 4], rand(256, 5)) });
   assert.deepEqual(o.world_points!.shape, [2, 2, 2, 2, 3]);
   await s.release();
+});
+
+test('--encoder shards: latents stored with the frames stand in for the encoder (same LGM as running it)', async () => {
+  const withEnc = await runStitch(
+    {
+      geometryModel: phi,
+      encoder: enc,
+      videos: join(dir, 'videos'),
+      at: 'blocks.0.output',
+      out: join(dir, 'e1'),
+      config: config(),
+    },
+    quiet,
+    quiet,
+  );
+  // the same videos with the encoder's latents stored beside them, as `vggrpo world` shards hold final_latents
+  const { tensors } = readSafetensors(shard);
+  const rgb = tensors.get('rgb')!;
+  const frames = Float32Array.from(rgb.data as Uint8Array, (v) => v / 255);
+  const planar = new Float32Array(frames.length);
+  const [B, F, H, W] = rgb.shape as [number, number, number, number];
+  for (let i = 0; i < B * F; i++)
+    for (let p = 0; p < H * W; p++)
+      for (let c = 0; c < 3; c++) planar[(i * 3 + c) * H * W + p] = frames[(i * H * W + p) * 3 + c]!;
+  const s = await ModelSession.open(enc, { threads: 1 });
+  const lat = (await s.run({ frames: f32([B, F, 3, H, W], planar) })).latents!;
+  await s.release();
+  mkdirSync(join(dir, 'paired'));
+  writeSafetensors(join(dir, 'paired', 'v.safetensors'), { rgb, final_latents: lat });
+  const paired = await runStitch(
+    {
+      geometryModel: phi,
+      encoder: 'shards',
+      videos: join(dir, 'paired'),
+      at: 'blocks.0.output',
+      out: join(dir, 'e2'),
+      config: config(),
+    },
+    quiet,
+    quiet,
+  );
+  assert.deepEqual(paired.candidates, withEnc.candidates);
+  assert.deepEqual(readFileSync(paired.lgm), readFileSync(withEnc.lgm));
+  await assert.rejects(
+    runStitch(
+      {
+        geometryModel: phi,
+        encoder: 'shards',
+        videos: join(dir, 'videos'),
+        at: 'auto',
+        out: join(dir, 'e3'),
+        config: config(),
+      },
+      quiet,
+      quiet,
+    ),
+    /--encoder shards: the --videos are not shards that all hold 'final_latents'/,
+  );
 });
 
 test('a stitch interrupted after a checkpoint resumes to the same weights as an uninterrupted run', async () => {
