@@ -4,9 +4,8 @@
  * Φ's names, the trained weights as initializers — or, for training, the parameters as graph
  * inputs with a fixed batch.
  *
- * The suffix Φ_{ℓ+1:L} is `cutModel(Φ, { from: ℓ })`; its trainable parameters are Φ's
- * floating-point initializers with more than one element (scalars are constants of the graph's
- * arithmetic, not weights).
+ * The suffix Φ_{ℓ+1:L} is `cutModel(Φ, { from: ℓ })`; its trainable parameters are its weights
+ * (`isWeight`: floating-point initializers of more than one element that are not generated constants).
  *
  * @example
  *   const { model } = buildStitchedLgm({ phi, at: 'blocks.1.output', spec: PAPER_CONNECTOR, latent: [8, 8, 16, 16], width: 64, layout: 'tokens' });
@@ -52,9 +51,21 @@ export interface StitchedLgm {
   outputs: string[];
 }
 
-/** A floating-point initializer that is a weight (not a scalar constant). */
-function isWeight(t: TensorProto): boolean {
-  return t.dataType === DataType.FLOAT && numElements(t.dims ?? []) > 1;
+/** Names the graph builder and PyTorch's exporters give constants of the graph's arithmetic (not weights). */
+const GENERATED_CONSTANT = /^(const(_\d+)?|onnx::.*|_?val_\d+|.*Constant.*)$/;
+
+/**
+ * A floating-point initializer that is a weight: more than one element (scalars are constants)
+ * and not a generated constant's name (ray directions, pixel grids and LayerNorm's fixed scale
+ * keep their meaning only if they stay as they are).
+ *
+ * @example
+ *   isWeight(makeTensor('blocks.0.fc1.weight', [4, 8], new Float32Array(32))); // true
+ */
+export function isWeight(t: TensorProto): boolean {
+  return (
+    t.dataType === DataType.FLOAT && numElements(t.dims ?? []) > 1 && !GENERATED_CONSTANT.test(t.name ?? '')
+  );
 }
 
 /**

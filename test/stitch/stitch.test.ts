@@ -471,3 +471,14 @@ test('on the command line: stdout lists the run folder, --json the summary; a SI
   assert.equal(other.code, 2);
   assert.match(other.stderr, /--resume: .*checkpoint\.safetensors was made with other settings/);
 });
+
+test('phase 2 trains weights, not the graph constants of the suffix', async () => {
+  const { isWeight } = await import('../../src/stitch/lgm.js');
+  const { makeTensor } = await import('../../src/onnx/model.js');
+  const t = (name: string, n = 4) => makeTensor(name, [n], new Float32Array(n));
+  assert.equal(isWeight(t('blocks.0.fc1.weight')), true);
+  assert.equal(isWeight(t('tokenizer.position_embed')), true);
+  for (const c of ['const_17', 'onnx::Mul_52', 'val_3', '_val_12', '/blocks.0/Constant_output_0'])
+    assert.equal(isWeight(t(c)), false, c);
+  assert.equal(isWeight(t('blocks.0.scale', 1)), false);
+});
