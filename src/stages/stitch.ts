@@ -50,6 +50,7 @@ import {
   framesAt,
   latentFramePositions,
   runBatched,
+  type StitchRuntime,
   stitchRuntime,
   type Values,
   withOutputs,
@@ -214,7 +215,7 @@ async function heldoutErrors(
   from: number,
   targets: Map<string, Values>,
   names: string[],
-  rt: { device: 'cpu' | 'cuda'; threads: number },
+  rt: StitchRuntime,
   batch: number,
 ): Promise<Record<string, number>> {
   const s = await ModelSession.open(encodeModel(model), rt, 'stitched model');

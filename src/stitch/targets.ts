@@ -40,9 +40,22 @@ export interface Values {
   data: Float32Array[];
 }
 
-/** Runtime options of every stitch session (one thread unless the config says otherwise). */
-export function stitchRuntime(config: Config): { device: 'cpu' | 'cuda'; threads: number } {
-  return { device: config.runtime.device, threads: config.runtime.threads || 1 };
+/**
+ * Runtime options of every stitch session, as every stage reads them (`runtime.*`; threads 0:
+ * onnxruntime's default — pass `--threads 1` on a shared machine).
+ *
+ * @example
+ *   const rt = stitchRuntime(config); // { device: 'cpu', threads: 1, graphOptimization: 'all' }
+ */
+export function stitchRuntime(config: Config): StitchRuntime {
+  const r = config.runtime;
+  return { device: r.device, threads: r.threads, graphOptimization: r.graph_optimization };
+}
+
+export interface StitchRuntime {
+  device: 'cpu' | 'cuda';
+  threads: number;
+  graphOptimization: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
 /**
