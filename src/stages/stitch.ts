@@ -1,6 +1,6 @@
 /**
  * Stage `stitch`: build a latent geometry model LGM = Φ_{ℓ+1:L} ∘ C from an RGB geometry model Φ
- * and a VAE encoder E (onnx/README.md, Stitching): encode the videos, run Φ on the frames at the
+ * and a VAE encoder E (onnx/README.md 3.6): encode the videos, run Φ on the frames at the
  * latent-frame positions, choose ℓ (`--at auto`: ridge maps scored on held-out videos), fit C
  * (phase 1), fine-tune C and Φ_{ℓ+1:L} (phase 2), and write the run folder: lgm.onnx,
  * lgm-config.yaml (the `models.lgm` and `lgm_outputs` for it), checkpoint.safetensors,
@@ -109,11 +109,11 @@ function phiOutputs(config: Config, phi: ModelProto): Map<string, string> {
   ];
   const out = new Map<string, string>();
   for (const [role, name] of roles) if (name && have.has(name)) out.set(role, name);
-  if (!out.has('depth') || !out.has('cameras')) {
-    throw new InputError(
-      '--geometry-model',
-      `has no '${go.depth}' or '${go.cameras}' output (geometry_outputs.depth / .cameras)`,
-    );
+  // The LGM contract needs these four; the LGM has exactly Φ's outputs.
+  const missing = roles.slice(0, 4).filter(([role]) => !out.has(role));
+  if (missing.length) {
+    const list = missing.map(([role, name]) => `'${name}' (geometry_outputs.${role})`).join(', ');
+    throw new InputError('--geometry-model', `has no output ${list}; its outputs: ${[...have].join(', ')}`);
   }
   return out;
 }

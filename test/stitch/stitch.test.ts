@@ -395,6 +395,12 @@ test('bad input exits 2 with one line naming the flag or file', async () => {
     [...common, '--videos', join(dir, 'mp4')],
     /mp4\/broken\.mp4: cannot decode the video \(ffmpeg: /,
   );
+  const renamed = join(dir, 'renamed.yaml');
+  writeFileSync(renamed, 'geometry_outputs:\n  points: pts3d\n');
+  await one(
+    [...common, '--videos', videos, '--config', renamed],
+    /--geometry-model: has no output 'pts3d' \(geometry_outputs.points\); its outputs: depth, world_points/,
+  );
   const cfgFile = join(dir, 'wan.yaml');
   writeFileSync(cfgFile, 'vae:\n  latents_mean: [0, 0, 0]\n');
   await one(
