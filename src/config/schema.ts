@@ -213,6 +213,48 @@ export const VaeConfig = z
   })
   .strict();
 
+const positiveNumber = z.number().positive();
+
+/** One training phase of `vggrpo stitch` (onnx/README.md, Stitching). */
+const StitchPhase = (steps: number, lr: number) =>
+  z
+    .object({
+      steps: z.number().int().nonnegative().default(steps),
+      lr: positiveNumber.default(lr),
+      weight_decay: z.number().nonnegative().default(0),
+    })
+    .strict();
+
+/**
+ * `vggrpo stitch`: phase 1 fits the connector to Φ's tensor at the stitch point, phase 2
+ * fine-tunes the connector and Φ's later layers to Φ's outputs; each loss term is a relative MSE
+ * (MSE over the target's variance) times its weight.
+ */
+export const StitchConfig = z
+  .object({
+    /** Fraction of the given videos held out for the stitch-point choice and the reported errors. */
+    heldout_fraction: z.number().gt(0).lt(1).default(0.2),
+    batch: positiveInt.default(4),
+    grad_clip: positiveNumber.default(1),
+    /** Save a checkpoint every this many steps (and at the end of each phase). */
+    checkpoint_every: positiveInt.default(50),
+    /** Ridge penalty of the `--at auto` linear maps, relative to the mean diagonal of XᵀX. */
+    ridge: z.number().nonnegative().default(1e-3),
+    phase1: StitchPhase(300, 1e-3).default({ steps: 300, lr: 1e-3, weight_decay: 0 }),
+    /**
+     * Phase 2 fine-tunes a trained Φ: its lr is 50× below phase 1's. At 2e-4 the toy Φ's scene-flow
+     * head (outputs of a few centimetres) left its optimum on the first AdamW step (held-out
+     * errors rose); at 2e-5 every output's held-out error fell.
+     */
+    phase2: StitchPhase(300, 2e-5)
+      .extend({
+        /** Loss weight per output role of `geometry_outputs` (depth, points, confidence, cameras, scene_flow, intrinsics_output, dynamic_mask); missing: 1. */
+        weights: z.record(z.string(), z.number().nonnegative()).default({ confidence: 0.1, scene_flow: 0.1 }),
+      })
+      .default({ steps: 300, lr: 2e-5, weight_decay: 0, weights: { confidence: 0.1, scene_flow: 0.1 } }),
+  })
+  .strict();
+
 export const RuntimeConfig = z
   .object({
     device: z.enum(['cpu', 'cuda']).default('cpu'),
@@ -234,6 +276,7 @@ export const Config = z
     geometry_outputs: GeometryOutputs.default(GeometryOutputs.parse({})),
     text: TextConfig.default(TextConfig.parse({})),
     vae: VaeConfig.default(VaeConfig.parse({})),
+    stitch: StitchConfig.default(StitchConfig.parse({})),
     runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
     eval: z
       .object({
