@@ -18,7 +18,7 @@
 import { GraphBuilder } from '../onnx/builder.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { CH, NORM, TOY, toyFocal } from './latent.js';
-import { Net } from './nn.js';
+import { Net, quaternionToRotation } from './nn.js';
 
 /** Sharpness k of confidence = exp(−k·lap²), lap in normalised log-depth units. */
 export const CONFIDENCE_SHARPNESS = 1;
@@ -148,29 +148,7 @@ export function buildLgm(): ModelProto {
   const poseEnc = net.op('Concat', [t, q, fov], { axis: 2 });
 
   // Rotation matrix from the unit quaternion (x, y, z, w), row-major, [B, F, 3, 3].
-  const [qx, qy, qz, qw] = net.split(q, 2, [1, 1, 1, 1]) as [string, string, string, string];
-  const mul = (a: string, b: string) => net.op('Mul', [a, b]);
-  const two = (a: string) => net.scale(a, 2);
-  const oneMinus2 = (a: string, b: string) =>
-    net.op('Sub', [net.c([1]), two(net.op('Add', [mul(a, a), mul(b, b)]))]);
-  const twoSum = (a: string, b: string) => two(net.op('Add', [a, b]));
-  const twoDiff = (a: string, b: string) => two(net.op('Sub', [a, b]));
-  const R9 = net.op(
-    'Concat',
-    [
-      oneMinus2(qy, qz),
-      twoDiff(mul(qx, qy), mul(qz, qw)),
-      twoSum(mul(qx, qz), mul(qy, qw)),
-      twoSum(mul(qx, qy), mul(qz, qw)),
-      oneMinus2(qx, qz),
-      twoDiff(mul(qy, qz), mul(qx, qw)),
-      twoDiff(mul(qx, qz), mul(qy, qw)),
-      twoSum(mul(qy, qz), mul(qx, qw)),
-      oneMinus2(qx, qy),
-    ],
-    { axis: 2 },
-  );
-  const R = net.reshape(R9, [0, 0, 3, 3]);
+  const R = quaternionToRotation(net, q, 2);
 
   // World points: row vectors (d·ray − t)·R = (Rᵀ(X_cam − t))ᵀ.
   const xCam = net.op('Mul', [net.reshape(depth, [0, 0, h * w, 1]), net.c(rayGrid(h, w), [h * w, 3])]);

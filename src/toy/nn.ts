@@ -149,3 +149,36 @@ export class Net {
     return this.op('Mul', [x, this.c([s])]);
   }
 }
+
+/**
+ * Rotation matrices [..., 3, 3] (row-major) of unit quaternions q [..., 4] (x, y, z, w), with
+ * elementwise ops only; `axis` is q's last axis.
+ *
+ * @example
+ *   const R = quaternionToRotation(net, q, 2); // q [B, F, 4] → R [B, F, 3, 3]
+ */
+export function quaternionToRotation(net: Net, q: string, axis: number): string {
+  const [qx, qy, qz, qw] = net.split(q, axis, [1, 1, 1, 1]) as [string, string, string, string];
+  const mul = (a: string, b: string) => net.op('Mul', [a, b]);
+  const two = (a: string) => net.scale(a, 2);
+  const oneMinus2 = (a: string, b: string) =>
+    net.op('Sub', [net.c([1]), two(net.op('Add', [mul(a, a), mul(b, b)]))]);
+  const twoSum = (a: string, b: string) => two(net.op('Add', [a, b]));
+  const twoDiff = (a: string, b: string) => two(net.op('Sub', [a, b]));
+  const r9 = net.op(
+    'Concat',
+    [
+      oneMinus2(qy, qz),
+      twoDiff(mul(qx, qy), mul(qz, qw)),
+      twoSum(mul(qx, qz), mul(qy, qw)),
+      twoSum(mul(qx, qy), mul(qz, qw)),
+      oneMinus2(qx, qz),
+      twoDiff(mul(qy, qz), mul(qx, qw)),
+      twoDiff(mul(qx, qz), mul(qy, qw)),
+      twoSum(mul(qy, qz), mul(qx, qw)),
+      oneMinus2(qx, qy),
+    ],
+    { axis },
+  );
+  return net.reshape(r9, [0, 0, 3, 3]);
+}
