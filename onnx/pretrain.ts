@@ -30,6 +30,7 @@ import { GraphBuilder } from '../src/onnx/builder.js';
 import { encodeModel } from '../src/onnx/model.js';
 import { motion } from '../src/rewards/motion.js';
 import { adamwInit, adamwStep, clipGradNorm, type ParamMap } from '../src/rl/adamw.js';
+import { warmupCosine } from '../src/rl/lr-schedule.js';
 import { batchNoise, gaussian, splitSeed } from '../src/rl/prng.js';
 import { sdeWindow, shiftedSigmas, timestepOf } from '../src/rl/schedule.js';
 import { odeStep, sdeStep } from '../src/rl/sde.js';
@@ -216,8 +217,7 @@ export async function pretrain(
     const out = await session.run(feeds);
     const grads: ParamMap = new Map(params.map((p) => [p.name, out[`grad:${p.name}`]!.data as Float32Array]));
     const gnorm = clipGradNorm(grads, 1);
-    const progress = step < warmup ? (step + 1) / warmup : (step - warmup) / Math.max(1, o.steps - warmup);
-    const lr = step < warmup ? o.lr * progress : o.lr * (0.1 + 0.45 * (1 + Math.cos(Math.PI * progress)));
+    const lr = warmupCosine(o.lr, step, o.steps, warmup, 0.1);
     adamwStep(values, grads, state, { lr, weightDecay: 0 });
     const loss = (out.loss!.data as Float32Array)[0]!;
     ema = Number.isNaN(ema) ? loss : 0.98 * ema + 0.02 * loss;

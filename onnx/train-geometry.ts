@@ -30,6 +30,7 @@ import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { encodeModel } from '../src/onnx/model.js';
 import { adamwInit, adamwStep, clipGradNorm, type ParamMap } from '../src/rl/adamw.js';
+import { warmupCosine } from '../src/rl/lr-schedule.js';
 import { ModelSession } from '../src/runtime/session.js';
 import { writeSafetensors } from '../src/shards/safetensors.js';
 import { f32, type Tensor } from '../src/shards/tensor.js';
@@ -249,8 +250,7 @@ export async function trainGeometry(
     const out = await session.run(feeds);
     const grads: ParamMap = new Map(params.map((p) => [p.name, out[`grad:${p.name}`]!.data as Float32Array]));
     const gnorm = clipGradNorm(grads, 1);
-    const progress = step < warmup ? (step + 1) / warmup : (step - warmup) / Math.max(1, o.steps - warmup);
-    const lr = step < warmup ? o.lr * progress : o.lr * (0.02 + 0.49 * (1 + Math.cos(Math.PI * progress)));
+    const lr = warmupCosine(o.lr, step, o.steps, warmup, 0.02);
     adamwStep(values, grads, state, { lr, weightDecay: 0 });
     const scalar = (k: string) => (out[k]!.data as Float32Array)[0]!;
     const loss = scalar('loss');

@@ -26,3 +26,17 @@ export function learningRate(lr: number, schedule: LrSchedule | undefined, t: nu
   const p = Math.min(1, Math.max(0, (t - w) / (n - w)));
   return schedule.min_lr + (lr - schedule.min_lr) * 0.5 * (1 + Math.cos(Math.PI * p));
 }
+
+/**
+ * The toy trainers' schedule (onnx/pretrain.ts, train-vae.ts, train-geometry.ts, the stitch's
+ * phases) at 0-based step s of n: linear warm-up over the first w steps (lr·(s+1)/w), then a
+ * cosine from lr down to floor·lr at the last step.
+ *
+ * @example
+ *   warmupCosine(2e-3, 0, 1500, 30, 0.1); // 6.67e-5
+ */
+export function warmupCosine(lr: number, s: number, n: number, w: number, floor: number): number {
+  if (s < w) return lr * ((s + 1) / w);
+  const p = (s - w) / Math.max(1, n - w);
+  return lr * (floor + (1 - floor) * 0.5 * (1 + Math.cos(Math.PI * p)));
+}

@@ -18,6 +18,7 @@ import { GraphBuilder } from '../onnx/builder.js';
 import { encodeModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { type AdamWState, adamwInit, adamwStep, clipGradNorm, type ParamMap } from '../rl/adamw.js';
+import { warmupCosine } from '../rl/lr-schedule.js';
 import { splitSeed, Xoshiro128 } from '../rl/prng.js';
 import { ModelSession } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
@@ -134,14 +135,6 @@ export function batchIndices(seed: number, phase: number, step: number, n: numbe
   return Array.from({ length: b }, (_, i) => idx[i % k]!);
 }
 
-/** Linear warm-up over the first 10% of the steps, then cosine decay to 10% of the peak. */
-export function stitchLr(lr: number, step: number, steps: number): number {
-  const warm = Math.max(1, Math.floor(steps / 10));
-  if (step < warm) return (lr * (step + 1)) / warm;
-  const p = (step - warm) / Math.max(1, steps - warm);
-  return lr * (0.1 + 0.45 * (1 + Math.cos(Math.PI * p)));
-}
-
 /**
  * Run one phase from its start or from `resume`; returns the final state.
  *
@@ -190,7 +183,7 @@ export async function runPhase(r: PhaseRun): Promise<PhaseState> {
       );
       clipGradNorm(grads, o.gradClip);
       adamwStep(state.values, grads, state.adam, {
-        lr: stitchLr(o.lr, state.step, o.steps),
+        lr: warmupCosine(o.lr, state.step, o.steps, Math.max(1, Math.floor(o.steps / 10)), 0.1),
         weightDecay: o.weightDecay,
       });
       state.curve.push(loss);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/config/load.js';
-import { learningRate } from '../../src/rl/lr-schedule.js';
+import { learningRate, warmupCosine } from '../../src/rl/lr-schedule.js';
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) <= 1e-15, `${a} vs ${b}`);
 
@@ -55,4 +55,13 @@ test('config: the schedule keys are checked and named', () => {
     () => resolveConfig([{ grpo: { lr_schedule: { kind: 'constant', warmup: 2 } } }]),
     /unknown config key grpo\.lr_schedule\.warmup/,
   );
+});
+
+test("the toy trainers' warmupCosine: (s+1)/w warm-up, lr right after it, floor·lr at the last step", () => {
+  const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-15, `${a} vs ${b}`);
+  close(warmupCosine(1, 0, 11, 4, 0.1), 0.25);
+  close(warmupCosine(1, 3, 11, 4, 0.1), 1);
+  close(warmupCosine(1, 4, 11, 4, 0.1), 1); // p = 0
+  close(warmupCosine(1, 7.5, 11, 4, 0.1), 0.55); // p = ½: halfway between 1 and 0.1
+  close(warmupCosine(2, 11, 11, 4, 0.1), 0.2); // p = 1
 });
