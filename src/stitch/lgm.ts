@@ -115,14 +115,7 @@ export function buildStitchedLgm(o: LgmSpec): StitchedLgm {
   };
   const opset = o.phi.opsetImport?.find((x) => !x.domain || x.domain === 'ai.onnx')?.version ?? 18;
   const g = new GraphBuilder(graph.name ?? 'lgm', opset, graph);
-  const B = o.trainBatch ?? 'B';
-  const latents = g.input(o.latentsInput ?? 'latents', 'float32', [B, ...o.latent]);
-  const net = new Net(g, {
-    seed: o.seed ?? 0,
-    weights: o.weights,
-    paramsAsInputs: o.trainBatch !== undefined,
-  });
-  const y = addConnector(net, latents, o.spec, { channels: o.latent[0]!, width: o.width, layout: o.layout });
+  const { net, y } = connectorOn(g, o);
   g.op('Identity', [y], {}, { outputs: [o.at] });
   for (const p of inputs) g.input(p.name, 'float32', p.dims);
   // Topological order: the connector's nodes (appended last by the builder) go first.
@@ -144,6 +137,13 @@ export function buildStitchedLgm(o: LgmSpec): StitchedLgm {
  */
 export function buildConnectorModel(o: Omit<LgmSpec, 'phi'> & { opset?: number }): StitchedLgm {
   const g = new GraphBuilder('connector', o.opset ?? 18);
+  const { net, y } = connectorOn(g, o);
+  g.output(y, o.at);
+  return { model: g.toModel(), params: net.params, outputs: [o.at] };
+}
+
+/** The connector on a fresh latents input of `g`: its output and the Net that holds its parameters. */
+function connectorOn(g: GraphBuilder, o: Omit<LgmSpec, 'phi'>): { net: Net; y: string } {
   const B = o.trainBatch ?? 'B';
   const latents = g.input(o.latentsInput ?? 'latents', 'float32', [B, ...o.latent]);
   const net = new Net(g, {
@@ -152,6 +152,5 @@ export function buildConnectorModel(o: Omit<LgmSpec, 'phi'> & { opset?: number }
     paramsAsInputs: o.trainBatch !== undefined,
   });
   const y = addConnector(net, latents, o.spec, { channels: o.latent[0]!, width: o.width, layout: o.layout });
-  g.output(y, o.at);
-  return { model: g.toModel(), params: net.params, outputs: [o.at] };
+  return { net, y };
 }
