@@ -14,9 +14,12 @@ import { saveModel } from '../src/onnx/model.js';
 import type { ModelProto } from '../src/onnx/proto.js';
 import { readSafetensors } from '../src/shards/safetensors.js';
 import { toFloat32 } from '../src/shards/tensor.js';
+import { PAPER_CONNECTOR } from '../src/stitch/connector.js';
+import { buildStitchedLgm } from '../src/stitch/lgm.js';
 import { buildDenoiser } from '../src/toy/denoiser.js';
 import { buildGeometryModel } from '../src/toy/geometry-model.js';
 import { buildLgm } from '../src/toy/lgm.js';
+import { LATENT } from '../src/toy/spaces.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
 import { buildLearnedVaeDecoder, buildVaeEncoder } from '../src/toy/vae.js';
 import { buildVaeDecoder } from '../src/toy/vae-decoder.js';
@@ -28,6 +31,21 @@ export const VAE_WEIGHTS = join(FIXTURES_DIR, 'vae-weights.safetensors');
 /** Trained weights of the toy RGB geometry model Φ (onnx/train-geometry.ts). */
 export const GEOMETRY_WEIGHTS = join(FIXTURES_DIR, 'geometry-weights.safetensors');
 
+/** The stitched LGM's trained connector and Φ-suffix weights (a `vggrpo stitch` run, README below). */
+export const LGM_STITCHED_WEIGHTS = join(FIXTURES_DIR, 'lgm-stitched-weights.safetensors');
+
+/**
+ * How the toy LGM was stitched (`vggrpo stitch --at auto` chose tokenizer.output; the paper's
+ * connector; the toy latent [C, F', H, W] and Φ's token width).
+ */
+export const TOY_STITCH = {
+  at: 'tokenizer.output',
+  spec: PAPER_CONNECTOR,
+  latent: [LATENT.channels, LATENT.frames, LATENT.height, LATENT.width],
+  width: 48,
+  layout: 'tokens',
+} as const;
+
 /** The fixture files by model role. */
 export const FIXTURE_FILES = {
   denoiser: 'denoiser.onnx',
@@ -37,6 +55,7 @@ export const FIXTURE_FILES = {
   vae_decoder: 'vae_decoder.onnx',
   vae_encoder: 'vae_encoder.onnx',
   vae_decoder_learned: 'vae_decoder_learned.onnx',
+  lgm_stitched: 'lgm_stitched.onnx',
 } as const;
 
 /**
@@ -64,14 +83,21 @@ export function buildFixtures(
 ): Record<string, string> {
   mkdirSync(outDir, { recursive: true });
   const vae = readWeights(VAE_WEIGHTS);
+  const phi = buildGeometryModel({ weights: readWeights(GEOMETRY_WEIGHTS) }).model;
   const models: Record<keyof typeof FIXTURE_FILES, ModelProto> = {
     denoiser: buildDenoiser({ weights: readWeights(weightsPath) }).model,
-    geometry: buildGeometryModel({ weights: readWeights(GEOMETRY_WEIGHTS) }).model,
+    geometry: phi,
     lgm: buildLgm(),
     text_encoder: buildTextEncoder(),
     vae_decoder: buildVaeDecoder(),
     vae_encoder: buildVaeEncoder({ weights: vae }).model,
     vae_decoder_learned: buildLearnedVaeDecoder({ weights: vae }).model,
+    lgm_stitched: buildStitchedLgm({
+      ...TOY_STITCH,
+      latent: [...TOY_STITCH.latent],
+      phi,
+      weights: readWeights(LGM_STITCHED_WEIGHTS),
+    }).model,
   };
   const written: Record<string, string> = {};
   for (const [role, model] of Object.entries(models)) {

@@ -69,6 +69,16 @@ const CONTRACTS: Record<keyof typeof FIXTURE_FILES, { inputs: Io[]; outputs: Io[
     inputs: [['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
     outputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
   },
+  lgm_stitched: {
+    inputs: [['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
+    outputs: [
+      ['depth', 'F32', ['B', LATENT.frames, GEOMETRY.height, GEOMETRY.width]],
+      ['world_points', 'F32', ['B', LATENT.frames, GEOMETRY.height, GEOMETRY.width, 3]],
+      ['confidence', 'F32', ['B', LATENT.frames, GEOMETRY.height, GEOMETRY.width]],
+      ['pose_enc', 'F32', ['B', LATENT.frames, 9]],
+      ['scene_flow', 'F32', ['B', LATENT.frames, GEOMETRY.height, GEOMETRY.width, 3]],
+    ],
+  },
 };
 
 function randomFeed(io: Io, batch: number, seed: number): Tensor {

@@ -1,0 +1,103 @@
+/**
+ * Fidelity of the toy geometry models on held-out `world`-like groups (src/metrics/fidelity.ts):
+ * Φ on RGB frames and the stitched LGM on the VAE encoder's latents of the same videos, each with
+ * r_motion in the paper's form and with the noise floor (motion option poseNoise) set to the
+ * model's measured per-frame rotation noise. Prints one table; the figures of
+ * onnx/fixtures/README.md come from it.
+ *
+ * @example
+ *   node --import tsx onnx/measure-lgm.ts            # 48 groups of 4, seed 0
+ *   node --import tsx onnx/measure-lgm.ts 96 1       # 96 groups, seed 1
+ */
+import { join } from 'node:path';
+import { resolveConfig } from '../src/config/load.js';
+import { VaeEncoder } from '../src/media/vae.js';
+import {
+  type FidelityFigures,
+  type GeometryPredictor,
+  measureFidelity,
+  sessionPredictor,
+} from '../src/metrics/fidelity.js';
+import type { MotionOptions } from '../src/rewards/motion.js';
+import { ModelSession } from '../src/runtime/session.js';
+import { f32 } from '../src/shards/tensor.js';
+import { heldOutGroups, type ToyVideo } from '../src/toy/videos.js';
+import { FIXTURES_DIR } from './build-fixtures.js';
+
+/**
+ * A predictor running the stitched LGM on the VAE encoder's latents of each batch.
+ *
+ * @example
+ *   const predict = await lgmPredictor(join(FIXTURES_DIR, 'lgm_stitched.onnx'), 1);
+ */
+export async function lgmPredictor(
+  lgmPath: string,
+  threads: number,
+): Promise<{ predict: GeometryPredictor; release: () => Promise<void> }> {
+  const config = resolveConfig([{ runtime: { threads } }]);
+  const encoder = await VaeEncoder.open(config, join(FIXTURES_DIR, 'vae_encoder.onnx'));
+  const lgm = await ModelSession.open(lgmPath, { threads });
+  const feeds = async (videos: ToyVideo[]) => {
+    const n = videos[0]!.frames.length;
+    const frames = new Float32Array(videos.length * n);
+    videos.forEach((v, b) => {
+      frames.set(v.frames, b * n);
+    });
+    const { height: H, width: W, frames: F } = videos[0]!.video;
+    const z = await encoder.encode(frames, [videos.length, F, H, W]);
+    return { latents: f32(z.shape, z.latents) };
+  };
+  return {
+    predict: sessionPredictor(lgm, { feeds }),
+    release: async () => {
+      await encoder.release();
+      await lgm.release();
+    },
+  };
+}
+
+/** Mean relative rotation error over frame pairs (degrees) → per-frame, per-component noise std (radians). */
+export function rotationNoise(rotErrDeg: number): number {
+  // Two frames' independent 3-D errors of std σ per component differ by a vector of std √2σ per
+  // component, whose norm has mean √2σ·2√(2/π) = √2σ·1.596 (a chi distribution with 3 degrees).
+  return (rotErrDeg * Math.PI) / 180 / (Math.SQRT2 * 1.596);
+}
+
+async function main(): Promise<void> {
+  const groups = heldOutGroups(Number(process.argv[2] ?? 48), 4, Number(process.argv[3] ?? 0));
+  const phiSession = await ModelSession.open(join(FIXTURES_DIR, 'geometry_rgb.onnx'), { threads: 2 });
+  const lgm = await lgmPredictor(join(FIXTURES_DIR, 'lgm_stitched.onnx'), 2);
+  const rows: [string, FidelityFigures][] = [];
+  const models: [string, GeometryPredictor][] = [
+    ['Φ on RGB', sessionPredictor(phiSession)],
+    ['stitched LGM', lgm.predict],
+  ];
+  for (const [name, predict] of models) {
+    const plain = await measureFidelity(predict, groups);
+    rows.push([name, plain.overall]);
+    for (const [fam, f] of Object.entries(plain.perFamily)) rows.push([`  ${name}, ${fam}`, f]);
+    const sigma = rotationNoise(plain.overall.rotErrDeg);
+    const motion: Partial<MotionOptions> = { poseNoise: { translation: 0, rotation: sigma } };
+    rows.push([
+      `${name}, poseNoise σ_rot ${sigma.toFixed(4)}`,
+      (await measureFidelity(predict, groups, { motion })).overall,
+    ]);
+  }
+  await phiSession.release();
+  await lgm.release();
+  console.log(
+    '| model | depth rel. err | rot. err (°) | transl. dir. err (°) | Spearman | within-group | smooth above |',
+  );
+  console.log('|---|---|---|---|---|---|---|');
+  for (const [n, f] of rows)
+    console.log(
+      `| ${n} | ${f.depthRelErr.toFixed(3)} | ${f.rotErrDeg.toFixed(2)} | ${f.transDirErrDeg.toFixed(1)} | ${f.motionSpearman.toFixed(3)} | ${f.withinGroupSpearman.toFixed(3)} | ${(100 * f.smoothAbove).toFixed(0)}% |`,
+    );
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
+}
