@@ -10,6 +10,7 @@ import { ModelSession } from '../../src/runtime/session.js';
 import { f32, type Tensor } from '../../src/shards/tensor.js';
 import { buildDenoiser } from '../../src/toy/denoiser.js';
 import { LATENT_SIZE, TOY } from '../../src/toy/latent.js';
+import { directionalDerivatives, waveDirections } from './directional-check.js';
 
 test('pretraining gradients match a directional finite difference of the flow-matching loss', async () => {
   const { channels: C, frames: F, height: H, width: W, contextLength: L, contextDim: D } = TOY;
@@ -42,29 +43,12 @@ test('pretraining gradients match a directional finite difference of the flow-ma
     'head.head.weight',
     'frame_embedding.weight',
   ];
-  const dirs = new Map(
-    chosen.map((n, k) => [n, wave(params.find((p) => p.name === n)!.value.length, 3 + k)]),
+  const { analytic, numeric } = await directionalDerivatives(
+    s,
+    params,
+    base,
+    waveDirections(params, chosen, 3),
   );
-  const run = async (h: number) => {
-    const feeds = { ...base };
-    for (const p of params) {
-      const d = dirs.get(p.name);
-      feeds[p.name] = f32(p.shape, d ? p.value.map((v, i) => v + h * d[i]!) : p.value);
-    }
-    return s.run(feeds);
-  };
-  const at0 = await run(0);
-  let analytic = 0;
-  for (const [n, d] of dirs) {
-    const g = at0[`grad:${n}`]!.data as Float32Array;
-    for (let i = 0; i < d.length; i++) analytic += g[i]! * d[i]!;
-  }
-  const lossAt = async (x: number) => ((await run(x)).loss!.data as Float32Array)[0]!;
-  const central = async (h: number) => ((await lossAt(h)) - (await lossAt(-h))) / (2 * h);
-  // Richardson extrapolation removes the h² error term of the central difference (the network's
-  // third-order terms are large along a direction that moves whole weight matrices).
-  const h = 1e-3;
-  const numeric = (9 * (await central(h)) - (await central(3 * h))) / 8;
   await s.release();
   assert.ok(Math.abs(analytic) > 1e-6, `degenerate direction (${analytic})`);
   assert.ok(

@@ -20,6 +20,7 @@ import { TOY } from '../../src/toy/latent.js';
 import { LATENT, LATENT_VALUES, VIDEO } from '../../src/toy/spaces.js';
 import { channelStats, decodeLatents, encodeVideos, meanPsnr } from '../../src/toy/vae-eval.js';
 import { Rng, sampleVideo, type ToyVideo } from '../../src/toy/videos.js';
+import { directionalDerivatives, waveDirections } from './directional-check.js';
 
 const ENCODER = join(FIXTURES_DIR, 'vae_encoder.onnx');
 const DECODER = join(FIXTURES_DIR, 'vae_decoder_learned.onnx');
@@ -153,32 +154,14 @@ test('VAE training gradients match a directional finite difference of its loss',
   const { bytes, params } = vaeTrainingGraph(1, 1e-3);
   const s = await ModelSession.open(bytes, { threads: 1 });
   const frames = f32([1, F, 3, VIDEO.height, VIDEO.width], heldOut[2]!.frames);
-  const wave = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(0.61 * i + k));
   const chosen = [
     'encoder.conv_in.weight',
     'encoder.blocks.1.conv2.weight',
     'decoder.conv_in.bias',
     'decoder.conv_out.weight',
   ];
-  const dirs = new Map(chosen.map((n, k) => [n, wave(params.find((p) => p.name === n)!.value.length, k)]));
-  const run = async (h: number) => {
-    const feeds: Record<string, Tensor> = { frames, 'grad:loss': f32([], [1]), 'grad:mse': f32([], [0]) };
-    for (const p of params) {
-      const d = dirs.get(p.name);
-      feeds[p.name] = f32(p.shape, d ? p.value.map((v, i) => v + h * d[i]!) : p.value);
-    }
-    return s.run(feeds);
-  };
-  const at0 = await run(0);
-  let analytic = 0;
-  for (const [n, d] of dirs) {
-    const g = at0[`grad:${n}`]!.data as Float32Array;
-    for (let i = 0; i < d.length; i++) analytic += g[i]! * d[i]!;
-  }
-  const lossAt = async (x: number) => ((await run(x)).loss!.data as Float32Array)[0]!;
-  const central = async (h: number) => ((await lossAt(h)) - (await lossAt(-h))) / (2 * h);
-  const h = 1e-3;
-  const numeric = (9 * (await central(h)) - (await central(3 * h))) / 8;
+  const base: Record<string, Tensor> = { frames, 'grad:loss': f32([], [1]), 'grad:mse': f32([], [0]) };
+  const { analytic, numeric } = await directionalDerivatives(s, params, base, waveDirections(params, chosen));
   await s.release();
   assert.ok(Math.abs(analytic) > 1e-6, `degenerate direction (${analytic})`);
   assert.ok(
