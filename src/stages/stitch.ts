@@ -15,12 +15,14 @@ import { stringify } from 'yaml';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { lineSpec, renderSvg } from '../media/plots.js';
+import { VaeEncoder } from '../media/vae.js';
 import { candidateList, tensorNames } from '../onnx/cut.js';
 import { encodeModel, loadModel, saveModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/proto.js';
 import type { ParamMap } from '../rl/adamw.js';
+import { runtimeOptions } from '../rl/policy.js';
 import { hashString } from '../rl/prng.js';
-import { ModelSession } from '../runtime/session.js';
+import { ModelSession, type RuntimeOptions } from '../runtime/session.js';
 import { atomicWrite } from '../shards/atomic.js';
 import {
   type CandidateError,
@@ -46,15 +48,7 @@ import {
   type TokenGrid,
   tokenRows,
 } from '../stitch/stitch-point.js';
-import {
-  framesAt,
-  latentFramePositions,
-  runBatched,
-  type StitchRuntime,
-  stitchRuntime,
-  type Values,
-  withOutputs,
-} from '../stitch/targets.js';
+import { framesAt, latentFramePositions, runBatched, type Values, withOutputs } from '../stitch/targets.js';
 import { readVideos, toyVideos, type Videos } from '../stitch/videos.js';
 
 export interface StitchOptions {
@@ -125,7 +119,7 @@ function modelPath(path: string | null | undefined, flag: string, key: string): 
   return path;
 }
 
-/** Static dims of an input [B, F, 3, H, W] (undefined where dynamic). */
+/** Static frame count and size of a frames input (undefined where dynamic). */
 interface FrameInput {
   name: string;
   frames?: number;
@@ -133,13 +127,21 @@ interface FrameInput {
   width?: number;
 }
 
-function frameDims(model: ModelProto, flag: string): FrameInput {
+/** Where F, H and W sit in a frames input of each layout (Φ's is BF3HW; the encoder's is `vae.layout`). */
+const FHW_AXES: Record<Config['vae']['layout'], [number, number, number]> = {
+  BF3HW: [1, 3, 4],
+  B3FHW: [2, 3, 4],
+  BFHW3: [1, 2, 3],
+};
+
+function frameDims(model: ModelProto, flag: string, layout: Config['vae']['layout'] = 'BF3HW'): FrameInput {
   const v = model.graph?.input?.find((i) => !(model.graph?.initializer ?? []).some((t) => t.name === i.name));
   const dims = v?.type?.tensorType?.shape?.dim ?? [];
-  if (!v || dims.length !== 5) throw new InputError(flag, 'expected one input frames [B, F, 3, H, W]');
+  if (!v || dims.length !== 5) throw new InputError(flag, `expected one input frames (${layout})`);
   const d = (i: number) =>
     dims[i]?.dimValue !== undefined && dims[i]!.dimValue! > 0 ? dims[i]!.dimValue : undefined;
-  return { name: v.name ?? '', frames: d(1), height: d(3), width: d(4) };
+  const [f, h, w] = FHW_AXES[layout];
+  return { name: v.name ?? '', frames: d(f), height: d(h), width: d(w) };
 }
 
 /** How the stitch tensor is laid out, its width, and whether its grid fits the connector's; a fault text when not. */
@@ -215,7 +217,7 @@ async function heldoutErrors(
   from: number,
   targets: Map<string, Values>,
   names: string[],
-  rt: StitchRuntime,
+  rt: Partial<RuntimeOptions>,
   batch: number,
 ): Promise<Record<string, number>> {
   const s = await ModelSession.open(encodeModel(model), rt, 'stitched model');
@@ -250,7 +252,6 @@ interface StitchModels {
   encPath: string;
   phiIn: FrameInput;
   encIn: FrameInput;
-  encOut: string;
   roles: Map<string, string>;
   candidates: string[];
 }
@@ -282,8 +283,7 @@ function openModels(o: StitchOptions): StitchModels {
     phiPath,
     encPath,
     phiIn: frameDims(phi, '--geometry-model'),
-    encIn: enc ? frameDims(enc, '--encoder') : { name: '' },
-    encOut: enc?.graph?.output?.[0]?.name ?? '',
+    encIn: enc ? frameDims(enc, '--encoder', cfg.vae.layout) : { name: '' },
     roles: phiOutputs(cfg, phi),
     candidates,
   };
@@ -335,7 +335,7 @@ async function encodeAndProbe(
   paired?: Values,
 ): Promise<{ latents: Values; phiVals: Map<string, Values> }> {
   const cfg = o.config;
-  const rt = stitchRuntime(cfg);
+  const rt = runtimeOptions(cfg);
   const t = cfg.vae.temporal_compression;
   const F = dims.frames;
   const positions = latentFramePositions(F, t);
@@ -349,23 +349,10 @@ async function encodeAndProbe(
     }
     latents = paired;
   } else {
-    const es = await ModelSession.open(m.encPath, rt);
-    const run = await runBatched(
-      es,
-      m.encIn.name,
-      videos,
-      [F, 3, dims.height, dims.width],
-      [m.encOut],
-      cfg.stitch.batch,
-    );
-    latents = run.get(m.encOut)!;
-    await es.release();
+    latents = await encodeVideos(cfg, m.encPath, videos, [F, dims.height, dims.width]);
   }
   if (latents.shape.length !== 4) {
-    throw new InputError(
-      '--encoder',
-      `output '${m.encOut}' is [B, ${latents.shape}]; expected latents [B, C, F', H, W]`,
-    );
+    throw new InputError('--encoder', `latents are [B, ${latents.shape}]; expected [B, C, F', H, W]`);
   }
   const [C, Fp] = latents.shape as [number, number];
   if (Fp !== positions.length) {
@@ -394,6 +381,38 @@ async function encodeAndProbe(
   );
   await ps.release();
   return { latents, phiVals };
+}
+
+/**
+ * E(x) of each video [F, 3, H, W] through the one VAE adapter (src/media/vae.ts), so the
+ * latents the connector learns from follow `vae.*` exactly as the denoiser's do: frames in the
+ * encoder's layout and pixel range, latents normalised by `vae.latents_mean/std`.
+ */
+async function encodeVideos(
+  cfg: Config,
+  path: string,
+  videos: Float32Array[],
+  [F, H, W]: [number, number, number],
+): Promise<Values> {
+  const enc = await VaeEncoder.open(cfg, path);
+  const out: Values = { shape: [], data: [] };
+  const per = F * 3 * H * W;
+  try {
+    for (let s = 0; s < videos.length; s += cfg.stitch.batch) {
+      const part = videos.slice(s, s + cfg.stitch.batch);
+      const x = new Float32Array(part.length * per);
+      part.forEach((v, k) => {
+        x.set(v, k * per);
+      });
+      const z = await enc.encode(x, [part.length, F, H, W]);
+      out.shape = z.shape.slice(1);
+      const size = z.latents.length / part.length;
+      for (let k = 0; k < part.length; k++) out.data.push(z.latents.slice(k * size, (k + 1) * size));
+    }
+  } finally {
+    await enc.release();
+  }
+  return out;
 }
 
 /** The checkpoint to continue from (`--resume`), or none; refuses to overwrite one without it. */
@@ -493,7 +512,7 @@ export async function runStitch(
 ): Promise<StitchResult> {
   const t0 = Date.now();
   const sc = o.config.stitch;
-  const rt = stitchRuntime(o.config);
+  const rt = runtimeOptions(o.config);
   const spec = parseConnector(o.connector);
   const m = openModels(o);
   const { train, heldout } = await stitchVideos(o, m.encIn);
@@ -547,8 +566,8 @@ export async function runStitch(
     gradClip: sc.grad_clip,
     seed: o.seed ?? 0,
     checkpointEvery: sc.checkpoint_every,
-    threads: rt.threads,
-    device: rt.device,
+    threads: o.config.runtime.threads,
+    device: o.config.runtime.device,
   });
   const trainOf = (v: Values) => v.data.slice(0, nTrain);
   const save = (phase: 1 | 2, state: PhaseState, phase1?: { values: ParamMap; curve: number[] }) => {

@@ -11,7 +11,6 @@
  * @example
  *   latentFramePositions(17, 4); // [0, 4, 8, 12, 16]
  */
-import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { valueInfo } from '../onnx/builder.js';
 import type { ModelProto } from '../onnx/proto.js';
@@ -38,24 +37,6 @@ export function latentFramePositions(frames: number, t: number): number[] {
 export interface Values {
   shape: number[];
   data: Float32Array[];
-}
-
-/**
- * Runtime options of every stitch session, as every stage reads them (`runtime.*`; threads 0:
- * onnxruntime's default — pass `--threads 1` on a shared machine).
- *
- * @example
- *   const rt = stitchRuntime(config); // { device: 'cpu', threads: 1, graphOptimization: 'all' }
- */
-export function stitchRuntime(config: Config): StitchRuntime {
-  const r = config.runtime;
-  return { device: r.device, threads: r.threads, graphOptimization: r.graph_optimization };
-}
-
-export interface StitchRuntime {
-  device: 'cpu' | 'cuda';
-  threads: number;
-  graphOptimization: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
 /**

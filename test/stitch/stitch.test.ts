@@ -273,6 +273,59 @@ test('--encoder shards: latents stored with the frames stand in for the encoder 
   );
 });
 
+test("vae.latents_mean/std: the connector learns from normalised latents, (z − mean)/std, as the denoiser's are", async () => {
+  const mean = [0.5, -1, 2, 0];
+  const std = [2, 0.5, 1, 4];
+  const wan = (out: string, encoder: string, videos: string) =>
+    runStitch(
+      {
+        geometryModel: phi,
+        encoder,
+        videos,
+        at: 'blocks.0.output',
+        out: join(dir, out),
+        config: resolveConfig(
+          [
+            {
+              runtime: { threads: 1 },
+              vae: { latents_mean: mean, latents_std: std },
+              stitch: {
+                batch: 4,
+                checkpoint_every: 10,
+                phase1: { steps: 20, lr: 3e-3 },
+                phase2: { steps: 20, lr: 3e-3 },
+              },
+            },
+          ],
+          'test',
+        ),
+      },
+      quiet,
+      quiet,
+    );
+  const viaEncoder = await wan('n1', enc, join(dir, 'videos'));
+  // The same videos paired with the encoder's latents normalised by hand.
+  const { tensors } = readSafetensors(join(dir, 'paired', 'v.safetensors'));
+  const lat = tensors.get('final_latents')!;
+  const [B, C] = lat.shape as [number, number];
+  const per = (lat.data as Float32Array).length / (B * C);
+  const z = Float32Array.from(lat.data as Float32Array, (v, i) => {
+    const c = Math.floor(i / per) % C;
+    return (v - mean[c]!) / std[c]!;
+  });
+  mkdirSync(join(dir, 'paired-norm'));
+  writeSafetensors(join(dir, 'paired-norm', 'v.safetensors'), {
+    rgb: tensors.get('rgb')!,
+    final_latents: f32(lat.shape, z),
+  });
+  const byHand = await wan('n2', 'shards', join(dir, 'paired-norm'));
+  assert.deepEqual(byHand.candidates, viaEncoder.candidates);
+  assert.deepEqual(readFileSync(byHand.lgm), readFileSync(viaEncoder.lgm));
+  // And un-normalised latents make another LGM: the conventions are not ignored.
+  const raw = await wan('n3', 'shards', join(dir, 'paired'));
+  assert.notDeepEqual(readFileSync(raw.lgm), readFileSync(viaEncoder.lgm));
+});
+
 test('a stitch interrupted after a checkpoint resumes to the same weights as an uninterrupted run', async () => {
   const full = join(dir, 'full');
   const cut = join(dir, 'cut');
@@ -345,7 +398,7 @@ test('Wan-style temporal compression: 5 frames → 2 latent frames, Φ on frames
       quiet,
       quiet,
     ),
-    /--encoder: gives 2 latent frames for 5 frames; vae.temporal_compression 1 means 5/,
+    /enc4\.onnx: encoder gives 2 latent frames for 5 frames; vae\.temporal_compression 1 needs F = 1 \+ t·\(F' − 1\)/,
   );
 });
 
@@ -405,7 +458,7 @@ test('bad input exits 2 with one line naming the flag or file', async () => {
   writeFileSync(cfgFile, 'vae:\n  latents_mean: [0, 0, 0]\n');
   await one(
     [...common, '--videos', videos, '--config', cfgFile],
-    /--encoder: gives 4 latent channels; vae.latents_mean has 3/,
+    /vae\.latents_mean: has 3 values; the latents have 4 channels/,
   );
 });
 
