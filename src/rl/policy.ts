@@ -34,8 +34,9 @@ export interface Policy {
   lora: LoraWeights;
   checkpoint?: PolicyCheckpoint;
   shape: DenoiserShape;
-  /** The LoRA-injected model (for building training graphs); external data stays on disk. */
-  modelBytes: Uint8Array;
+  /** The LoRA-injected model (for building training graphs); external data stays on disk.
+   * Encoded on first use: `sample` never needs it. */
+  readonly modelBytes: Uint8Array;
   denoiserPath: string;
 }
 
@@ -119,15 +120,18 @@ export async function loadPolicy(
   } else {
     lora = initLora(adapterDims, config.lora.rank, LORA_INIT_SEED, config.lora.alpha);
   }
-  const modelBytes = encodeModel(model);
   // From a file when the model has external data (a protobuf buffer stops at 2 GB).
   const session = await openModel(model, runtimeOptions(config), path);
+  let bytes: Uint8Array | undefined;
   return {
     session,
     lora,
     checkpoint,
     shape: denoiserShape(session, config, path),
-    modelBytes,
+    get modelBytes() {
+      bytes ??= encodeModel(model);
+      return bytes;
+    },
     denoiserPath: path,
   };
 }

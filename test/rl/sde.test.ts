@@ -9,6 +9,7 @@ import {
   logProbVjp,
   odeStep,
   sdeCoefficients,
+  sdeSampleInPlace,
   sdeStep,
   stdDev,
 } from '../../src/rl/sde.js';
@@ -196,4 +197,60 @@ test('logProbVjp matches central differences of logProb (exact for a quadratic)'
   const v2 = v.map((t) => t + 0.5);
   const m2 = sdeStep({ x, v: v2, sigmas: SIGMAS, i: 2, batch: B, next }).mean;
   for (let j = 0; j < B * M; j++) close((m2[j]! - m1[j]!) / 0.5, c.cv, 1e-5, 'dmean/dv');
+});
+
+/** Values over many binades (and exact zeros), so every rounding in the step is exercised. */
+function spread(seed: bigint, n: number): Float32Array {
+  const g = gaussian(seed, n);
+  const e = gaussian(seed + 1n, n);
+  return g.map((z, j) => (j % 97 === 0 ? 0 : z * 2 ** Math.round(4 * e[j]!)));
+}
+
+test("the sampler's fused in-place SDE step gives sdeStep's next and log-probs bit for bit", () => {
+  const sigmas = Float32Array.from(shiftedSigmas(10, 3));
+  for (const [B, M] of [
+    [1, 1],
+    [3, 7],
+    [4, 1001],
+    [2, 28672],
+  ] as const) {
+    for (const i of [0, 1, 5, 8]) {
+      const x = spread(BigInt(10 * B + i), B * M);
+      const v = spread(BigInt(10 * B + i + 500), B * M);
+      const noise = gaussian(BigInt(i + 77), B * M);
+      for (const level of [0.7, 1.3]) {
+        const ref = sdeStep({ x, v, sigmas, i, batch: B, noiseLevel: level, noise });
+        const y = Float32Array.from(x);
+        const lp = new Float32Array(B);
+        sdeSampleInPlace(y, v, noise, sdeCoefficients(sigmas, i, level), B, lp);
+        assert.deepEqual(y, ref.next, `B ${B}, M ${M}, step ${i}: next`);
+        assert.deepEqual(lp, ref.logProb, `B ${B}, M ${M}, step ${i}: log-probs`);
+      }
+    }
+  }
+  const c = sdeCoefficients(SIGMAS, 1);
+  assert.throws(
+    () =>
+      sdeSampleInPlace(
+        new Float32Array(4),
+        new Float32Array(4),
+        new Float32Array(3),
+        c,
+        2,
+        new Float32Array(2),
+      ),
+    /noise have 4, 4 and 3/,
+  );
+});
+
+test('ODE step in place equals the allocating one', () => {
+  const sigmas = Float32Array.from(shiftedSigmas(10, 3));
+  const x = spread(3n, 5003);
+  const v = spread(4n, 5003);
+  for (const i of [0, 4, 9]) {
+    const ref = odeStep(x, v, sigmas, i);
+    const y = Float32Array.from(x);
+    assert.equal(odeStep(y, v, sigmas, i, y), y);
+    assert.deepEqual(y, ref, `step ${i}`);
+  }
 });
