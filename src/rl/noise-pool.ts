@@ -4,16 +4,16 @@
  * a worker can, on a free core (or while a GPU computes). The values are exactly batchNoise's,
  * whichever thread draws them.
  *
- * Each draw is a job that one side claims (a compare-and-swap on a shared word): the worker when
- * it gets to it, or the main thread when the noise is needed before the worker has started it
- * (the worker still booting, or busy with an earlier job) — so waiting on the worker never costs
- * more than drawing on the main thread would. Close it (try/finally): an open worker keeps the
- * process alive.
+ * Each sample of a draw is claimed by one side (a compare-and-swap on a shared word): by the
+ * worker when it gets to it, or by the main thread when the noise is needed before the worker
+ * has started it (the worker still booting, or busy with an earlier draw). So taking a draw never
+ * waits longer than drawing its unstarted samples here would take, and both threads work on a
+ * late one. Close it (try/finally): an open worker keeps the process alive.
  */
 import { Worker } from 'node:worker_threads';
-import { batchNoise, type Seed } from './prng.js';
+import { type Seed, sampleNoise } from './prng.js';
 
-/** A job's claim word: who draws it. */
+/** A sample's claim word: who draws it. */
 export const QUEUED = 0;
 export const BY_WORKER = 1;
 export const BY_MAIN = 2;
@@ -24,37 +24,40 @@ export interface NoiseJob {
   seeds: bigint[];
   step: number | null;
   perSample: number;
-  /** Int32Array over a SharedArrayBuffer of one word: QUEUED, BY_WORKER or BY_MAIN. */
+  /** One word per sample, over a SharedArrayBuffer: QUEUED, BY_WORKER or BY_MAIN. */
   claim: Int32Array;
+  /** The noise [seeds.length · perSample], over a SharedArrayBuffer both threads write. */
+  out: Float32Array;
 }
 
 /** One draw in flight. */
 export interface NoiseDraw {
-  /** The noise: the worker's, or drawn here if the worker has not started it. */
+  /** The noise (an array of its own): the worker's samples, and those drawn here. */
   take(): Promise<Float32Array>;
-  /** Who draws it (QUEUED until one side claims it). */
+  /** Who draws each sample (QUEUED until one side claims it). */
   readonly claim: Int32Array;
 }
 
 export class NoisePool {
   private worker?: Worker;
   private nextId = 0;
-  private readonly pending = new Map<number, { job: NoiseJob; resolve: (out: Float32Array) => void }>();
+  /** Draws the worker has not reported done, with what resolves their `done`. */
+  private readonly pending = new Map<number, { job: NoiseJob; done: () => void }>();
 
   constructor(enabled = true) {
     if (!enabled) return;
     try {
       this.worker = spawnWorker();
-      this.worker.on('message', (m: { id: number; out: Float32Array }) => {
-        this.pending.get(m.id)?.resolve(m.out);
-        this.pending.delete(m.id);
+      this.worker.on('message', (id: number) => {
+        this.pending.get(id)?.done();
+        this.pending.delete(id);
       });
       this.worker.on('error', () => {
-        // Fall back to the main thread, finishing what the worker had claimed.
+        // Fall back to the main thread, redrawing what the worker had claimed (it may not have finished).
         this.worker = undefined;
-        for (const { job, resolve } of this.pending.values()) {
-          Atomics.compareExchange(job.claim, 0, QUEUED, BY_MAIN);
-          resolve(draw(job));
+        for (const { job, done } of this.pending.values()) {
+          claimAll(job, BY_WORKER, BY_MAIN);
+          done();
         }
         this.pending.clear();
       });
@@ -71,25 +74,25 @@ export class NoisePool {
    *   const noise = await eps.take(); // …take when needed
    */
   draw(seeds: readonly Seed[], step: number | null, perSample: number): NoiseDraw {
+    const n = seeds.length;
     const job: NoiseJob = {
       id: this.nextId++,
       seeds: seeds.map(BigInt),
       step,
       perSample,
-      claim: new Int32Array(new SharedArrayBuffer(4)),
+      claim: new Int32Array(new SharedArrayBuffer(4 * n)),
+      out: new Float32Array(new SharedArrayBuffer(4 * n * perSample)),
     };
-    if (!this.worker) {
-      job.claim[0] = BY_MAIN;
-      return { take: async () => draw(job), claim: job.claim };
-    }
-    const result = new Promise<Float32Array>((resolve) => this.pending.set(job.id, { job, resolve }));
-    this.worker.postMessage(job);
+    const done = this.worker
+      ? new Promise<void>((resolve) => this.pending.set(job.id, { job, done: resolve }))
+      : Promise.resolve();
+    this.worker?.postMessage(job);
     return {
       claim: job.claim,
-      take: () => {
-        if (Atomics.compareExchange(job.claim, 0, QUEUED, BY_MAIN) !== QUEUED) return result;
-        this.pending.delete(job.id); // the worker will skip it
-        return Promise.resolve(draw(job));
+      take: async () => {
+        claimAll(job, QUEUED, BY_MAIN);
+        if (job.claim.includes(BY_WORKER)) await done;
+        return job.out.slice(); // an ordinary buffer: onnxruntime and transfers want one
       },
     };
   }
@@ -100,6 +103,18 @@ export class NoisePool {
     this.worker?.unref();
     void this.worker?.terminate();
     this.worker = undefined;
+  }
+}
+
+/**
+ * Claim as `by` every sample of the job still marked `from`, and draw it into job.out. The
+ * worker calls it with (QUEUED, BY_WORKER); the main thread with (QUEUED, BY_MAIN), or with
+ * (BY_WORKER, BY_MAIN) to redraw after the worker failed.
+ */
+export function claimAll(job: NoiseJob, from: number, by: number): void {
+  for (let b = 0; b < job.seeds.length; b++) {
+    if (Atomics.compareExchange(job.claim, b, from, by) !== from) continue;
+    job.out.set(sampleNoise(job.seeds[b]!, job.step, job.perSample), b * job.perSample);
   }
 }
 
@@ -116,9 +131,4 @@ function spawnWorker(): Worker {
   const api = import.meta.resolve('tsx/esm/api');
   const boot = `import(${JSON.stringify(api)}).then((t) => { t.register(); return import(${JSON.stringify(url.href)}); });`;
   return new Worker(boot, { eval: true, execArgv: [] });
-}
-
-/** The job's noise, drawn on this thread. */
-export function draw(job: Pick<NoiseJob, 'seeds' | 'step' | 'perSample'>): Float32Array {
-  return batchNoise(job.seeds, job.step, job.perSample);
 }

@@ -216,11 +216,16 @@ export function batchNoise(
   perSample: number,
 ): Float32Array {
   const out = new Float32Array(seeds.length * perSample);
-  seeds.forEach((s, b) => {
-    out.set(
-      stepIndex === null ? initialNoise(s, perSample) : stepNoise(s, stepIndex, perSample),
-      b * perSample,
-    );
-  });
+  for (const [b, s] of seeds.entries()) out.set(sampleNoise(s, stepIndex, perSample), b * perSample);
   return out;
+}
+
+/**
+ * One sample's part of batchNoise: its step noise, or (`stepIndex` null) its initial latents.
+ *
+ * @example
+ *   const eps = sampleNoise(seed, 3, C * F * H * W); // = batchNoise([seed], 3, C * F * H * W)
+ */
+export function sampleNoise(seed: Seed, stepIndex: number | null, n: number): Float32Array {
+  return stepIndex === null ? initialNoise(seed, n) : stepNoise(seed, stepIndex, n);
 }
