@@ -3,6 +3,8 @@
  * one (temp file in the same folder, fsync, rename, fsync of the folder). Parts are streamed one
  * after the other — bytes in memory or ranges of other files — so a file may be far larger than
  * memory. Temp files and folders in flight are remembered, so a SIGTERM removes them.
+ * `atomicWriteAsync` does the same for bytes in memory on libuv's threads, so a stage can write
+ * one file while it computes the next.
  */
 import {
   closeSync,
@@ -17,6 +19,7 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Test hook: throw between write and rename to prove no file appears at the target. */
@@ -86,6 +89,41 @@ export function atomicWrite(path: string, parts: WritePart[] | string): void {
     fsyncDir(dir);
   } catch (err) {
     rmSync(tmp, { force: true });
+    throw err;
+  } finally {
+    settleTemp(tmp);
+  }
+}
+
+/**
+ * atomicWrite for bytes in memory, the writing and fsync off the main thread. The parts must
+ * not change until it settles.
+ *
+ * @example
+ *   const done = atomicWriteAsync('out/shard-0000.safetensors', parts); // …compute… await done;
+ */
+export async function atomicWriteAsync(path: string, parts: Uint8Array[]): Promise<void> {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true });
+  const tmp = tempBeside(path);
+  try {
+    const fh = await open(tmp, 'w');
+    try {
+      let pos = 0;
+      for (const p of parts) {
+        for (let off = 0; off < p.length; )
+          off += (await fh.write(p, off, p.length - off, pos + off)).bytesWritten;
+        pos += p.length;
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    atomicHooks.beforeRename?.(tmp);
+    await rename(tmp, path);
+    fsyncDir(dir);
+  } catch (err) {
+    await rm(tmp, { force: true });
     throw err;
   } finally {
     settleTemp(tmp);

@@ -9,7 +9,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { InputError } from '../errors.js';
-import { atomicWrite } from './atomic.js';
+import { atomicWrite, atomicWriteAsync } from './atomic.js';
 import { DTYPE_SIZE, type DType, numel, type Tensor, type TypedData } from './tensor.js';
 
 export interface SafetensorsFile {
@@ -309,4 +309,13 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): void {
   atomicWrite(path, encodeSafetensors(tensors, metadata));
+}
+
+/** writeSafetensors with the writing off the main thread (atomicWriteAsync); tensors must not change until it settles. */
+export function writeSafetensorsAsync(
+  path: string,
+  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  return atomicWriteAsync(path, encodeSafetensors(tensors, metadata));
 }

@@ -11,7 +11,7 @@ import { parseJson } from '../config/validate.js';
 import { InputError } from '../errors.js';
 import { placeMetadata, type ShardPlace, shardPlace } from './completeness.js';
 import { assertShardFinite } from './finite.js';
-import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { readSafetensors, writeSafetensors, writeSafetensorsAsync } from './safetensors.js';
 import { SCHEMA_VERSION, type ShardKind, validateShard } from './schema.js';
 import type { Tensor } from './tensor.js';
 
@@ -99,6 +99,17 @@ export function readShard(
   return { path, kind: got as ShardKind, tensors, metadata, config, inputs, recordedInputs, dims, place };
 }
 
+/** What writeShard records beside the tensors. */
+export interface ShardWriteOptions {
+  config: unknown;
+  inputs?: string[];
+  extra?: Record<string, string>;
+  /** The shard's place in its run; a stage copies its input's. */
+  place?: ShardPlace;
+  /** Every input place, when a shard is made from several (a gradient shard). */
+  covers?: ShardPlace[];
+}
+
 /**
  * Write a shard atomically, recording kind, schema, config and lineage.
  *
@@ -109,16 +120,36 @@ export function writeShard(
   path: string,
   kind: ShardKind,
   tensors: Record<string, Tensor> | Map<string, Tensor>,
-  opts: {
-    config: unknown;
-    inputs?: string[];
-    extra?: Record<string, string>;
-    /** The shard's place in its run; a stage copies its input's. */
-    place?: ShardPlace;
-    /** Every input place, when a shard is made from several (a gradient shard). */
-    covers?: ShardPlace[];
-  },
+  opts: ShardWriteOptions,
 ): void {
+  const { map, metadata } = shardContents(path, kind, tensors, opts);
+  writeSafetensors(path, map, metadata);
+}
+
+/**
+ * writeShard with the file written off the main thread (checks and lineage hashes first, here),
+ * so a stage computes its next shard meanwhile; the tensors must not change until it settles.
+ *
+ * @example
+ *   const written = writeShardAsync(out, 'trajectory', tensors, { config }); // …next shard… await written;
+ */
+export function writeShardAsync(
+  path: string,
+  kind: ShardKind,
+  tensors: Record<string, Tensor> | Map<string, Tensor>,
+  opts: ShardWriteOptions,
+): Promise<void> {
+  const { map, metadata } = shardContents(path, kind, tensors, opts);
+  return writeSafetensorsAsync(path, map, metadata);
+}
+
+/** The checked tensors and the metadata of a shard about to be written. */
+function shardContents(
+  path: string,
+  kind: ShardKind,
+  tensors: Record<string, Tensor> | Map<string, Tensor>,
+  opts: ShardWriteOptions,
+): { map: Map<string, Tensor>; metadata: Record<string, string> } {
   const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
   validateShard(path, kind, map); // a stage must never write a shard it would refuse to read
   const inputs = (opts.inputs ?? []).map((p) => ({
@@ -133,7 +164,7 @@ export function writeShard(
     ...placeMetadata(opts.place, opts.covers),
     ...opts.extra,
   };
-  writeSafetensors(path, map, metadata);
+  return { map, metadata };
 }
 
 /**

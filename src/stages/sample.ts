@@ -22,7 +22,7 @@ import { odeStep, type SdeCoefficients, sdeCoefficients, sdeSampleInPlace } from
 import { checkDims } from '../runtime/contract.js';
 import { runId } from '../shards/completeness.js';
 import { nonfiniteSamples } from '../shards/finite.js';
-import { fileHash, modelFingerprint, writeShard } from '../shards/shard.js';
+import { fileHash, modelFingerprint, writeShardAsync } from '../shards/shard.js';
 import { f32, i64, type Tensor, tensor } from '../shards/tensor.js';
 import { type Conditioning, conditioning } from './context.js';
 
@@ -114,9 +114,12 @@ interface SampleRun {
 
 /** One shard's arrays, filled group by group (rows k·G … k·G + G − 1 for its k-th group). */
 interface ShardBuffers {
+  groupIds: number[];
   latents: Float32Array;
   logProbs: Float32Array;
   finals: Float32Array;
+  context: Float32Array;
+  nonfinite: Uint8Array;
   seeds: bigint[];
 }
 
@@ -126,7 +129,7 @@ async function sampleShards(
   emit: (path: string) => void,
   note: (msg: string) => void,
 ): Promise<SampleResult> {
-  const { opts, cond, policy, noisePool, sigmas, layout } = r;
+  const { opts, cond, policy, noisePool, sigmas } = r;
   const { config } = opts;
   const s = config.sampler;
   const { C, F, H, W } = policy.shape;
@@ -156,78 +159,111 @@ async function sampleShards(
   const run = runId({ config: { ...config, runtime: undefined }, inputs: lineage.map(fileHash), denoiser });
   const steps = { window, coeffs: window.map((i) => sdeCoefficients(sigmas, i, s.noise_level)) };
 
-  for (let shardNo = firstShard; shardNo < endShard; shardNo++) {
-    const first = shardNo * s.per_shard;
-    const groupIds = Array.from({ length: Math.min(s.per_shard, P - first) }, (_, k) => first + k);
-    const B = groupIds.length * G;
-    const buf: ShardBuffers = {
-      latents: new Float32Array(B * (T + 1) * M),
-      logProbs: new Float32Array(B * T),
-      finals: new Float32Array(B * M),
-      seeds: groupIds.flatMap(seedsOf),
-    };
-    const context = new Float32Array(B * L * D);
-    const nonfinite = new Uint8Array(B);
-    for (const [k, p] of groupIds.entries()) {
-      for (let b = 0; b < G; b++) context.set(cond.contexts[p]!, (k * G + b) * L * D);
-      const x = await nextStart!.take();
-      // The next group's start is queued behind this group's first noise.
-      const prefetch = () => {
-        nextStart = p + 1 < endPrompt ? startOf(p + 1) : undefined;
+  let written: Promise<void> | undefined;
+  try {
+    for (let shardNo = firstShard; shardNo < endShard; shardNo++) {
+      const first = shardNo * s.per_shard;
+      const groupIds = Array.from({ length: Math.min(s.per_shard, P - first) }, (_, k) => first + k);
+      const B = groupIds.length * G;
+      const buf: ShardBuffers = {
+        groupIds,
+        latents: new Float32Array(B * (T + 1) * M),
+        logProbs: new Float32Array(B * T),
+        finals: new Float32Array(B * M),
+        context: new Float32Array(B * L * D),
+        nonfinite: new Uint8Array(B),
+        seeds: groupIds.flatMap(seedsOf),
       };
-      await rolloutGroup(r, { p, k, x, prefetch }, steps, buf);
-      const bad = nonfiniteSamples(x, G);
-      for (let b = 0; b < G; b++) {
-        for (let t = 0; t < T; t++) if (!Number.isFinite(buf.logProbs[(k * G + b) * T + t] ?? 0)) bad[b] = 1;
-        if (bad[b]) {
-          nonfinite[k * G + b] = 1;
-          const w = `prompt ${p} sample ${b}: non-finite latents (model output); it will score the group minimum`;
+      for (const [k, p] of groupIds.entries()) {
+        for (let b = 0; b < G; b++) buf.context.set(cond.contexts[p]!, (k * G + b) * L * D);
+        const x = await nextStart!.take();
+        // The next group's start is queued behind this group's first noise.
+        const prefetch = () => {
+          nextStart = p + 1 < endPrompt ? startOf(p + 1) : undefined;
+        };
+        await rolloutGroup(r, { p, k, x, prefetch }, steps, buf);
+        for (const w of flagNonfinite(buf, { k, p, G, T }, x)) {
           warnings.push(w);
           note(`warning: ${w}`);
         }
+        done++;
+        note(
+          `sample: group ${done}/${endPrompt - firstShard * s.per_shard} (prompt ${p}) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        );
       }
-      done++;
-      note(
-        `sample: group ${done}/${endPrompt - firstShard * s.per_shard} (prompt ${p}) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-      );
+      const tensors = trajectoryTensors(r, buf, window);
+      const path = join(outDir, `shard-${String(shardNo).padStart(4, '0')}.safetensors`);
+      // Written while the next shard rolls out (one shard in flight).
+      await written;
+      written = writeShardAsync(path, 'trajectory', tensors, {
+        config,
+        inputs: lineage,
+        place: { run, index: shardNo, count },
+        extra: {
+          'vggrpo.prompts': JSON.stringify(cond.prompts),
+          // Relative to the shard's folder, like every lineage entry (src/shards/lineage.ts).
+          'vggrpo.policy': opts.policy ? relative(outDir, resolve(opts.policy)) || '.' : '',
+          'vggrpo.denoiser': denoiser,
+          // Guided rollouts are not samples of the policy: grpo-step refuses them.
+          ...(r.guide ? { 'vggrpo.reward_guidance': JSON.stringify(r.guide.plan) } : {}),
+        },
+      }).then(() => {
+        shards.push(path);
+        emit(path);
+      });
+      written.catch(() => {}); // awaited below; an error meanwhile must not leave it unhandled
     }
-    const tensors: Record<string, Tensor> = {
-      latents: f32([B, T + 1, C, F, H, W], buf.latents),
-      step_index: i64([T], window),
-      sigmas: f32([s.steps + 1], sigmas),
-      log_probs: f32([B, T], buf.logProbs),
-      final_latents: f32([B, C, F, H, W], buf.finals),
-      context: f32([B, L, D], context),
-      seed: i64([B], buf.seeds),
-      nonfinite: tensor('U8', [B], nonfinite),
-      group_index: i64(
-        [B],
-        groupIds.flatMap((p) => Array(G).fill(p)),
-      ),
-      prompt_index: i64(
-        [B],
-        groupIds.flatMap((p) => Array(G).fill(p)),
-      ),
-    };
-    if (usesCfg(layout)) tensors.uncond_context = f32([1, L, D], cond.uncond!);
-    const path = join(outDir, `shard-${String(shardNo).padStart(4, '0')}.safetensors`);
-    writeShard(path, 'trajectory', tensors, {
-      config,
-      inputs: lineage,
-      place: { run, index: shardNo, count },
-      extra: {
-        'vggrpo.prompts': JSON.stringify(cond.prompts),
-        // Relative to the shard's folder, like every lineage entry (src/shards/lineage.ts).
-        'vggrpo.policy': opts.policy ? relative(outDir, resolve(opts.policy)) || '.' : '',
-        'vggrpo.denoiser': denoiser,
-        // Guided rollouts are not samples of the policy: grpo-step refuses them.
-        ...(r.guide ? { 'vggrpo.reward_guidance': JSON.stringify(r.guide.plan) } : {}),
-      },
-    });
-    shards.push(path);
-    emit(path);
+    await written;
+  } finally {
+    // Never return (or fail) with a write in flight: its temp file would outlive the process.
+    await written?.catch(() => {});
   }
   return { shards, samples: (endPrompt - firstShard * s.per_shard) * G, warnings };
+}
+
+/** Mark group k's non-finite samples in buf.nonfinite; the warnings, one per sample. */
+function flagNonfinite(
+  buf: ShardBuffers,
+  group: { k: number; p: number; G: number; T: number },
+  x: Float32Array,
+): string[] {
+  const { k, p, G, T } = group;
+  const bad = nonfiniteSamples(x, G);
+  const warnings: string[] = [];
+  for (let b = 0; b < G; b++) {
+    for (let t = 0; t < T; t++) if (!Number.isFinite(buf.logProbs[(k * G + b) * T + t] ?? 0)) bad[b] = 1;
+    if (!bad[b]) continue;
+    buf.nonfinite[k * G + b] = 1;
+    warnings.push(
+      `prompt ${p} sample ${b}: non-finite latents (model output); it will score the group minimum`,
+    );
+  }
+  return warnings;
+}
+
+/** The trajectory shard's tensors (src/shards/schema.ts). */
+function trajectoryTensors(r: SampleRun, buf: ShardBuffers, window: number[]): Record<string, Tensor> {
+  const s = r.opts.config.sampler;
+  const { C, F, H, W } = r.policy.shape;
+  const { L, D } = r.cond;
+  const G = s.group_size;
+  const B = buf.groupIds.length * G;
+  const T = window.length;
+  const rows = buf.groupIds.flatMap((p) => Array(G).fill(p));
+  const tensors: Record<string, Tensor> = {
+    latents: f32([B, T + 1, C, F, H, W], buf.latents),
+    step_index: i64([T], window),
+    sigmas: f32([s.steps + 1], r.sigmas),
+    log_probs: f32([B, T], buf.logProbs),
+    final_latents: f32([B, C, F, H, W], buf.finals),
+    context: f32([B, L, D], buf.context),
+    seed: i64([B], buf.seeds),
+    nonfinite: tensor('U8', [B], buf.nonfinite),
+    group_index: i64([B], rows),
+    prompt_index: i64([B], rows),
+  };
+  if (usesCfg(r.layout)) tensors.uncond_context = f32([1, L, D], r.cond.uncond!);
+  return tensors;
 }
 
 /**

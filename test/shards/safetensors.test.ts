@@ -10,6 +10,7 @@ import {
   parseSafetensors,
   readSafetensors,
   writeSafetensors,
+  writeSafetensorsAsync,
 } from '../../src/shards/safetensors.js';
 import { halfToFloat, type Tensor, tensor, toFloat32 } from '../../src/shards/tensor.js';
 
@@ -202,6 +203,26 @@ test('a writer killed between write and rename leaves no file at the target', ()
   };
   try {
     assert.throws(() => writeSafetensors(out, refTensors()), /killed/);
+  } finally {
+    atomicHooks.beforeRename = undefined;
+  }
+  assert.deepEqual(readdirSync(join(dir, 'o')), []);
+});
+
+test('the asynchronous writer writes the same bytes; killed before the rename it leaves nothing', async () => {
+  const dir = tmp();
+  const sync = join(dir, 'sync.safetensors');
+  const later = join(dir, 'async.safetensors');
+  const meta = { 'vggrpo.kind': 'rewards' };
+  writeSafetensors(sync, refTensors(), meta);
+  await writeSafetensorsAsync(later, refTensors(), meta);
+  assert.deepEqual(readFileSync(later), readFileSync(sync));
+  mkdirSync(join(dir, 'o'));
+  atomicHooks.beforeRename = () => {
+    throw new Error('killed');
+  };
+  try {
+    await assert.rejects(writeSafetensorsAsync(join(dir, 'o', 'a.safetensors'), refTensors()), /killed/);
   } finally {
     atomicHooks.beforeRename = undefined;
   }
