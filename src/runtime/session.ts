@@ -190,8 +190,18 @@ function meta(m: ort.InferenceSession.ValueMetadata): IoInfo {
   };
 }
 
+/** The ort.Tensor wrapping each typed array, by dtype and shape: the LoRA weights and the
+ * latents stepped in place are fed again on every step, and a wrapper is costly to build. */
+const wrapped = new WeakMap<object, { key: string; tensor: ort.Tensor }>();
+
+/** The onnxruntime view of a tensor (no copy: it reads `t.data` as it is at run time). */
 export function toOrt(t: Tensor): ort.Tensor {
-  return new ort.Tensor(DTYPE_TO_ORT[t.dtype] as 'float32', t.data as Float32Array, t.shape);
+  const key = `${t.dtype}:${t.shape.join(',')}`;
+  const hit = wrapped.get(t.data);
+  if (hit?.key === key) return hit.tensor;
+  const tensor = new ort.Tensor(DTYPE_TO_ORT[t.dtype] as 'float32', t.data as Float32Array, t.shape);
+  wrapped.set(t.data, { key, tensor });
+  return tensor;
 }
 
 export function fromOrt(t: ort.Tensor): Tensor {
