@@ -32,7 +32,8 @@ export interface NoiseJob {
 
 /** One draw in flight. */
 export interface NoiseDraw {
-  /** The noise (an array of its own): the worker's samples, and those drawn here. */
+  /** The noise: the worker's samples and those drawn here, over shared memory (onnxruntime
+   * refuses a SharedArrayBuffer: `slice()` it to feed it). */
   take(): Promise<Float32Array>;
   /** Who draws each sample (QUEUED until one side claims it). */
   readonly claim: Int32Array;
@@ -92,7 +93,7 @@ export class NoisePool {
       take: async () => {
         claimAll(job, QUEUED, BY_MAIN);
         if (job.claim.includes(BY_WORKER)) await done;
-        return job.out.slice(); // an ordinary buffer: onnxruntime and transfers want one
+        return job.out;
       },
     };
   }

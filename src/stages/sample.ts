@@ -176,7 +176,8 @@ async function sampleShards(
       };
       for (const [k, p] of groupIds.entries()) {
         for (let b = 0; b < G; b++) buf.context.set(cond.contexts[p]!, (k * G + b) * L * D);
-        const x = await nextStart!.take();
+        // An ordinary buffer of the group's own, fed to onnxruntime and stepped in place.
+        const x = (await nextStart!.take()).slice();
         // The next group's start is queued behind this group's first noise.
         const prefetch = () => {
           nextStart = p + 1 < endPrompt ? startOf(p + 1) : undefined;
