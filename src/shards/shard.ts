@@ -3,7 +3,7 @@
  * resolved config and the lineage (input paths relative to the shard's folder + content hashes).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { canonicalJson } from '../config/load.js';
@@ -50,9 +50,10 @@ export function modelFingerprint(path: string): string {
 /** Content hash of a file (hex sha256), for provenance; read in chunks, so any size works. */
 export function fileHash(path: string): string {
   const hash = createHash('sha256');
-  const buf = new Uint8Array(8 << 20);
   const fd = openSync(path, 'r');
   try {
+    // Chunks of 8 MB, or the file's size: a small file must not cost an 8 MB buffer.
+    const buf = new Uint8Array(Math.max(1, Math.min(8 << 20, fstatSync(fd).size)));
     for (let pos = 0, n: number; (n = readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n)
       hash.update(buf.subarray(0, n));
   } finally {

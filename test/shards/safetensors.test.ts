@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import {
   writeSafetensors,
   writeSafetensorsAsync,
 } from '../../src/shards/safetensors.js';
+import { fileHash } from '../../src/shards/shard.js';
 import { halfToFloat, type Tensor, tensor, toFloat32 } from '../../src/shards/tensor.js';
 
 const REF = new URL('../fixtures/reference.safetensors', import.meta.url).pathname;
@@ -227,4 +229,18 @@ test('the asynchronous writer writes the same bytes; killed before the rename it
     atomicHooks.beforeRename = undefined;
   }
   assert.deepEqual(readdirSync(join(dir, 'o')), []);
+});
+
+test('fileHash = sha256 of the whole file: empty, smaller than a chunk, and over 8 MB', () => {
+  const dir = tmp();
+  for (const [name, n] of [
+    ['empty', 0],
+    ['small', 3],
+    ['big', (8 << 20) + 5],
+  ] as const) {
+    const bytes = Uint8Array.from({ length: n }, (_, i) => (i * 2654435761) >>> 24);
+    const path = join(dir, name);
+    writeFileSync(path, bytes);
+    assert.equal(fileHash(path), createHash('sha256').update(bytes).digest('hex'), name);
+  }
 });
