@@ -25,17 +25,19 @@ import { epipolarError } from '../metrics/epipolar.js';
 import {
   GEOMETRY_METRICS,
   geometryValues,
+  judgeColumn,
   type MetricColumn,
   metricsCsv,
   rewardColumn,
   type VideoRow,
 } from '../metrics/table.js';
 import { REWARDS } from '../rewards/index.js';
-import { sliceGeometry } from '../rewards/types.js';
+import { type GeometrySample, sliceGeometry } from '../rewards/types.js';
 import { atomicWrite } from '../shards/atomic.js';
 import { followInput, LineageRoots } from '../shards/lineage.js';
 import { readShard, type Shard } from '../shards/shard.js';
 import { type Tensor, toNumbers } from '../shards/tensor.js';
+import { type Judge, judgeVideo, openJudge } from './judge.js';
 import { depthStrip } from './render-geometry.js';
 import type { ConfigResolver, StageInputs, StageIo } from './types.js';
 
@@ -133,7 +135,7 @@ interface SetContext {
   config: Config;
   roots: LineageRoots;
   /** For a video set: the decoder (absent: only shards with their own `rgb`), where mp4s go. */
-  video?: { decoder?: VaeDecoder; out: string; keep: number; videos: ReportVideo[] };
+  video?: { decoder?: VaeDecoder; out: string; keep: number; videos: ReportVideo[]; judge?: Judge };
 }
 
 function mean(values: (number | null)[]): number | null {
@@ -233,16 +235,33 @@ function rewardValues(
   config: Config,
 ): Record<string, number | null> {
   const out: Record<string, number | null> = {};
-  if (rewards) {
-    for (const [k, t] of rewards.tensors)
-      if (k.startsWith('reward/')) out[k] = finite((t.data as Float32Array)[b]);
-    return out;
-  }
+  if (!rewards) return computedRewards(g, config);
+  for (const [k, t] of rewards.tensors)
+    if (k.startsWith('reward/')) out[k] = finite((t.data as Float32Array)[b]);
+  return out;
+}
+
+/** The config's rewards computed on a geometry sample, as `reward/<name>`. */
+function computedRewards(g: GeometrySample, config: Config): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
   for (const [name, entry] of Object.entries(config.rewards)) {
     const r = REWARDS[name];
     if (r) out[`reward/${name}`] = finite(r.compute(g, r.parseOptions(entry.options)));
   }
   return out;
+}
+
+/** The judge's reading of one decoded video: the config's rewards and the geometry metrics, as `judge/…`. */
+async function judgeValues(
+  judge: Judge,
+  frames: DecodedVideo,
+  gt: GroundTruth | undefined,
+  config: Config,
+  from: string,
+): Promise<Record<string, number | null>> {
+  const g = await judgeVideo(judge, frames, from);
+  const values = { ...geometryValues(videoMetrics(g, gt)), ...computedRewards(g, config) };
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [`judge/${k}`, v]));
 }
 
 const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : null);
@@ -277,6 +296,11 @@ async function videoOf(
   if (!v) return;
   const fr = await framesOf(shard, b, v.decoder, source.latents);
   if (!fr) return;
+  if (v.judge)
+    Object.assign(
+      row.values,
+      await judgeValues(v.judge, fr, groundTruthOf(shard, b), ctx.config, shard.path),
+    );
   const cfg = ctx.config.eval;
   const e = await epipolarError(fr.rgb, fr, { detector: cfg.detector.toUpperCase() as 'ORB' | 'AKAZE' });
   row.values.epipolar = e.error;
@@ -374,11 +398,15 @@ async function evaluateSets(
   const evalSets = sets.filter((s) => s.iteration === undefined);
   const videoSets = new Set(evalSets.length ? evalSets : sets.slice(-1));
   const decoder = await VaeDecoder.open(config);
+  const judge = await openJudge(config).catch(async (err) => {
+    await decoder?.release();
+    throw err;
+  });
   const videos: ReportVideo[] = [];
   const results: SetResult[] = [];
   try {
     for (const s of sets) {
-      const video = videoSets.has(s) ? { decoder, out, keep: config.eval.videos, videos } : undefined;
+      const video = videoSets.has(s) ? { decoder, out, keep: config.eval.videos, videos, judge } : undefined;
       const r = await evaluateSet(s, { config, roots, video });
       results.push(r);
       io.note(
@@ -387,6 +415,7 @@ async function evaluateSets(
     }
   } finally {
     await decoder?.release();
+    await judge?.release();
   }
   return { results, videos };
 }
@@ -416,9 +445,17 @@ function buildReport(results: SetResult[]): EvalReport {
     .filter((k) => k.startsWith('reward/'))
     .sort();
   const hasGt = results.some((r) => r.rows.some((v) => v.values.ate !== null && v.values.ate !== undefined));
+  const judged = results.some((r) =>
+    r.rows.some((v) => Object.keys(v.values).some((k) => k.startsWith('judge/'))),
+  );
+  const geometry = GEOMETRY_METRICS.filter((c) => hasGt || !c.groundTruth);
+  const rewardCols = rewardKeys.map((k) => rewardColumn(k.slice(7)));
+  // The judge's columns follow the reward model's: its rewards, then its geometry metrics.
   const columns = [
-    ...rewardKeys.map((k) => rewardColumn(k.slice(7))),
-    ...GEOMETRY_METRICS.filter((c) => hasGt || !c.groundTruth),
+    ...rewardCols,
+    ...(judged ? rewardCols.map(judgeColumn) : []),
+    ...geometry,
+    ...(judged ? geometry.filter((c) => c.key !== 'epipolar').map(judgeColumn) : []),
   ];
   const means: EvalReport['means'] = {};
   for (const r of results)
@@ -485,13 +522,26 @@ function differences(sets: SetResult[], columns: MetricColumn[]): Difference[] {
   return out;
 }
 
-/** A reward that rises (resolved) while the share of pixels it scores falls (resolved). */
-function hackingFlags(d: Record<string, Interval | null>): string[] {
+/**
+ * Possible reward hacking: a reward that rises (resolved) while the share of pixels it scores
+ * falls (resolved); a reward whose change (resolved) the independent judge reads with the
+ * opposite sign.
+ */
+export function hackingFlags(d: Record<string, Interval | null>): string[] {
   const flags: string[] = [];
   const cov = d.coverage ?? null;
   const rep = d['reward/reprojection'] ?? null;
   if (rep && cov && excludesZero(rep) && rep.mean > 0 && excludesZero(cov) && cov.mean < 0)
     flags.push('the reprojection reward rises while its coverage falls: possible reward hacking');
+  for (const [key, r] of Object.entries(d)) {
+    const j = d[`judge/${key}`];
+    if (!key.startsWith('reward/') || !r || !j || !excludesZero(r) || Math.sign(j.mean) === Math.sign(r.mean))
+      continue;
+    const iv = (i: Interval) => `${fmt(i.mean)} [${fmt(i.lo)}, ${fmt(i.hi)}]`;
+    flags.push(
+      `${key.slice(7)}: the reward model reads ${iv(r)}, the independent judge ${iv(j)}${excludesZero(j) ? ' (resolved)' : ''} — they disagree in sign: possible reward hacking`,
+    );
+  }
   return flags;
 }
 
@@ -592,15 +642,60 @@ function evidenceSections(rep: EvalReport, results: SetResult[]): ReportSection[
       'Reprojection coverage: the share of each view’s valid pixels that the other frames cover and the reward scores. A reward can rise because coverage falls; such a change is flagged below.',
   };
   const flags = rep.differences.flatMap((d) => d.flags.map((f) => `${d.name}: ${f}`));
+  const judge = judgeTable(rep);
+  const judged = judge
+    ? ' and the independent judge agrees in sign with every resolved reward change'
+    : '. No independent judge is configured (eval.judge): the rewards above are read by the reward model itself';
   return [
     {
       title: 'Evidence',
       text: flags.length
         ? flags.join(' ')
-        : `No flags${withEpi.length ? '' : ' (no video sets)'}: no reward rises while its coverage falls.`,
-      tables: [table],
+        : `No flags${withEpi.length ? '' : ' (no video sets)'}: no reward rises while its coverage falls${judged}.`,
+      tables: judge ? [judge, table] : [table],
     },
   ];
+}
+
+/** Each reward as the reward model and as the judge read it, and the judge's own errors, side by side. */
+function judgeTable(
+  rep: EvalReport,
+): { title: string; columns: string[]; rows: Cell[][]; caption: string } | undefined {
+  const pairs = rep.columns
+    .filter((c) => c.key.startsWith('reward/'))
+    .flatMap((c) => {
+      const j = rep.columns.find((x) => x.key === `judge/${c.key}`);
+      return j ? [[c, j] as const] : [];
+    });
+  if (!pairs.length) return undefined;
+  const own = rep.columns.filter((c) => c.groundTruth && (c.key === 'rotErrDeg' || c.key === 'depthRelErr'));
+  const ownPairs = own.flatMap((c) => {
+    const j = rep.columns.find((x) => x.key === `judge/${c.key}`);
+    return j ? [c, j] : [];
+  });
+  const cols = [...pairs.flatMap(([c, j]) => [c, j]), ...ownPairs];
+  return {
+    title: 'Reward model and independent judge',
+    columns: [
+      'set',
+      'videos',
+      ...cols.map((c) => (c.key.startsWith('judge/') ? c.title : `${c.title} (reward model)`)),
+    ],
+    rows: [
+      ...rep.summary.map((r): Cell[] => [
+        r.name,
+        r.rows.length,
+        ...cols.map((c) => cellOf(rep.intervals.get(r)?.[c.key])),
+      ]),
+      ...rep.differences.map((d): Cell[] => [
+        d.name,
+        d.pairs,
+        ...cols.map((c) => cellOf(d.intervals[c.key], excludesZero(d.intervals[c.key] ?? null))),
+      ]),
+    ],
+    caption:
+      'The judge (eval.judge) shares no weights with the reward model and reads the decoded frames. A reward change the judge reads with the opposite sign is flagged as possible reward hacking. On world scenes the last columns are each model’s own error against ground truth.',
+  };
 }
 
 async function trainingCurves(results: SetResult[], columns: MetricColumn[]): Promise<ReportSection[]> {

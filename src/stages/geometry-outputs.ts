@@ -18,7 +18,7 @@ import { f32, type Tensor } from '../shards/tensor.js';
 /** The shared output mapping (either `lgm_outputs` or `geometry_outputs`, less its input name). */
 export type GeometryOutputMapping = Omit<Config['lgm_outputs'], 'latents_input'>;
 /** Which config section the mapping came from, for messages. */
-export type MappingKey = 'lgm_outputs' | 'geometry_outputs';
+export type MappingKey = 'lgm_outputs' | 'geometry_outputs' | 'eval.judge_outputs';
 
 export interface GeometryBatch {
   depth: Tensor;
