@@ -55,10 +55,17 @@ export interface ReportVideo {
   height?: number;
 }
 
+export interface ReportLink {
+  title: string;
+  href: string;
+}
+
 export interface ReportSection {
   title: string;
   /** Plain text; blank lines separate paragraphs. */
   text?: string;
+  /** Links listed under the text (e.g. raters' links to a rating session). */
+  links?: ReportLink[];
   tables?: ReportTable[];
   plots?: ReportPlot[];
   images?: ReportImage[];
@@ -126,6 +133,7 @@ function reportJson(r: ReportData): unknown {
     sections: r.sections.map((s) => ({
       title: s.title,
       text: s.text,
+      links: s.links,
       tables: s.tables,
       plots: s.plots?.map((p) => ({
         title: p.title,
@@ -231,10 +239,14 @@ function section(s: ReportSection, index: number): string {
       'video',
     ),
   );
+  const links = s.links?.length
+    ? `<ul class="links">${s.links.map((l) => `<li><a href="${esc(l.href)}">${esc(l.title)}</a></li>`).join('')}</ul>`
+    : '';
   const grid = (items: string[], cls: string) =>
     items.length ? `<div class="grid ${cls}">${items.join('\n')}</div>` : '';
   return `<section id="s${index}"><h2>${esc(s.title)}</h2>
 ${paragraphs}
+${links}
 ${(s.tables ?? []).map(table).join('\n')}
 ${grid(plots, 'plots')}
 ${grid(images, 'images')}

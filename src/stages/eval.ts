@@ -578,10 +578,10 @@ async function reportData(
     ...evidenceSections(rep, results),
   ];
   // Blind A/B rating (`vggrpo rate`, src/rating/results.ts): its tables for a run folder that has votes.
-  for (const p of paths.filter((q) => existsSync(join(q, 'rating.sqlite')))) {
+  // A run folder (one with eval/ sets) gets the rating session's links, or how to start one.
+  for (const p of paths.filter((q) => existsSync(join(q, 'rating.sqlite')) || existsSync(join(q, 'eval')))) {
     const { ratingSection } = await import('../rating/results.js');
-    const rated = ratingSection(p);
-    if (rated) sections.push(rated);
+    sections.push(ratingSection(p));
   }
   if (videos.length) {
     const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
@@ -673,7 +673,7 @@ function judgeTable(
     const j = rep.columns.find((x) => x.key === `judge/${c.key}`);
     return j ? [c, j] : [];
   });
-  const cols = [...pairs.flatMap(([c, j]) => [c, j]), ...ownPairs];
+  const cols = [...pairs.flat(), ...ownPairs];
   return {
     title: 'Reward model and independent judge',
     columns: [
