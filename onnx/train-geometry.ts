@@ -24,7 +24,8 @@
  *   node --import tsx onnx/train-geometry.ts --eval-only          # fidelity of the committed weights
  */
 import { parseArgs } from 'node:util';
-import { matMulT3, matrixToQuat } from '../src/geometry/so3.js';
+import { matMulT3 } from '../src/geometry/mat3.js';
+import { matrixToQuat } from '../src/geometry/so3.js';
 import { type FidelityReport, measureFidelity, sessionPredictor } from '../src/metrics/fidelity.js';
 import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { GraphBuilder } from '../src/onnx/builder.js';

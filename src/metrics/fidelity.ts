@@ -24,7 +24,8 @@
  *   report.overall.motionSpearman; // ≥ 0.75 is the target
  */
 import { cameraRotation, poseEncodingToCameras } from '../geometry/cameras.js';
-import { expSO3, geodesicAngle, matMul3, matMulT3 } from '../geometry/so3.js';
+import { matMul3, matMulT3 } from '../geometry/mat3.js';
+import { expSO3, geodesicAngle } from '../geometry/so3.js';
 import { type MotionOptions, motion } from '../rewards/motion.js';
 import type { GeometrySample } from '../rewards/types.js';
 import type { ModelSession } from '../runtime/session.js';

@@ -4,7 +4,7 @@
  */
 import { basename, join } from 'node:path';
 import sharp from 'sharp';
-import { cameraCentre } from '../geometry/cameras.js';
+import { cameraCentres } from '../geometry/cameras.js';
 import { cameraPathSpec, renderSvg } from '../media/plots.js';
 import { depthToPng } from '../media/png.js';
 import { atomicWrite } from '../shards/atomic.js';
@@ -37,9 +37,7 @@ export async function renderGeometry(shardPath: string, dir: string): Promise<st
   for (let b = 0; b < B; b++) {
     const depthPath = join(dir, `${stem}-${String(b).padStart(3, '0')}-depth.png`);
     atomicWrite(depthPath, [await depthStrip(shard, b)]);
-    const centres = new Float64Array(3 * F);
-    const e = (ext.data as Float32Array).subarray(b * F * 12, (b + 1) * F * 12);
-    for (let f = 0; f < F; f++) centres.set(cameraCentre(e, f), 3 * f);
+    const centres = cameraCentres((ext.data as Float32Array).subarray(b * F * 12, (b + 1) * F * 12));
     const svg = await renderSvg(
       cameraPathSpec({ title: `${stem} #${b}`, paths: [{ name: `sample ${b}`, centres }] }),
     );
