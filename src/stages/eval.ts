@@ -8,13 +8,23 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
-import { cameraCentre } from '../geometry/cameras.js';
-import { type CameraPath, type Curve, cameraPathSpec, lineSpec, renderSvg } from '../media/plots.js';
+import { cameraCentres } from '../geometry/cameras.js';
+import {
+  type CameraPath,
+  type Curve,
+  cameraPathSpec,
+  cameraView,
+  lineSpec,
+  PAIR_COLOURS,
+  renderSvg,
+} from '../media/plots.js';
+import { frameRow, rgbToPng, spreadFrames } from '../media/png.js';
 import {
   type Cell,
   type ReportData,
+  type ReportGroup,
+  type ReportPanel,
   type ReportSection,
-  type ReportVideo,
   writeReport,
 } from '../media/report.js';
 import { type DecodedVideo, VaeDecoder } from '../media/vae.js';
@@ -126,8 +136,26 @@ interface SetResult {
   rows: VideoRow[];
   paths: CameraPath[];
   first?: { shard: Shard; b: number };
+  /** The videos the report shows (the first `eval.videos` of a video set). */
+  shown: ShownVideo[];
   /** Epipolar coverage of the set's videos (video sets only). */
   epipolar?: { detector: string; videos: number; defined: number; pairsTried: number; pairsDefined: number };
+}
+
+/** A video the report shows: its mp4, and its decoded frames and depth as strips of the same frames. */
+interface ShownVideo {
+  /** 'set #k', the name the page gives it. */
+  id: string;
+  /** Prompt and seed (pairKey), so base and final of the same sample stand side by side. */
+  pair: string;
+  prompt: string;
+  /** 'seed N', or without seeds the video's place among its prompt's videos. */
+  sample: string;
+  src: string;
+  frames: Uint8Array;
+  depth: Uint8Array;
+  /** The frame indices both strips show. */
+  pick: number[];
 }
 
 /** What evaluating a set needs besides the set: videos are decoded only for the video sets. */
@@ -135,7 +163,7 @@ interface SetContext {
   config: Config;
   roots: LineageRoots;
   /** For a video set: the decoder (absent: only shards with their own `rgb`), where mp4s go. */
-  video?: { decoder?: VaeDecoder; out: string; keep: number; videos: ReportVideo[]; judge?: Judge };
+  video?: { decoder?: VaeDecoder; out: string; keep: number; judge?: Judge };
 }
 
 function mean(values: (number | null)[]): number | null {
@@ -157,6 +185,7 @@ async function evaluateSet(set: EvalSet, ctx: SetContext): Promise<SetResult> {
     iteration: set.iteration,
     rows: [],
     paths: [],
+    shown: [],
   };
   const members = new Map<number, number>();
   for (const p of set.geometry) {
@@ -267,9 +296,7 @@ async function judgeValues(
 const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : null);
 
 function cameraPath(name: string, g: ReturnType<typeof sampleGeometry>): CameraPath {
-  const c = new Float64Array(3 * g.frames);
-  for (let f = 0; f < g.frames; f++) c.set(cameraCentre(g.extrinsics, f), 3 * f);
-  return { name, centres: c };
+  return { name, centres: cameraCentres(g.extrinsics) };
 }
 
 /** Where a shard's frames come from: its own `rgb`, or its final latents (through lineage). */
@@ -324,8 +351,31 @@ async function videoOf(
   if (k < v.keep) {
     const rel = join('videos', `${result.name}-${k}.mp4`);
     await writeMp4(join(v.out, rel), fr.rgb, fr);
-    v.videos.push({ title: `${result.name} #${k}`, src: rel });
+    result.shown.push({
+      id: `${result.name} #${k}`,
+      pair: pairKey(row),
+      prompt: row.prompt,
+      sample: row.seed !== null ? `seed ${row.seed}` : `video ${row.member + 1} of the prompt`,
+      src: rel,
+      ...(await strips(fr, shard, b)),
+    });
   }
+}
+
+/** Frame strips shown per video: this many frames, this many CSS pixels high (two panels fit a row). */
+const STRIP = { frames: 8, height: 56 };
+
+/** The decoded frames and the depth of one video as two strips of the same (evenly spread) frames. */
+async function strips(fr: DecodedVideo, shard: Shard, b: number) {
+  const pick = spreadFrames(fr.frames, STRIP.frames);
+  const rgb = frameRow(fr.rgb, fr, 3, pick);
+  const scale = Math.max(1, Math.round(STRIP.height / fr.height));
+  const frames = await rgbToPng(rgb, pick.length * fr.width, fr.height, { scale });
+  // The geometry may hold fewer frames than the video (a latent frame per several): the nearest in time.
+  const F = shard.tensors.get('depth')!.shape[1]!;
+  const at = (f: number) => (fr.frames > 1 ? Math.round((f * (F - 1)) / (fr.frames - 1)) : 0);
+  const depth = await depthStrip(shard, b, { pick: pick.map(at), height: STRIP.height });
+  return { frames, depth, pick };
 }
 
 /** The trajectory behind a geometry shard (through its lineage), or undefined when it is gone. */
@@ -373,7 +423,7 @@ export async function runEval(
     ? resolveConfig(readShard(firstShard, 'geometry').config, firstShard)
     : resolveConfig();
   const out = resolve(opts.out);
-  const { results, videos } = await evaluateSets(sets, config, roots, out, io);
+  const results = await evaluateSets(sets, config, roots, out, io);
   const report = buildReport(results);
   atomicWrite(
     join(out, 'metrics.csv'),
@@ -382,7 +432,7 @@ export async function runEval(
       report.columns,
     ),
   );
-  const written = writeReport(out, await reportData(report, results, videos, paths, config));
+  const written = writeReport(out, await reportData(report, results, paths, config));
   io.emit(written.html);
   return { report: written.json, html: written.html, metrics: report.means };
 }
@@ -394,7 +444,7 @@ async function evaluateSets(
   roots: LineageRoots,
   out: string,
   io: StageIo,
-): Promise<{ results: SetResult[]; videos: ReportVideo[] }> {
+): Promise<SetResult[]> {
   const evalSets = sets.filter((s) => s.iteration === undefined);
   const videoSets = new Set(evalSets.length ? evalSets : sets.slice(-1));
   const decoder = await VaeDecoder.open(config);
@@ -402,11 +452,10 @@ async function evaluateSets(
     await decoder?.release();
     throw err;
   });
-  const videos: ReportVideo[] = [];
   const results: SetResult[] = [];
   try {
     for (const s of sets) {
-      const video = videoSets.has(s) ? { decoder, out, keep: config.eval.videos, videos, judge } : undefined;
+      const video = videoSets.has(s) ? { decoder, out, keep: config.eval.videos, judge } : undefined;
       const r = await evaluateSet(s, { config, roots, video });
       results.push(r);
       io.note(
@@ -417,7 +466,7 @@ async function evaluateSets(
     await decoder?.release();
     await judge?.release();
   }
-  return { results, videos };
+  return results;
 }
 
 interface EvalReport {
@@ -490,15 +539,10 @@ function setIntervals(r: SetResult, columns: MetricColumn[]): Record<string, Int
  */
 function differences(sets: SetResult[], columns: MetricColumn[]): Difference[] {
   const out: Difference[] = [];
-  for (const base of sets) {
-    const m = /^base(-.*)?$/.exec(base.name);
-    if (!m) continue;
-    const final = sets.find((s) => s.name === `final${m[1] ?? ''}`);
-    if (!final) continue;
-    const key = (v: VideoRow) => `${v.promptIndex}:${v.seed ?? `#${v.member}`}`;
-    const finals = new Map(final.rows.map((v) => [key(v), v]));
+  for (const [base, final] of baseFinalPairs(sets)) {
+    const finals = new Map(final.rows.map((v) => [pairKey(v), v]));
     const pairs = base.rows.flatMap((b) => {
-      const f = finals.get(key(b));
+      const f = finals.get(pairKey(b));
       return f ? [[b, f] as const] : [];
     });
     const intervals: Record<string, Interval | null> = {};
@@ -521,6 +565,18 @@ function differences(sets: SetResult[], columns: MetricColumn[]): Difference[] {
   }
   return out;
 }
+
+/** Sets named base-X and final-X, paired. */
+function baseFinalPairs(sets: SetResult[]): [SetResult, SetResult][] {
+  return sets.flatMap((base) => {
+    const m = /^base(-.*)?$/.exec(base.name);
+    const final = m ? sets.find((s) => s.name === `final${m[1] ?? ''}`) : undefined;
+    return final ? [[base, final] as [SetResult, SetResult]] : [];
+  });
+}
+
+/** A video's prompt and seed (or, without a seed, its position among the prompt's videos). */
+const pairKey = (v: VideoRow) => `${v.promptIndex}:${v.seed ?? `#${v.member}`}`;
 
 /**
  * Possible reward hacking: a reward that rises (resolved) while the share of pixels it scores
@@ -556,7 +612,6 @@ const cellOf = (i: Interval | null | undefined, resolved?: boolean): Cell =>
 async function reportData(
   rep: EvalReport,
   results: SetResult[],
-  videos: ReportVideo[],
   paths: string[],
   config: Config,
 ): Promise<ReportData> {
@@ -583,14 +638,7 @@ async function reportData(
     const { ratingSection } = await import('../rating/results.js');
     sections.push(ratingSection(p));
   }
-  if (videos.length) {
-    const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
-    sections.push({
-      title: 'Videos',
-      text: `Decoded samples. The epipolar (Sampson) error uses ${det} features (the paper's numbers use SIFT), RANSAC 8-point fundamental matrices; a frame pair with fewer than 20 matches is undefined, and so is a video without a defined pair.`,
-      videos,
-    });
-  }
+  sections.push(...videoSections(results));
   return {
     title: 'vggrpo evaluation',
     subtitle: paths.join(', '),
@@ -769,14 +817,39 @@ async function trainingCurves(results: SetResult[], columns: MetricColumn[]): Pr
   ];
 }
 
-async function geometrySections(results: SetResult[]): Promise<ReportSection[]> {
+/** The sets whose cameras the report draws: the eval sets, or the first and last iteration. */
+function pathSetsOf(results: SetResult[]): SetResult[] {
   const iterations = results.filter((r) => r.iteration !== undefined);
   const evalSets = results.filter((r) => r.iteration === undefined);
-  const pathSets = evalSets.length ? evalSets : iterations.length ? [iterations[0]!, iterations.at(-1)!] : [];
+  return evalSets.length
+    ? evalSets
+    : iterations.length
+      ? [...new Set([iterations[0]!, iterations.at(-1)!])]
+      : [];
+}
+
+/** Base sets (and the first iteration) in one colour of the pair, final sets (the last iteration) in the other. */
+function colourOf(r: SetResult, results: SetResult[]): string {
+  const iterations = results.filter((q) => q.iteration !== undefined);
+  if (/^base(-|$)/.test(r.name) || (iterations.length > 1 && r === iterations[0])) return PAIR_COLOURS.base;
+  if (/^final(-|$)/.test(r.name) || (r.iteration !== undefined && r === iterations.at(-1)))
+    return PAIR_COLOURS.final;
+  return PAIR_COLOURS.other;
+}
+
+/** One camera-path panel per set, all in one view; the depth of sets that show no video. */
+async function geometrySections(results: SetResult[]): Promise<ReportSection[]> {
+  const pathSets = pathSetsOf(results);
   if (!pathSets.length) return [];
+  const view = cameraView(pathSets.flatMap((r) => r.paths));
+  const plots = [];
+  for (const r of pathSets) {
+    const spec = cameraPathSpec({ title: r.name, paths: r.paths, view, colour: colourOf(r, results) });
+    plots.push({ key: r.name, svg: await renderSvg(spec), caption: `First ${r.paths.length} samples.` });
+  }
   const images = [];
   for (const r of pathSets)
-    if (r.first)
+    if (r.first && !r.shown.length)
       images.push({
         title: r.name,
         alt: `depth of ${r.name} #0`,
@@ -785,9 +858,68 @@ async function geometrySections(results: SetResult[]): Promise<ReportSection[]> 
   return [
     {
       title: 'Camera paths',
-      text: 'Top-down view (x–z) of the camera centres of the first samples of each set.',
-      plots: [{ svg: await renderSvg(cameraPathSpec({ paths: pathSets.flatMap((r) => r.paths) })) }],
+      text: 'Top-down view (x–z) of the camera centres of the first samples of each set, every panel on the same scale; squares mark the first frame. Base sets are blue, final sets orange.',
+      plots,
     },
-    { title: 'Depth', text: 'Depth of the first sample of each set, frame by frame (near = warm).', images },
+    ...(images.length
+      ? [
+          {
+            title: 'Depth',
+            text: 'Depth of the first sample of each set, frame by frame (near = warm).',
+            images,
+          },
+        ]
+      : []),
+  ];
+}
+
+/** The shown videos, base and final of the same prompt and seed side by side, each over its strips. */
+function videoSections(results: SetResult[]): ReportSection[] {
+  const shown = results.flatMap((r) => r.shown);
+  if (!shown.length) return [];
+  const panel = (v: ShownVideo, r: SetResult): ReportPanel => {
+    const width = v.pick.length * STRIP.height;
+    return {
+      title: v.id,
+      key: v.id,
+      accent: colourOf(r, results),
+      videos: [{ src: v.src, title: v.id }],
+      images: [
+        { png: v.frames, alt: `decoded frames of ${v.id}`, width },
+        { png: v.depth, alt: `depth of ${v.id}`, width },
+      ],
+      caption: `Frames ${v.pick.join(', ')}: decoded (top), depth (bottom, near = warm).`,
+    };
+  };
+  const group = (items: [ShownVideo, SetResult][]): ReportGroup => {
+    const [v] = items[0]!;
+    return {
+      title: `“${v.prompt}” · ${v.sample}`,
+      key: v.pair,
+      panels: items.map(([x, r]) => panel(x, r)),
+    };
+  };
+  const groups: ReportGroup[] = [];
+  const placed = new Set<ShownVideo>();
+  for (const [base, final] of baseFinalPairs(results.filter((r) => r.iteration === undefined)))
+    for (const b of base.shown) {
+      const f = final.shown.find((x) => x.pair === b.pair && !placed.has(x));
+      if (!f) continue;
+      groups.push(
+        group([
+          [b, base],
+          [f, final],
+        ]),
+      );
+      placed.add(b).add(f);
+    }
+  for (const r of results) for (const v of r.shown) if (!placed.has(v)) groups.push(group([[v, r]]));
+  const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
+  return [
+    {
+      title: 'Videos',
+      text: `Decoded samples; base and final of the same prompt and seed side by side. The epipolar (Sampson) error uses ${det} features (the paper's numbers use SIFT), RANSAC 8-point fundamental matrices; a frame pair with fewer than 20 matches is undefined, and so is a video without a defined pair.`,
+      groups,
+    },
   ];
 }
