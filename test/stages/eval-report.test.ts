@@ -5,7 +5,6 @@
  * the HTML, against the shards themselves, and (when Chromium is there) in the laid-out page.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { depthToPng } from '../../src/media/png.js';
 import { readShard } from '../../src/shards/shard.js';
-import { BIN, CHROMIUM, CHROMIUM_ARGS, chromiumSkip, runCli, tempDir } from '../helpers.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumSkip, runCli, tempDir, worldEvalSets } from '../helpers.js';
 
 const dir = tempDir('vggrpo-eval-report-');
 const run = join(dir, 'run');
@@ -35,22 +34,10 @@ describe('eval report: camera panels, strips beside their videos, base | final',
   let htmlPath = '';
   let csv: string[][] = [];
   before(async () => {
-    for (const [set, jitter] of [
+    worldEvalSets(run, [
       ['base-train', '0.01'],
       ['final-train', '0.3'],
-    ])
-      execFileSync(process.execPath, [
-        BIN,
-        'world',
-        '--out',
-        join(run, 'eval', set!, 'geometry'),
-        '--scenes',
-        '2',
-        '--group-size',
-        '2',
-        '--jitter-pos',
-        jitter!,
-      ]);
+    ]);
     const r = await runCli(['eval', run, '--out', join(dir, 'report'), '--json']);
     assert.equal(r.code, 0, r.stderr);
     htmlPath = JSON.parse(r.stdout).html;
