@@ -230,9 +230,9 @@ function figure(
   body: string,
   caption: string | undefined,
   cls: string,
-  key?: string,
+  attrs = '',
 ): string {
-  return `<figure class="${cls}"${keyAttr(key)}>${title ? `<figcaption class="title">${esc(title)}</figcaption>` : ''}${body}${
+  return `<figure class="${cls}"${attrs}>${title ? `<figcaption class="title">${esc(title)}</figcaption>` : ''}${body}${
     caption ? `<p class="caption">${esc(caption)}</p>` : ''
   }</figure>`;
 }
@@ -267,9 +267,7 @@ function group(g: ReportGroup): string {
   const panels = g.panels.map((p) => {
     const accent = p.accent ? ` style="border-top-color: ${esc(p.accent)}"` : '';
     const body = [...(p.videos ?? []).map(videoTag), ...(p.images ?? []).map(imageTag)].join('\n');
-    return `<figure class="panel"${keyAttr(p.key)}${accent}>${
-      p.title ? `<figcaption class="title">${esc(p.title)}</figcaption>` : ''
-    }${body}${p.caption ? `<p class="caption">${esc(p.caption)}</p>` : ''}</figure>`;
+    return figure(p.title, body, p.caption, 'panel', `${keyAttr(p.key)}${accent}`);
   });
   return `<div class="group"${keyAttr(g.key)}>${g.title ? `<h3>${esc(g.title)}</h3>` : ''}
 <div class="panels">${panels.join('\n')}</div>${g.caption ? `<p class="caption">${esc(g.caption)}</p>` : ''}</div>`;
@@ -282,7 +280,13 @@ function section(s: ReportSection, index: number): string {
     .map((p) => `<p>${esc(p.trim())}</p>`)
     .join('\n');
   const plots = (s.plots ?? []).map((p, k) =>
-    figure(p.title, `<div class="svg">${inlineSvg(p.svg, `s${index}p${k}`)}</div>`, p.caption, 'plot', p.key),
+    figure(
+      p.title,
+      `<div class="svg">${inlineSvg(p.svg, `s${index}p${k}`)}</div>`,
+      p.caption,
+      'plot',
+      keyAttr(p.key),
+    ),
   );
   const images = (s.images ?? []).map((i) => figure(i.title, imageTag(i), i.caption, 'image'));
   const videos = (s.videos ?? []).map((v) => figure(v.title, videoTag(v), v.caption, 'video'));

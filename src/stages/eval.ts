@@ -873,32 +873,29 @@ async function geometrySections(results: SetResult[]): Promise<ReportSection[]> 
   ];
 }
 
-/** The shown videos, base and final of the same prompt and seed side by side, each over its strips. */
-function videoSections(results: SetResult[]): ReportSection[] {
-  const shown = results.flatMap((r) => r.shown);
-  if (!shown.length) return [];
-  const panel = (v: ShownVideo, r: SetResult): ReportPanel => {
-    const width = v.pick.length * STRIP.height;
-    return {
-      title: v.id,
-      key: v.id,
-      accent: colourOf(r, results),
-      videos: [{ src: v.src, title: v.id }],
-      images: [
-        { png: v.frames, alt: `decoded frames of ${v.id}`, width },
-        { png: v.depth, alt: `depth of ${v.id}`, width },
-      ],
-      caption: `Frames ${v.pick.join(', ')}: decoded (top), depth (bottom, near = warm).`,
-    };
+/** One shown video in the colour of its set, over its frame and depth strips (one width, so frames align). */
+function videoPanel(v: ShownVideo, r: SetResult, results: SetResult[]): ReportPanel {
+  const width = v.pick.length * STRIP.height;
+  return {
+    title: v.id,
+    key: v.id,
+    accent: colourOf(r, results),
+    videos: [{ src: v.src, title: v.id }],
+    images: [
+      { png: v.frames, alt: `decoded frames of ${v.id}`, width },
+      { png: v.depth, alt: `depth of ${v.id}`, width },
+    ],
+    caption: `Frames ${v.pick.join(', ')}: decoded (top), depth (bottom, near = warm).`,
   };
-  const group = (items: [ShownVideo, SetResult][]): ReportGroup => {
-    const [v] = items[0]!;
-    return {
-      title: `“${v.prompt}” · ${v.sample}`,
-      key: v.pair,
-      panels: items.map(([x, r]) => panel(x, r)),
-    };
-  };
+}
+
+/** The shown videos grouped: base and final of the same prompt and seed together, the rest alone. */
+function videoGroups(results: SetResult[]): ReportGroup[] {
+  const group = (items: [ShownVideo, SetResult][]): ReportGroup => ({
+    title: `“${items[0]![0].prompt}” · ${items[0]![0].sample}`,
+    key: items[0]![0].pair,
+    panels: items.map(([v, r]) => videoPanel(v, r, results)),
+  });
   const groups: ReportGroup[] = [];
   const placed = new Set<ShownVideo>();
   for (const [base, final] of baseFinalPairs(results.filter((r) => r.iteration === undefined)))
@@ -914,12 +911,17 @@ function videoSections(results: SetResult[]): ReportSection[] {
       placed.add(b).add(f);
     }
   for (const r of results) for (const v of r.shown) if (!placed.has(v)) groups.push(group([[v, r]]));
+  return groups;
+}
+
+function videoSections(results: SetResult[]): ReportSection[] {
+  if (!results.some((r) => r.shown.length)) return [];
   const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
   return [
     {
       title: 'Videos',
       text: `Decoded samples; base and final of the same prompt and seed side by side. The epipolar (Sampson) error uses ${det} features (the paper's numbers use SIFT), RANSAC 8-point fundamental matrices; a frame pair with fewer than 20 matches is undefined, and so is a video without a defined pair.`,
-      groups,
+      groups: videoGroups(results),
     },
   ];
 }
