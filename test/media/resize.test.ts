@@ -18,7 +18,9 @@ test('hand-computed: 1×2 → 1×4 and 2×2 → 4×4 with half-pixel centres, cl
   assert.equal(resizeBilinear(Float32Array.of(5), [1, 1, 1, 1], 1, 1)[0], 5);
 });
 
-test('equals PyTorch F.interpolate(bilinear, align_corners=False)', { skip: skipOutsideCi(torchMissing()) }, () => {
+test('equals PyTorch F.interpolate(bilinear, align_corners=False)', {
+  skip: skipOutsideCi(torchMissing()),
+}, () => {
   const cases: [number, number, number, number][] = [
     [32, 32, 64, 64],
     [64, 64, 48, 40],
@@ -35,7 +37,9 @@ y = torch.nn.functional.interpolate(x, size=(oh, ow), mode='bilinear', align_cor
 sys.stdout.buffer.write(y.contiguous().numpy().tobytes())`;
     const r = spawnSync('/usr/bin/python3', ['-c', py], { input: Buffer.from(x.buffer), maxBuffer: 1 << 26 });
     assert.equal(r.status, 0, r.stderr?.toString());
-    const ref = new Float32Array(r.stdout.buffer.slice(r.stdout.byteOffset, r.stdout.byteOffset + r.stdout.byteLength));
+    const ref = new Float32Array(
+      r.stdout.buffer.slice(r.stdout.byteOffset, r.stdout.byteOffset + r.stdout.byteLength),
+    );
     const got = resizeBilinear(x, [2, 3, h, w], oh, ow);
     assert.equal(got.length, ref.length);
     let worst = 0;
