@@ -145,7 +145,8 @@ export const BF16_POLICY =
 
 /**
  * The denoiser as the policy runs it: float32 at its boundary, with the precision it computes in
- * and the warning to show once (bfloat16).
+ * and the warning to show once (bfloat16). `widen`: how a bfloat16 model is widened (a model with
+ * external data: into the model cache, src/runtime/model-cache.ts).
  *
  * @example
  *   const { model, precision, warning } = float32Policy(loadModel(path), path);
@@ -153,9 +154,10 @@ export const BF16_POLICY =
 export function float32Policy(
   model: ModelProto,
   where = 'model',
+  widen: (m: ModelProto) => ModelProto = widenBf16,
 ): { model: ModelProto; precision: Precision; warning?: string } {
   const precision = modelPrecision(model, where);
-  if (precision === 'bfloat16') return { model: widenBf16(model), precision, warning: BF16_POLICY };
+  if (precision === 'bfloat16') return { model: widen(model), precision, warning: BF16_POLICY };
   if (precision === 'float16') return { model: withFloat32Boundary(model), precision };
   return { model, precision };
 }

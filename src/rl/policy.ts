@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { injectLora } from '../onnx/lora.js';
-import { encodeModel, loadModel } from '../onnx/model.js';
+import { allTensors, encodeModel, loadModel } from '../onnx/model.js';
 import { float32Policy, type Precision } from '../onnx/precision.js';
-import { openModel } from '../runtime/model-cache.js';
+import { cachedWidening, openModel } from '../runtime/model-cache.js';
 import type { ModelSession, RuntimeOptions } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
 import {
@@ -73,7 +73,9 @@ export async function loadPolicy(
   if (!path)
     throw new InputError('config', 'models.denoiser is not set (give --config with models.denoiser)');
   // a float16/bfloat16 export: float32 at its boundary (src/onnx/precision.ts)
-  const { model: base, precision, warning } = float32Policy(loadModel(path), path);
+  const raw = loadModel(path);
+  const external = [...allTensors(raw)].some((t) => t.dataLocation === 1);
+  const { model: base, precision, warning } = float32Policy(raw, path, external ? cachedWidening : undefined);
   checkDenoiserContract(base, path);
   const { model, adapters } = injectLora(base, {
     rank: config.lora.rank,

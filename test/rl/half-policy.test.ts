@@ -6,6 +6,7 @@
  * model at bfloat16-rounded weights.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type Layer, readConfigFile, resolveConfig } from '../../src/config/load.js';
@@ -229,4 +230,35 @@ test('a bfloat16 export loads with a warning and is the float32 model at bfloat1
     const keys = [...pb!.lora.params.keys()];
     assert.deepEqual(flat(await lossGradient(pb!, 6), keys), flat(await lossGradient(pr!, 6), keys));
   });
+});
+
+test('a bfloat16 export with external data is widened into the model cache once, tensor by tensor', async () => {
+  const ext = join(dir, 'ext', 'denoiser-bf16.onnx');
+  saveModel(toHalfModel(base, DataType.BFLOAT16), ext, { externalDataThreshold: 1024 });
+  process.env.VGGRPO_CACHE = join(dir, 'cache');
+  const load = async () => {
+    const p = await loadPolicy(config(ext));
+    setLora(p, 13);
+    const { x, ctx } = inputs(p, 2);
+    const v = await velocity(p, x, B, 0.4, ctx);
+    await p.session.release();
+    return v;
+  };
+  try {
+    const v = await load();
+    const models = join(dir, 'cache', 'models');
+    const widened = readdirSync(models).filter((f) => f.endsWith('.f32.data'));
+    assert.equal(widened.length, 1);
+    const mtime = statSync(join(models, widened[0]!)).mtimeMs;
+    assert.deepEqual(await load(), v);
+    assert.equal(statSync(join(models, widened[0]!)).mtimeMs, mtime, 'written again');
+    const want = await withPolicies(['rounded'], async ([p]) => {
+      setLora(p!, 13);
+      const { x, ctx } = inputs(p!, 2);
+      return velocity(p!, x, B, 0.4, ctx);
+    });
+    assert.deepEqual(v, want);
+  } finally {
+    delete process.env.VGGRPO_CACHE;
+  }
 });
