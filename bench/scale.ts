@@ -13,7 +13,7 @@
  * checkpointing saves; at 30 blocks that one would not fit, so it is for the small points only.
  * Micro-batches smaller than a group are not built on this branch, so grpo-step's micro-batch
  * is the group (2). The float16 export of the same shape (wan-builder's --dtype float16) is
- * measured beside the float32 point at the smallest block count (VGGRPO_SCALE_HALF=N or none).
+ * measured beside the float32 point at the smallest block count (VGGRPO_SCALE_HALF=N,… or none).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -197,20 +197,28 @@ function measure(blocks: number, dtype: Precision = 'float32', unsplit = true): 
 }
 
 /**
- * The float16 export of the same shape beside the float32 point at VGGRPO_SCALE_HALF blocks
- * (default: the smallest measured; `none` skips it): checkpointed grpo-step only.
+ * The float16 export of the same shape beside the float32 points at VGGRPO_SCALE_HALF blocks
+ * (a list; default: the smallest measured; `none` skips it), checkpointed grpo-step only; with
+ * two or more, the per-block slopes of both precisions.
  */
 function halfPrecision(points: Point[]): Record<string, number | string> {
   const want = process.env.VGGRPO_SCALE_HALF ?? String(points[0]!.blocks);
   if (want === 'none') return {};
-  const base = points.find((p) => p.blocks === Number(want)) ?? measure(Number(want));
-  const h = measure(base.blocks, 'float16', false);
-  process.stdout.write(
-    `  float16, blocks ${h.blocks}: weights ${h.weightsGiB.toFixed(2)} GiB; sample ${h.sampleS.toFixed(1)} s/step, ` +
-      `peak ${h.samplePeak.toFixed(2)} GiB; grpo-step ${h.grpoS.toFixed(1)} s, peak ${h.grpoPeak.toFixed(2)} GiB\n`,
-  );
+  const pairs = want
+    .split(',')
+    .map(Number)
+    .map((n) => {
+      const base = points.find((p) => p.blocks === n) ?? measure(n);
+      const h = measure(n, 'float16', false);
+      process.stdout.write(
+        `  float16, blocks ${n}: weights ${h.weightsGiB.toFixed(2)} GiB; sample ${h.sampleS.toFixed(1)} s/step, ` +
+          `peak ${h.samplePeak.toFixed(2)} GiB; grpo-step ${h.grpoS.toFixed(1)} s, peak ${h.grpoPeak.toFixed(2)} GiB\n`,
+      );
+      return { base, h };
+    });
+  const { base, h } = pairs[0]!;
   const ratio = (a: number, b: number) => +(a / b).toFixed(3);
-  return {
+  const out: Record<string, number | string> = {
     'scale.fp16.blocks': h.blocks,
     'scale.fp16.weights_gib': +h.weightsGiB.toFixed(3),
     'scale.fp16.sample_s_per_step': +h.sampleS.toFixed(2),
@@ -223,6 +231,22 @@ function halfPrecision(points: Point[]): Record<string, number | string> {
     'scale.fp16_over_fp32_sample_s': `${ratio(h.sampleS, base.sampleS)} (goal ≤ 1)`,
     'scale.fp16_over_fp32_grpo_s': `${ratio(h.grpoS, base.grpoS)} (goal ≤ 1)`,
   };
+  if (pairs.length >= 2) {
+    for (const key of ['samplePeak', 'grpoPeak'] as const) {
+      const f32 = fit(
+        pairs.map((p) => p.base),
+        key,
+      );
+      const f16 = fit(
+        pairs.map((p) => p.h),
+        key,
+      );
+      out[`scale.fp16_over_fp32_${key}_per_block`] =
+        `${ratio(f16.b, f32.b)} (float16 ${f16.b.toFixed(3)}, float32 ${f32.b.toFixed(3)} GiB/block; goal < 1)`;
+      out[`scale.fp16.${key}.at_30`] = +f16.at(30).toFixed(2);
+    }
+  }
+  return out;
 }
 
 /** value = a + b·blocks through the first and last points. */

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { type Layer, readConfigFile, resolveConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { bf16ToFloat, floatToBf16 } from '../../src/onnx/half.js';
+import { bf16ToFloat, floatToBf16, floatToHalf, halfToFloat } from '../../src/onnx/half.js';
+import { injectLora, mergeLora } from '../../src/onnx/lora.js';
 import { loadModel, makeTensor, saveModel, tensorToArray } from '../../src/onnx/model.js';
 import { BF16_POLICY, toHalfModel } from '../../src/onnx/precision.js';
 import { DataType } from '../../src/onnx/proto.js';
@@ -261,4 +262,34 @@ test('a bfloat16 export with external data is widened into the model cache once,
   } finally {
     delete process.env.VGGRPO_CACHE;
   }
+});
+
+test('mergeLora folds a float32 adapter into float16 weights, in float32, rounded once', () => {
+  const m16 = toHalfModel(base, DataType.FLOAT16);
+  const { adapters } = injectLora(toHalfModel(base, DataType.FLOAT16), {
+    rank: 2,
+    alpha: 4,
+    targets: ['head.head.weight'],
+  });
+  assert.equal(adapters.length, 1);
+  const ad = adapters[0]!;
+  const r = rng(21);
+  const A = randn(r, ad.inDim * 2);
+  const Bw = randn(r, 2 * ad.outDim);
+  const merged = mergeLora(m16, adapters, { [ad.loraA]: A, [ad.loraB]: Bw });
+  const find = (m: typeof m16) => m.graph!.initializer!.find((t) => t.name === ad.weight)!;
+  const got = find(merged);
+  assert.equal(got.dataType, DataType.FLOAT16);
+  const w0 = tensorToArray(find(m16)) as Uint16Array;
+  const w1 = tensorToArray(got) as Uint16Array;
+  let changed = 0;
+  for (let i = 0; i < ad.inDim; i++)
+    for (let j = 0; j < ad.outDim; j++) {
+      const idx = ad.transposed ? j * ad.inDim + i : i * ad.outDim + j;
+      const ab = A[i * 2]! * Bw[j]! + A[i * 2 + 1]! * Bw[ad.outDim + j]!;
+      const want = floatToHalf(Math.fround(halfToFloat(w0[idx]!) + ad.scale * ab));
+      assert.equal(w1[idx], want, `${i},${j}`);
+      if (w1[idx] !== w0[idx]) changed++;
+    }
+  assert.ok(changed > (ad.inDim * ad.outDim) / 2);
 });
