@@ -215,7 +215,7 @@ export const LOSS_SCALE_EXPONENT = 4;
  * at 2^LOSS_SCALE_EXPONENT, and the float32 gradients are divided by it (both exact). A backward
  * that overflows (non-finite gradients) is run again at half the scale.
  */
-async function scaledGradients(
+export async function scaledGradients(
   run: (gv: Float32Array) => Promise<Record<string, Tensor>>,
   gV: Float32Array,
   names: Iterable<string>,
@@ -223,18 +223,20 @@ async function scaledGradients(
   let max = 0;
   for (let j = 0; j < gV.length; j++) max = Math.max(max, Math.abs(gV[j]!));
   if (max === 0) return loraGrads(await run(gV), names);
-  let exp = LOSS_SCALE_EXPONENT - Math.floor(Math.log2(max));
-  for (;;) {
-    const scale = 2 ** exp;
+  const top = LOSS_SCALE_EXPONENT - Math.floor(Math.log2(max));
+  // a few halvings: still non-finite after them, the gradient is returned as it is (grpo-step
+  // then stops with "non-finite gradient", making no update)
+  for (let k = 0; ; k++) {
+    const scale = 2 ** (top - k);
     const grads = loraGrads(await run(gV.map((v) => v * scale)), names);
-    const finite = [...grads.values()].every((g) => g.every(Number.isFinite));
-    if (finite || exp < -8) {
+    if (k === MAX_HALVINGS || [...grads.values()].every((g) => g.every(Number.isFinite))) {
       for (const g of grads.values()) for (let j = 0; j < g.length; j++) g[j]! /= scale;
       return grads;
     }
-    exp--;
   }
 }
+
+const MAX_HALVINGS = 8;
 
 /** Input names of the one-run gradient graph: ∂L/∂v = offset + scale·v. */
 export const COTANGENT_OFFSET = 'cotangent:offset';

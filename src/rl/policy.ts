@@ -1,8 +1,9 @@
 /**
  * The policy: the denoiser with LoRA branches injected (unmerged), fed the adapter weights as
  * graph inputs; a half-precision denoiser is given float32 inputs and outputs first, and its LoRA
- * branches run in float32 (src/onnx/precision.ts, src/onnx/lora.ts). `sample` and `grpo-step` both run this same graph with the same batch shape, so
- * the log-prob recomputed for the GRPO ratio equals the recorded one.
+ * branches run in float32 (src/onnx/precision.ts, src/onnx/lora.ts). `sample` and `grpo-step`
+ * both run this same graph with the same batch shape, so the log-prob recomputed for the GRPO
+ * ratio equals the recorded one.
  */
 
 import { join } from 'node:path';

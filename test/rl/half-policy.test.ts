@@ -18,7 +18,7 @@ import { BF16_POLICY, toHalfModel } from '../../src/onnx/precision.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { loraTensors } from '../../src/rl/checkpoint.js';
 import { loadPolicy, type Policy, velocity } from '../../src/rl/policy.js';
-import { type MicroBatch, microBatchGradient } from '../../src/rl/policy-gradient.js';
+import { type MicroBatch, microBatchGradient, scaledGradients } from '../../src/rl/policy-gradient.js';
 import { f32 } from '../../src/shards/tensor.js';
 import { gradientSession } from '../../src/stages/grpo-step.js';
 import { ROOT, tempDir } from '../helpers.js';
@@ -292,4 +292,20 @@ test('mergeLora folds a float32 adapter into float16 weights, in float32, rounde
       if (w1[idx] !== w0[idx]) changed++;
     }
   assert.ok(changed > (ad.inDim * ad.outDim) / 2);
+});
+
+test('loss scaling: the cotangent’s largest entry at [16, 32), halved on overflow, undone exactly', async () => {
+  const gV = Float32Array.from([1e-6, -2e-6, 3e-7]);
+  const fed: number[] = [];
+  // a stand-in backward: linear in the cotangent, overflowing above 5
+  const run = async (gv: Float32Array) => {
+    const m = Math.max(...gv.map(Math.abs));
+    fed.push(m);
+    return { 'grad:p': f32([2], [m > 5 ? Number.POSITIVE_INFINITY : 3 * gv[0]!, gv[2]!]) };
+  };
+  const g = (await scaledGradients(run, gV, ['p'])).get('p')!;
+  assert.ok(fed[0]! >= 16 && fed[0]! < 32, `first scale puts the max at ${fed[0]}`);
+  assert.equal(fed.length, 3);
+  assert.equal(fed[2], fed[0]! / 4);
+  assert.deepEqual([...g], [Math.fround(3 * gV[0]! * 2 ** 21) / 2 ** 21, gV[2]]);
 });
