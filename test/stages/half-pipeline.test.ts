@@ -119,3 +119,11 @@ test('a bfloat16 export trains, warning once in each stage that it is widened to
   assert.equal(m.ratio_max, 1);
   assert.ok(m.grad_norm > 0);
 });
+
+test('onnx convert: a model already in half precision is exit 2 naming it', async () => {
+  const half = await convert('fp16');
+  const r = await runCli(['onnx', 'convert', half, '--to', 'bf16', '--out', join(dir, 'again.onnx')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, new RegExp(`${half}: is already float16; give a float32 model`));
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+});
