@@ -68,6 +68,7 @@ export async function runSample(
   const cond = await conditioning(config, opts);
   // use_ema without --policy: the base model, which is its own average.
   const policy = await loadPolicy(config, opts.policy, { ema: s.use_ema });
+  for (const w of policy.warnings) note(`warning: ${w}`);
   const { C, F, H, W } = policy.shape;
   checkDims(
     [cond.L, cond.D],
@@ -85,7 +86,7 @@ export async function runSample(
   const cfg = usesCfg(layout);
   const outDir = resolve(opts.out ?? defaultSampleOut());
   const shards: string[] = [];
-  const warnings: string[] = [];
+  const warnings: string[] = [...policy.warnings];
   const P = cond.prompts.length;
   const L = cond.L;
   const D = cond.D;
