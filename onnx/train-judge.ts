@@ -11,7 +11,7 @@
  * and prints the judge's fidelity on 48 held-out groups of 4 for both kinds of frames.
  *
  * @example
- *   node --import tsx onnx/train-judge.ts                  # ≈ 20 min, one thread (README: measured)
+ *   node --import tsx onnx/train-judge.ts                  # 1 658 s beside other jobs, ≈ 10 min of CPU, one thread
  *   node --import tsx onnx/train-judge.ts --steps 20 --videos 40 --out /tmp/j.safetensors
  *   node --import tsx onnx/train-judge.ts --eval-only      # fidelity of the committed weights
  */
