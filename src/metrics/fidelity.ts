@@ -347,3 +347,21 @@ export async function measureFidelity(
   }
   return { overall: figures(scored), perFamily };
 }
+
+/**
+ * A markdown table of labelled fidelity figures (the tables of onnx/fixtures/README.md).
+ *
+ * @example
+ *   console.log(fidelityTable([['Φ', report.overall]]));
+ */
+export function fidelityTable(rows: readonly [string, FidelityFigures][]): string {
+  const lines = [
+    '| model | depth rel. err | rot. err (°) | transl. dir. err (°) | Spearman | within-group | smooth above |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const [n, f] of rows)
+    lines.push(
+      `| ${n} | ${f.depthRelErr.toFixed(3)} | ${f.rotErrDeg.toFixed(2)} | ${f.transDirErrDeg.toFixed(1)} | ${f.motionSpearman.toFixed(3)} | ${f.withinGroupSpearman.toFixed(3)} | ${(100 * f.smoothAbove).toFixed(0)}% |`,
+    );
+  return lines.join('\n');
+}
