@@ -27,6 +27,7 @@ import { reprojection, reprojectionConsistency } from '../../src/rewards/reproje
 import { sliceGeometry } from '../../src/rewards/types.js';
 import { readShard } from '../../src/shards/shard.js';
 import { decodeLatents, openLgm } from '../../src/stages/decode-geometry.js';
+import { batchArrays } from '../../src/stages/geometry-outputs.js';
 import { judgeVideo, openJudge } from '../../src/stages/judge.js';
 import { runSample } from '../../src/stages/sample.js';
 
@@ -131,14 +132,7 @@ async function measure(scale: number): Promise<Row> {
       const latents = readShard(path, 'trajectory').tensors.get('final_latents')!;
       const g = await decodeLatents(lgm, config, latents);
       const [B, F, h, w] = g.depth.shape as [number, number, number, number];
-      const batch = {
-        depth: g.depth.data as Float32Array,
-        points: g.points.data as Float32Array,
-        confidence: g.confidence.data as Float32Array,
-        extrinsics: g.extrinsics.data as Float32Array,
-        intrinsics: g.intrinsics.data as Float32Array,
-        sceneFlow: g.scene_flow?.data as Float32Array | undefined,
-      };
+      const batch = batchArrays(g);
       for (let b = 0; b < B; b++) {
         const s = sliceGeometry(batch, b, F, h, w);
         gaps.push(1 - motion.compute(s, mo));

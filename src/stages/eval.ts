@@ -42,7 +42,7 @@ import {
   type VideoRow,
 } from '../metrics/table.js';
 import { REWARDS } from '../rewards/index.js';
-import { type GeometrySample, sliceGeometry } from '../rewards/types.js';
+import { type GeometrySample, geometryArrays, sliceGeometry } from '../rewards/types.js';
 import { atomicWrite } from '../shards/atomic.js';
 import { followInput, LineageRoots } from '../shards/lineage.js';
 import { readShard, type Shard } from '../shards/shard.js';
@@ -232,16 +232,13 @@ function promptsOf(shard: Shard): string[] {
 function sampleGeometry(shard: Shard, b: number) {
   const t = shard.tensors;
   const [, F, h, w] = t.get('depth')!.shape as [number, number, number, number];
-  const batch = {
-    depth: t.get('depth')!.data as Float32Array,
-    points: t.get('points')!.data as Float32Array,
-    confidence: t.get('confidence')!.data as Float32Array,
-    extrinsics: t.get('extrinsics')!.data as Float32Array,
-    intrinsics: t.get('intrinsics')!.data as Float32Array,
-    sceneFlow: t.get('scene_flow')?.data as Float32Array | undefined,
-    dynamicMask: t.get('dynamic_mask')?.data as Float32Array | undefined,
-  };
-  return sliceGeometry(batch, b, F, h, w);
+  return sliceGeometry(
+    geometryArrays((k) => t.get(k)),
+    b,
+    F,
+    h,
+    w,
+  );
 }
 
 /** Ground truth: geometry decoded from `world` shards carries it as gt_* tensors. */

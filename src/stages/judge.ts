@@ -23,7 +23,7 @@ import { runtimeOptions } from '../rl/policy.js';
 import { checkFeedShape } from '../runtime/contract.js';
 import { ModelSession } from '../runtime/session.js';
 import { f32 } from '../shards/tensor.js';
-import { checkGeometryOutputs, geometryFetch, readGeometryOutputs } from './geometry-outputs.js';
+import { batchArrays, checkGeometryOutputs, geometryFetch, readGeometryOutputs } from './geometry-outputs.js';
 import { fitFrames } from './rgb-path.js';
 
 export interface Judge {
@@ -83,19 +83,5 @@ export async function judgeVideo(
   const outs = await judge.session.run({ [o.frames_input]: frames }, geometryFetch(judge.session, o));
   const g = readGeometryOutputs(outs, o, 'eval.judge_outputs', judge.session.source);
   const [, F, h, w] = g.depth.shape as [number, number, number, number];
-  return sliceGeometry(
-    {
-      depth: g.depth.data as Float32Array,
-      points: g.points.data as Float32Array,
-      confidence: g.confidence.data as Float32Array,
-      extrinsics: g.extrinsics.data as Float32Array,
-      intrinsics: g.intrinsics.data as Float32Array,
-      sceneFlow: g.scene_flow?.data as Float32Array | undefined,
-      dynamicMask: g.dynamic_mask?.data as Float32Array | undefined,
-    },
-    0,
-    F,
-    h,
-    w,
-  );
+  return sliceGeometry(batchArrays(g), 0, F, h, w);
 }
