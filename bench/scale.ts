@@ -12,7 +12,8 @@
  * grpo-step also runs with the unsplit gradient graph (`grpo.checkpointing: none`) to show what
  * checkpointing saves; at 30 blocks that one would not fit, so it is for the small points only.
  * Micro-batches smaller than a group are not built on this branch, so grpo-step's micro-batch
- * is the group (2).
+ * is the group (2). The float16 export of the same shape (wan-builder's --dtype float16) is
+ * measured beside the float32 point at the smallest block count (VGGRPO_SCALE_HALF=N,… or none).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { WAN_1_3B, writeWanDenoiser } from '../onnx/wan-builder.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { saveModel } from '../src/onnx/model.js';
+import type { Precision } from '../src/onnx/precision.js';
 import { writeSafetensors } from '../src/shards/safetensors.js';
 import { f32 } from '../src/shards/tensor.js';
 import { tempDir } from '../test/helpers.js';
@@ -136,13 +138,15 @@ interface Point {
   weightsGiB: number;
 }
 
-function measure(blocks: number): Point {
+/** `unsplit`: also the grpo-step with the unsplit gradient graph (NaN when skipped). */
+function measure(blocks: number, dtype: Precision = 'float32', unsplit = true): Point {
   const dir = tempDir('vggrpo-scale-');
   try {
     const built = writeWanDenoiser({
       out: join(dir, 'wan', 'denoiser.onnx'),
       latent: LATENT,
       shape: { ...WAN_1_3B, blocks },
+      dtype,
     });
     const lgm = join(dir, 'lgm.onnx');
     probeLgm(lgm);
@@ -171,10 +175,9 @@ function measure(blocks: number): Point {
     if (!readdirSync(join(run, 'policy')).includes('adapter_model.safetensors'))
       throw new Error('grpo-step wrote no checkpoint');
     const plain = config(dir, built.path, lgm, 'none');
-    const unsplit = timed(
-      ['grpo-step', ...rewards, '--out', join(run, 'policy-unsplit'), '--config', plain],
-      env,
-    );
+    const split = unsplit
+      ? timed(['grpo-step', ...rewards, '--out', join(run, 'policy-unsplit'), '--config', plain], env)
+      : { seconds: Number.NaN, peakGiB: Number.NaN };
     const group = /group 1\/1 \(prompt 0\) in ([\d.]+) s/.exec(sample.stderr);
     // 2 sampling steps; one trained step (the last step is never stochastic) in one micro-batch.
     return {
@@ -184,13 +187,66 @@ function measure(blocks: number): Point {
       grpoS: grpo.seconds,
       samplePeak: sample.peakGiB,
       grpoPeak: grpo.peakGiB,
-      unsplitS: unsplit.seconds,
-      unsplitPeak: unsplit.peakGiB,
+      unsplitS: split.seconds,
+      unsplitPeak: split.peakGiB,
       weightsGiB: built.dataBytes / 2 ** 30,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The float16 export of the same shape beside the float32 points at VGGRPO_SCALE_HALF blocks
+ * (a list; default: the smallest measured; `none` skips it), checkpointed grpo-step only; with
+ * two or more, the per-block slopes of both precisions.
+ */
+function halfPrecision(points: Point[]): Record<string, number | string> {
+  const want = process.env.VGGRPO_SCALE_HALF ?? String(points[0]!.blocks);
+  if (want === 'none') return {};
+  const pairs = want
+    .split(',')
+    .map(Number)
+    .map((n) => {
+      const base = points.find((p) => p.blocks === n) ?? measure(n);
+      const h = measure(n, 'float16', false);
+      process.stdout.write(
+        `  float16, blocks ${n}: weights ${h.weightsGiB.toFixed(2)} GiB; sample ${h.sampleS.toFixed(1)} s/step, ` +
+          `peak ${h.samplePeak.toFixed(2)} GiB; grpo-step ${h.grpoS.toFixed(1)} s, peak ${h.grpoPeak.toFixed(2)} GiB\n`,
+      );
+      return { base, h };
+    });
+  const { base, h } = pairs[0]!;
+  const ratio = (a: number, b: number) => +(a / b).toFixed(3);
+  const out: Record<string, number | string> = {
+    'scale.fp16.blocks': h.blocks,
+    'scale.fp16.weights_gib': +h.weightsGiB.toFixed(3),
+    'scale.fp16.sample_s_per_step': +h.sampleS.toFixed(2),
+    'scale.fp16.grpo_s_per_step': +h.grpoS.toFixed(2),
+    'scale.fp16.sample_peak_gib': +h.samplePeak.toFixed(3),
+    'scale.fp16.grpo_peak_gib': +h.grpoPeak.toFixed(3),
+    'scale.fp16_over_fp32_weights': `${ratio(h.weightsGiB, base.weightsGiB)} (goal 0.5: half the bytes on disk)`,
+    'scale.fp16_over_fp32_sample_peak': `${ratio(h.samplePeak, base.samplePeak)} (goal < 1)`,
+    'scale.fp16_over_fp32_grpo_peak': `${ratio(h.grpoPeak, base.grpoPeak)} (goal < 1)`,
+    'scale.fp16_over_fp32_sample_s': `${ratio(h.sampleS, base.sampleS)} (goal ≤ 1)`,
+    'scale.fp16_over_fp32_grpo_s': `${ratio(h.grpoS, base.grpoS)} (goal ≤ 1)`,
+  };
+  if (pairs.length >= 2) {
+    for (const key of ['samplePeak', 'grpoPeak'] as const) {
+      const f32 = fit(
+        pairs.map((p) => p.base),
+        key,
+      );
+      const f16 = fit(
+        pairs.map((p) => p.h),
+        key,
+      );
+      out[`scale.fp16_over_fp32_${key}_per_block`] =
+        `${ratio(f16.b, f32.b)} (float16 ${f16.b.toFixed(3)}, float32 ${f32.b.toFixed(3)} GiB/block; goal < 1)`;
+      out[`scale.fp16.${key}.at_30`] = +f16.at(30).toFixed(2);
+    }
+  }
+  return out;
 }
 
 /** value = a + b·blocks through the first and last points. */
@@ -225,6 +281,7 @@ export async function benchScale(): Promise<Record<string, number | string>> {
     'scale.grpo_unsplit_s_per_step': +last.unsplitS.toFixed(2),
     'scale.grpo_unsplit_peak_gib': +last.unsplitPeak.toFixed(3),
   };
+  Object.assign(out, halfPrecision(points));
   if (points.length >= 2 && last.blocks !== 30) {
     for (const key of ['sampleS', 'grpoS', 'samplePeak', 'grpoPeak', 'unsplitS', 'unsplitPeak'] as const) {
       const f = fit(points, key);

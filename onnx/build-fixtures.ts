@@ -18,6 +18,7 @@ import { PAPER_CONNECTOR } from '../src/stitch/connector.js';
 import { buildStitchedLgm } from '../src/stitch/lgm.js';
 import { buildDenoiser } from '../src/toy/denoiser.js';
 import { buildGeometryModel } from '../src/toy/geometry-model.js';
+import { buildJudge } from '../src/toy/judge.js';
 import { buildLgm } from '../src/toy/lgm.js';
 import { LATENT } from '../src/toy/spaces.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
@@ -30,6 +31,8 @@ export const DENOISER_WEIGHTS = join(FIXTURES_DIR, 'denoiser-weights.safetensors
 export const VAE_WEIGHTS = join(FIXTURES_DIR, 'vae-weights.safetensors');
 /** Trained weights of the toy RGB geometry model Φ (onnx/train-geometry.ts). */
 export const GEOMETRY_WEIGHTS = join(FIXTURES_DIR, 'geometry-weights.safetensors');
+/** Trained weights of the toy's independent judge (onnx/train-judge.ts). */
+export const JUDGE_WEIGHTS = join(FIXTURES_DIR, 'judge-weights.safetensors');
 
 /** The stitched LGM's trained connector and Φ-suffix weights (a `vggrpo stitch` run, README below). */
 export const LGM_STITCHED_WEIGHTS = join(FIXTURES_DIR, 'lgm-stitched-weights.safetensors');
@@ -56,6 +59,7 @@ export const FIXTURE_FILES = {
   vae_encoder: 'vae_encoder.onnx',
   vae_decoder_learned: 'vae_decoder_learned.onnx',
   lgm_stitched: 'lgm_stitched.onnx',
+  judge: 'judge.onnx',
 } as const;
 
 /**
@@ -98,6 +102,7 @@ export function buildFixtures(
       phi,
       weights: readWeights(LGM_STITCHED_WEIGHTS),
     }).model,
+    judge: buildJudge({ weights: readWeights(JUDGE_WEIGHTS) }).model,
   };
   const written: Record<string, string> = {};
   for (const [role, model] of Object.entries(models)) {

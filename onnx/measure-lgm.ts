@@ -14,6 +14,7 @@ import { resolveConfig } from '../src/config/load.js';
 import { VaeEncoder } from '../src/media/vae.js';
 import {
   type FidelityFigures,
+  fidelityTable,
   type GeometryPredictor,
   measureFidelity,
   sessionPredictor,
@@ -85,14 +86,7 @@ async function main(): Promise<void> {
   }
   await phiSession.release();
   await lgm.release();
-  console.log(
-    '| model | depth rel. err | rot. err (°) | transl. dir. err (°) | Spearman | within-group | smooth above |',
-  );
-  console.log('|---|---|---|---|---|---|---|');
-  for (const [n, f] of rows)
-    console.log(
-      `| ${n} | ${f.depthRelErr.toFixed(3)} | ${f.rotErrDeg.toFixed(2)} | ${f.transDirErrDeg.toFixed(1)} | ${f.motionSpearman.toFixed(3)} | ${f.withinGroupSpearman.toFixed(3)} | ${(100 * f.smoothAbove).toFixed(0)}% |`,
-    );
+  console.log(fidelityTable(rows));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

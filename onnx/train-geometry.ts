@@ -24,17 +24,20 @@
  *   node --import tsx onnx/train-geometry.ts --eval-only          # fidelity of the committed weights
  */
 import { parseArgs } from 'node:util';
-import { matMulT3, matrixToQuat } from '../src/geometry/so3.js';
+import { matMulT3 } from '../src/geometry/mat3.js';
+import { matrixToQuat } from '../src/geometry/so3.js';
 import { type FidelityReport, measureFidelity, sessionPredictor } from '../src/metrics/fidelity.js';
 import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { encodeModel } from '../src/onnx/model.js';
+import type { ModelProto } from '../src/onnx/proto.js';
 import { adamwInit, adamwStep, clipGradNorm, type ParamMap } from '../src/rl/adamw.js';
 import { warmupCosine } from '../src/rl/lr-schedule.js';
 import { ModelSession } from '../src/runtime/session.js';
 import { writeSafetensors } from '../src/shards/safetensors.js';
 import { f32, type Tensor } from '../src/shards/tensor.js';
 import { buildGeometryModel } from '../src/toy/geometry-model.js';
+import type { ParamInfo } from '../src/toy/nn.js';
 import { GEOMETRY, VIDEO } from '../src/toy/spaces.js';
 import { heldOutGroups, Rng, sampleVideo, type ToyVideo } from '../src/toy/videos.js';
 import { buildFixtures, GEOMETRY_WEIGHTS, readWeights } from './build-fixtures.js';
@@ -135,12 +138,23 @@ export function geometryTargets(v: ToyVideo): GeometryTargets {
   return { rgb: v.video.rgb, logDepth, translation, quaternion, points, flow };
 }
 
-/** Φ with parameters as inputs, its loss against target inputs, and the gradient graph. */
+/** A geometry model's builder (Φ, the judge): Φ's outputs, `scene_flow` optional. */
+export type GeometryModelBuilder = (o: { paramsAsInputs: boolean; batch: number }) => {
+  model: ModelProto;
+  params: ParamInfo[];
+};
+
+/**
+ * The model (Φ by default) with parameters as inputs, its loss against target inputs, and the
+ * gradient graph. A model without `scene_flow` gets no flow term (and no `loss_flow` output).
+ */
 export function trainingGraph(
   batch: number,
   o: GeometryTrainOptions,
-): { bytes: Uint8Array; params: { name: string; shape: number[]; value: Float32Array }[] } {
-  const { model, params } = buildGeometryModel({ paramsAsInputs: true, batch });
+  build: GeometryModelBuilder = buildGeometryModel,
+): { bytes: Uint8Array; params: ParamInfo[]; hasFlow: boolean } {
+  const { model, params } = build({ paramsAsInputs: true, batch });
+  const hasFlow = model.graph!.output!.some((v) => v.name === 'scene_flow');
   const g = GraphBuilder.extend(model);
   const c = (v: number) => g.const([v], 'float32');
   const mean = (v: string) => g.op('ReduceMean', [v], { keepdims: 0 });
@@ -149,7 +163,6 @@ export function trainingGraph(
   const tT = g.input('target_translation', 'float32', [batch, F, 3]);
   const tQ = g.input('target_quaternion', 'float32', [batch, F, 4]);
   const tPoints = g.input('target_points', 'float32', [batch, F, h, w, 3]);
-  const tFlow = g.input('target_flow', 'float32', [batch, F, h, w, 3]);
 
   const err = g.op('Abs', [g.op('Sub', [g.op('Log', ['depth']), tLogDepth])]);
   const lossDepth = mean(
@@ -172,21 +185,26 @@ export function trainingGraph(
     lossCameraTerms.push(g.op('Mul', [stepLoss, c(o.stepWeight)]));
   }
   const lossCamera = g.op('Sum', lossCameraTerms);
-  const lossFlow = g.op('Mul', [l1('scene_flow', tFlow), c(o.flowWeight)]);
+  const lossFlow = hasFlow
+    ? g.op('Mul', [l1('scene_flow', g.input('target_flow', 'float32', [batch, F, h, w, 3])), c(o.flowWeight)])
+    : undefined;
   const lossPoints = g.op('Mul', [l1('world_points', tPoints), c(o.pointsWeight)]);
-  const loss = g.op('Sum', [lossDepth, lossCamera, lossFlow, lossPoints]);
+  const loss = g.op(
+    'Sum',
+    lossFlow ? [lossDepth, lossCamera, lossFlow, lossPoints] : [lossDepth, lossCamera, lossPoints],
+  );
   model.graph!.output = [];
   g.output(loss, 'loss', 'float32', []);
   g.output(lossDepth, 'loss_depth', 'float32', []);
   g.output(lossCamera, 'loss_camera', 'float32', []);
-  g.output(lossFlow, 'loss_flow', 'float32', []);
+  if (lossFlow) g.output(lossFlow, 'loss_flow', 'float32', []);
   const grad = buildGradientGraph(model, { wrt: params.map((p) => p.name) });
   if (grad.warnings.length) throw new Error(`autodiff warnings: ${grad.warnings.join('; ')}`);
-  return { bytes: encodeModel(grad.model), params };
+  return { bytes: encodeModel(grad.model), params, hasFlow };
 }
 
 /** RGB [F, H, W, 3] bytes → frames [F, 3, H, W] in [0, 1] written at `out[offset…]`. */
-function writeFrames(rgb: Uint8Array, out: Float32Array, offset: number): void {
+export function writeFrames(rgb: Uint8Array, out: Float32Array, offset: number): void {
   const plane = H * W;
   for (let f = 0; f < F; f++) {
     for (let p = 0; p < plane; p++) {
@@ -197,21 +215,53 @@ function writeFrames(rgb: Uint8Array, out: Float32Array, offset: number): void {
 }
 
 /**
+ * What a trainer varies: the model, what a pool entry keeps of a training video, and the frames
+ * batch slot b is fed from an entry (Φ: the sharp render; the judge: sharp or decoded).
+ */
+export interface GeometryTrainer<E extends GeometryTargets> {
+  build: GeometryModelBuilder;
+  entry: (v: ToyVideo) => E | Promise<E>;
+  frames: (e: E, slot: number, out: Float32Array, offset: number) => void;
+}
+
+/** Φ's trainer: its builder, the targets of each video, the sharp 64×64 render. */
+export const PHI_TRAINER: GeometryTrainer<GeometryTargets> = {
+  build: buildGeometryModel,
+  entry: geometryTargets,
+  frames: (e, _slot, out, offset) => writeFrames(e.rgb, out, offset),
+};
+
+/**
  * Train Φ from its seeded initialisation; returns the trained parameters by name.
  *
  * @example
  *   const weights = await trainGeometry({ ...GEOMETRY_TRAIN_DEFAULTS, steps: 10, videos: 16 });
  */
-export async function trainGeometry(
+export function trainGeometry(
+  o: GeometryTrainOptions,
+  log: (s: string) => void = () => {},
+): Promise<Map<string, Float32Array>> {
+  return trainGeometryModel(PHI_TRAINER, o, log);
+}
+
+/**
+ * Train a geometry model from its seeded initialisation on a pool of `sampleVideo(rng, 'train')`
+ * videos with the project's autodiff and AdamW; returns the trained parameters by name.
+ *
+ * @example
+ *   const weights = await trainGeometryModel(PHI_TRAINER, { ...GEOMETRY_TRAIN_DEFAULTS, steps: 10, videos: 16 });
+ */
+export async function trainGeometryModel<E extends GeometryTargets>(
+  trainer: GeometryTrainer<E>,
   o: GeometryTrainOptions,
   log: (s: string) => void = () => {},
 ): Promise<Map<string, Float32Array>> {
   const t0 = Date.now();
   const rng = new Rng(o.seed * 7 + 3);
-  const pool: GeometryTargets[] = [];
-  for (let i = 0; i < o.videos; i++) pool.push(geometryTargets(sampleVideo(rng, 'train')));
+  const pool: E[] = [];
+  for (let i = 0; i < o.videos; i++) pool.push(await trainer.entry(sampleVideo(rng, 'train')));
   log(`rendered ${o.videos} training videos in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  const { bytes, params } = trainingGraph(o.batch, o);
+  const { bytes, params, hasFlow } = trainingGraph(o.batch, o, trainer.build);
   const session = await ModelSession.open(bytes, { threads: o.threads });
   const values: ParamMap = new Map(params.map((p) => [p.name, Float32Array.from(p.value)]));
   const state = adamwInit(values);
@@ -227,7 +277,7 @@ export async function trainGeometry(
   for (let step = 0; step < o.steps; step++) {
     for (let b = 0; b < B; b++) {
       const v = pool[rng.int(0, pool.length - 1)]!;
-      writeFrames(v.rgb, frames, b * F * 3 * H * W);
+      trainer.frames(v, b, frames, b * F * 3 * H * W);
       logDepth.set(v.logDepth, b * F * HW);
       trans.set(v.translation, b * F * 3);
       quat.set(v.quaternion, b * F * 4);
@@ -240,12 +290,14 @@ export async function trainGeometry(
       target_translation: f32([B, F, 3], trans),
       target_quaternion: f32([B, F, 4], quat),
       target_points: f32([B, F, h, w, 3], points),
-      target_flow: f32([B, F, h, w, 3], flow),
       'grad:loss': f32([], [1]),
       'grad:loss_depth': f32([], [0]),
       'grad:loss_camera': f32([], [0]),
-      'grad:loss_flow': f32([], [0]),
     };
+    if (hasFlow) {
+      feeds.target_flow = f32([B, F, h, w, 3], flow);
+      feeds['grad:loss_flow'] = f32([], [0]);
+    }
     for (const p of params) feeds[p.name] = f32(p.shape, values.get(p.name)!);
     const out = await session.run(feeds);
     const grads: ParamMap = new Map(params.map((p) => [p.name, out[`grad:${p.name}`]!.data as Float32Array]));
@@ -256,8 +308,9 @@ export async function trainGeometry(
     const loss = scalar('loss');
     ema = Number.isNaN(ema) ? loss : 0.98 * ema + 0.02 * loss;
     if (step % 25 === 0 || step === o.steps - 1) {
+      const flowPart = hasFlow ? ` flow ${scalar('loss_flow').toFixed(4)}` : '';
       log(
-        `step ${step} loss ${loss.toFixed(4)} ema ${ema.toFixed(4)} depth ${scalar('loss_depth').toFixed(4)} camera ${scalar('loss_camera').toFixed(4)} flow ${scalar('loss_flow').toFixed(4)} |g| ${gnorm.toFixed(3)} lr ${lr.toExponential(2)} ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+        `step ${step} loss ${loss.toFixed(4)} ema ${ema.toFixed(4)} depth ${scalar('loss_depth').toFixed(4)} camera ${scalar('loss_camera').toFixed(4)}${flowPart} |g| ${gnorm.toFixed(3)} lr ${lr.toExponential(2)} ${((Date.now() - t0) / 1000).toFixed(0)} s`,
       );
     }
   }

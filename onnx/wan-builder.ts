@@ -15,13 +15,18 @@
  * error). Every tensor of 1 KB or more is streamed into `<out>.data` one at a time, so the
  * 5.2 GB float32 model is written without holding it in memory.
  *
- *   npx tsx onnx/wan-builder.ts --out /tmp/wan/denoiser.onnx [--blocks 30] [--latent 5,20,36] [--weights wan.safetensors]
+ * `--dtype float16|bfloat16` writes the model as an export in that precision would be (half the
+ * external data; sample and grpo-step take it as onnx/README.md, "Half-precision exports", says).
+ *
+ *   npx tsx onnx/wan-builder.ts --out /tmp/wan/denoiser.onnx [--blocks 30] [--latent 5,20,36] [--weights wan.safetensors] [--dtype float16]
  */
 import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { GraphBuilder } from '../src/onnx/builder.js';
+import { ELEM_TYPE, GraphBuilder } from '../src/onnx/builder.js';
+import { floatToBf16, floatToHalf } from '../src/onnx/half.js';
 import { encodeModel } from '../src/onnx/model.js';
+import { type Precision, toHalfModel } from '../src/onnx/precision.js';
 import { DataType, type TensorProto } from '../src/onnx/proto.js';
 import { readSafetensors } from '../src/shards/safetensors.js';
 import { toFloat32 } from '../src/shards/tensor.js';
@@ -62,6 +67,8 @@ export interface WanBuildOptions {
   seed?: number;
   /** A safetensors file with Wan's parameter names (PyTorch layout). */
   weights?: string;
+  /** The export's precision (float16/bfloat16: weights, constants, inputs and outputs). Default float32. */
+  dtype?: Precision;
 }
 
 export interface WanBuildResult {
@@ -71,6 +78,11 @@ export interface WanBuildResult {
 }
 
 type Init = { std: number } | 'zeros' | 'ones';
+
+const HALF_BITS: Record<number, (v: number) => number> = {
+  [DataType.FLOAT16]: floatToHalf,
+  [DataType.BFLOAT16]: floatToBf16,
+};
 
 /** Parameters streamed to the data file (or kept inline under 1 KB), random or from a user's file. */
 class ParamSink {
@@ -82,6 +94,8 @@ class ParamSink {
     readonly dataFile: string,
     readonly seed: number,
     readonly weights?: string,
+    /** ONNX element type of the streamed weights. */
+    readonly et: number = DataType.FLOAT,
   ) {
     this.fd = openSync(dataFile, 'w');
   }
@@ -90,8 +104,9 @@ class ParamSink {
     const n = shape.reduce((a, d) => a * d, 1);
     const value = this.weights ? this.load(name, shape, linear) : random(name, n, init, this.seed);
     this.count += n;
-    const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    if (bytes.length < 1024) return this.g.init(name, value, shape);
+    if (value.byteLength < 1024) return this.g.init(name, value, shape);
+    const stored = this.et === DataType.FLOAT ? value : Uint16Array.from(value, HALF_BITS[this.et]!);
+    const bytes = new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
     if (this.g.fresh(name) !== name) throw new Error(`wan-builder: name '${name}' used twice`);
     const pad = (4096 - (this.offset % 4096)) % 4096;
     if (pad) writeSync(this.fd, new Uint8Array(pad));
@@ -100,7 +115,7 @@ class ParamSink {
     const t: TensorProto = {
       name,
       dims: shape,
-      dataType: DataType.FLOAT,
+      dataType: this.et,
       dataLocation: 1,
       externalData: [
         { key: 'location', value: basename(this.dataFile) },
@@ -169,7 +184,8 @@ export function writeWanDenoiser(opts: WanBuildOptions): WanBuildResult {
   mkdirSync(dirname(path), { recursive: true });
   const g = new GraphBuilder('wan2.1_t2v_denoiser', 18);
   const net = new Net(g, { seed: 0 });
-  const sink = new ParamSink(g, `${path}.data`, opts.seed ?? 0, opts.weights);
+  const et = ELEM_TYPE[opts.dtype ?? 'float32'];
+  const sink = new ParamSink(g, `${path}.data`, opts.seed ?? 0, opts.weights, et);
   const P = (name: string, shape: number[], init: Init) => sink.param(name, shape, init);
   const linear = (x: string, name: string, inDim: number, outDim: number) => {
     const w = sink.param(`${name}.weight`, [inDim, outDim], { std: 1 / Math.sqrt(inDim) }, true);
@@ -271,7 +287,9 @@ export function writeWanDenoiser(opts: WanBuildOptions): WanBuildResult {
   const velocity = net.reshape(net.transpose(blocks, [0, 7, 1, 4, 2, 5, 3, 6]), [0, C, F, H, W]);
   g.output(velocity, 'velocity', 'float32', [B, C, F, H, W]);
   sink.close();
-  writeFileSync(path, encodeModel(g.toModel('vggrpo onnx/wan-builder.ts')));
+  const model = g.toModel('vggrpo onnx/wan-builder.ts');
+  // the small tensors, constants and the inputs/outputs follow the streamed weights' precision
+  writeFileSync(path, encodeModel(et === DataType.FLOAT ? model : toHalfModel(model, et)));
   return { path, params: sink.count, dataBytes: sink.offset };
 }
 
@@ -283,11 +301,12 @@ if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename
       latent: { type: 'string', default: '5,20,36' },
       weights: { type: 'string' },
       seed: { type: 'string', default: '0' },
+      dtype: { type: 'string', default: 'float32' },
     },
   });
-  if (!values.out) {
+  if (!values.out || !['float32', 'float16', 'bfloat16'].includes(values.dtype)) {
     process.stderr.write(
-      'usage: npx tsx onnx/wan-builder.ts --out DIR/denoiser.onnx [--blocks 30] [--latent F,H,W] [--weights FILE]\n',
+      'usage: npx tsx onnx/wan-builder.ts --out DIR/denoiser.onnx [--blocks 30] [--latent F,H,W] [--weights FILE] [--dtype float32|float16|bfloat16]\n',
     );
     process.exit(2);
   }
@@ -298,6 +317,7 @@ if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename
     shape: { ...WAN_1_3B, blocks: Number(values.blocks) },
     weights: values.weights,
     seed: Number(values.seed),
+    dtype: values.dtype as Precision,
   });
   process.stdout.write(
     `${r.path}: ${r.params} parameters, ${(r.dataBytes / 2 ** 30).toFixed(2)} GiB of external data\n`,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,26 @@ export function runCli(
     if (opts.input !== undefined) child.stdin.end(opts.input);
     else child.stdin.end();
   });
+}
+
+/**
+ * A run folder with eval sets of toy `world` scenes (2 scenes × 2 videos each, rgb in the shards):
+ * `run/eval/NAME/geometry`, one set per [name, camera position jitter].
+ */
+export function worldEvalSets(run: string, sets: readonly (readonly [string, string])[]): void {
+  for (const [set, jitter] of sets)
+    execFileSync(process.execPath, [
+      BIN,
+      'world',
+      '--out',
+      join(run, 'eval', set, 'geometry'),
+      '--scenes',
+      '2',
+      '--group-size',
+      '2',
+      '--jitter-pos',
+      jitter,
+    ]);
 }
 
 export function tempDir(prefix = 'vggrpo-'): string {

@@ -10,18 +10,25 @@
  *
  * The defaults are those of the demo's evaluation (held-out prompts, ODE, seed 1000, groups of
  * 24), so the unguided row is the demo's "base" row and can be set beside its trained policy.
- * There is no independent judge here: both columns come from the reward model guidance climbs.
+ * With a judge (`--judge MODEL`, default the config's `eval.judge`; src/stages/judge.ts) the same
+ * two figures are also read by it from the decoded frames: a model that shares no weights with
+ * the reward model guidance climbs, so a gain it confirms is not a gain in fooling the LGM.
+ *
+ *   node --import tsx examples/toy/reward-guidance.ts --scales 0,100,300 --judge onnx/fixtures/judge.onnx
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readConfigFile, resolveConfig } from '../../src/config/load.js';
+import { VaeDecoder } from '../../src/media/vae.js';
 import { motion } from '../../src/rewards/motion.js';
 import { reprojection, reprojectionConsistency } from '../../src/rewards/reprojection.js';
 import { sliceGeometry } from '../../src/rewards/types.js';
 import { readShard } from '../../src/shards/shard.js';
 import { decodeLatents, openLgm } from '../../src/stages/decode-geometry.js';
+import { batchArrays } from '../../src/stages/geometry-outputs.js';
+import { judgeVideo, openJudge } from '../../src/stages/judge.js';
 import { runSample } from '../../src/stages/sample.js';
 
 const here = resolve(import.meta.dirname ?? new URL('.', import.meta.url).pathname);
@@ -37,6 +44,8 @@ const { values: a } = parseArgs({
     steps: { type: 'string', default: ':' },
     through: { type: 'string', default: 'x0_hat' },
     'timing-repeats': { type: 'string', default: '3' },
+    judge: { type: 'string' },
+    'judge-frames-size': { type: 'string', default: '64,64' },
   },
 });
 
@@ -44,6 +53,9 @@ interface Row {
   scale: number;
   motionGap: Float64Array;
   reprojError: Float64Array;
+  /** The judge's 1 − r_motion and worst-3 reprojection error (empty without a judge). */
+  judgeGap: Float64Array;
+  judgeError: Float64Array;
   /** Mean over views of E_i (the worst-3 mean is the reward). */
   reprojMean: Float64Array;
   /** Wall and CPU (all threads) seconds per video. */
@@ -65,7 +77,15 @@ function configFor(scale: number, prompts = a.prompts!) {
       },
     },
   };
-  return { config: resolveConfig([readConfigFile(a.config!), layer]), prompts };
+  const judge = a.judge
+    ? {
+        eval: {
+          judge: resolve(a.judge),
+          judge_outputs: { frames_size: a['judge-frames-size']!.split(',').map(Number) },
+        },
+      }
+    : {};
+  return { config: resolveConfig([readConfigFile(a.config!), layer, judge]), prompts };
 }
 
 const quiet = () => {};
@@ -99,36 +119,48 @@ async function measure(scale: number): Promise<Row> {
   try {
     const res = await runSample({ config, prompts, out }, quiet, quiet);
     const lgm = await openLgm(config);
+    const judge = await openJudge(config);
+    const decoder = judge ? await VaeDecoder.open(config) : undefined;
     const gaps: number[] = [];
     const errors: number[] = [];
     const means: number[] = [];
+    const judgeGaps: number[] = [];
+    const judgeErrors: number[] = [];
     const mo = motion.parseOptions(config.rewards.motion?.options);
     const ro = reprojection.parseOptions(config.rewards.reprojection?.options);
     for (const path of res.shards) {
-      const g = await decodeLatents(lgm, config, readShard(path, 'trajectory').tensors.get('final_latents')!);
+      const latents = readShard(path, 'trajectory').tensors.get('final_latents')!;
+      const g = await decodeLatents(lgm, config, latents);
       const [B, F, h, w] = g.depth.shape as [number, number, number, number];
-      const batch = {
-        depth: g.depth.data as Float32Array,
-        points: g.points.data as Float32Array,
-        confidence: g.confidence.data as Float32Array,
-        extrinsics: g.extrinsics.data as Float32Array,
-        intrinsics: g.intrinsics.data as Float32Array,
-        sceneFlow: g.scene_flow?.data as Float32Array | undefined,
-      };
+      const batch = batchArrays(g);
       for (let b = 0; b < B; b++) {
         const s = sliceGeometry(batch, b, F, h, w);
         gaps.push(1 - motion.compute(s, mo));
         const detail = reprojectionConsistency(s, ro);
         errors.push(-detail.reward);
         means.push(detail.viewErrors.reduce((x, y) => x + y, 0) / detail.viewErrors.length);
+        if (judge && decoder) {
+          const per = latents.data.length / B;
+          const video = await decoder.decode(
+            (latents.data as Float32Array).slice(b * per, (b + 1) * per),
+            latents.shape.slice(1) as [number, number, number, number],
+          );
+          const jg = await judgeVideo(judge, video);
+          judgeGaps.push(1 - motion.compute(jg, mo));
+          judgeErrors.push(-reprojectionConsistency(jg, ro).reward);
+        }
       }
     }
     await lgm.release();
+    await judge?.release();
+    await decoder?.release();
     return {
       scale,
       motionGap: Float64Array.from(gaps),
       reprojError: Float64Array.from(errors),
       reprojMean: Float64Array.from(means),
+      judgeGap: Float64Array.from(judgeGaps),
+      judgeError: Float64Array.from(judgeErrors),
       cost: await secondsPerVideo(scale),
     };
   } finally {
@@ -171,13 +203,20 @@ console.log(
   `ODE samples of the base policy, ${base.motionGap.length} videos (${a.prompts}, seed ${a.seed}), guided by ${a.reward} through ${a.through}, every ${a.every}, steps '${a.steps}'; cost: fastest of ${a['timing-repeats']} runs of one group`,
 );
 console.log('');
+const judged = base.judgeGap.length > 0;
+const judgeHead = judged
+  ? ' judge: 1 − r_motion (Δ [95% CI]) | judge: worst-3 reprojection (Δ [95% CI]) |'
+  : '';
 console.log(
-  '| scale s | 1 − r_motion | Δ vs unguided [95% CI] | reprojection error, mean / worst 3 | Δ worst 3 vs unguided [95% CI] | wall s / video (×) | CPU s / video (×) |',
+  `| scale s | 1 − r_motion | Δ vs unguided [95% CI] | reprojection error, mean / worst 3 | Δ worst 3 vs unguided [95% CI] |${judgeHead} wall s / video (×) | CPU s / video (×) |`,
 );
-console.log('|---|---|---|---|---|---|---|');
+console.log(`|---|---|---|---|---|${judged ? '---|---|' : ''}---|---|`);
 for (const r of rows) {
   const unguided = r.scale === 0;
+  const judgeCells = judged
+    ? ` ${mean(r.judgeGap).toFixed(4)}${unguided ? '' : ` (${paired(r.judgeGap, base.judgeGap)})`} | ${mean(r.judgeError).toFixed(4)}${unguided ? '' : ` (${paired(r.judgeError, base.judgeError)})`} |`
+    : '';
   console.log(
-    `| ${unguided ? '0 (unguided)' : r.scale} | ${mean(r.motionGap).toFixed(4)} | ${unguided ? '—' : paired(r.motionGap, base.motionGap)} | ${mean(r.reprojMean).toFixed(4)} / ${mean(r.reprojError).toFixed(4)} | ${unguided ? '—' : paired(r.reprojError, base.reprojError)} | ${r.cost.wall.toFixed(3)} (${(r.cost.wall / base.cost.wall).toFixed(1)}) | ${r.cost.cpu.toFixed(3)} (${(r.cost.cpu / base.cost.cpu).toFixed(1)}) |`,
+    `| ${unguided ? '0 (unguided)' : r.scale} | ${mean(r.motionGap).toFixed(4)} | ${unguided ? '—' : paired(r.motionGap, base.motionGap)} | ${mean(r.reprojMean).toFixed(4)} / ${mean(r.reprojError).toFixed(4)} | ${unguided ? '—' : paired(r.reprojError, base.reprojError)} |${judgeCells} ${r.cost.wall.toFixed(3)} (${(r.cost.wall / base.cost.wall).toFixed(1)}) | ${r.cost.cpu.toFixed(3)} (${(r.cost.cpu / base.cost.cpu).toFixed(1)}) |`,
   );
 }

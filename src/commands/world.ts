@@ -5,9 +5,9 @@ import type { TrajectoryFamily } from '../world/index.js';
 
 export default class World extends VggrpoCommand {
   static override summary =
-    'Write toy-world scenes with exact ground truth as geometry shards (plus their toy latents and RGB).';
+    'Write toy-world scenes with exact ground truth as geometry shards (plus their latents and RGB).';
   static override description =
-    'Each group is one procedural scene and one camera-path family (orbit, dolly, pan, arc) seen with increasing camera jitter, the first member smooth. The shards are geometry shards, so `vggrpo score` and `vggrpo eval` read them directly; they also hold final_latents (the toy encoder’s latents), rgb frames and the jitter level.';
+    'Each group is one procedural scene and one camera-path family (orbit, dolly, pan, arc) seen with increasing camera jitter, the first member smooth. The shards are geometry shards, so `vggrpo score` and `vggrpo eval` read them directly; they also hold rgb frames, final_latents and the jitter level. With models.vae_encoder set (the learned toy world) the frames are 64×64 and the latents the VAE encoder’s; without it, 16×16 frames and the analytic toy latents (src/toy/latent.ts).';
   static override examples = [
     '<%= config.bin %> world --out runs/world --scenes 8 | <%= config.bin %> score',
     '<%= config.bin %> world --out runs/dyn --dynamic --jitter-pos 0.05',

@@ -37,6 +37,10 @@ export function readConfigFile(path: string): Layer {
       if (typeof v === 'string' && !isAbsolute(v)) models[k] = resolve(dirname(path), v);
     }
   }
+  // The judge is a model path too.
+  const evalLayer = layer.eval as Record<string, unknown> | undefined;
+  if (typeof evalLayer?.judge === 'string' && !isAbsolute(evalLayer.judge))
+    evalLayer.judge = resolve(dirname(path), evalLayer.judge);
   return layer;
 }
 

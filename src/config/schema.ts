@@ -164,7 +164,12 @@ export const LgmOutputs = z
 
 /** How Φ (`models.geometry`) is read (onnx/README.md, Geometry model); its input is RGB frames [B,F,3,H,W] in [0, 1]. */
 export const GeometryOutputs = z
-  .object({ ...geometryOutputFields, frames_input: z.string().default('frames') })
+  .object({
+    ...geometryOutputFields,
+    frames_input: z.string().default('frames'),
+    /** [H, W]: decoded frames are resized (bilinear, src/media/resize.ts) to it first; null: they must fit as they are. */
+    frames_size: z.array(z.number().int().positive()).length(2).nullable().default(null),
+  })
   .strict();
 
 export const ModelsConfig = z
@@ -282,9 +287,13 @@ export const Config = z
       .object({
         detector: z.enum(['orb', 'akaze']).default('orb'),
         videos: z.number().int().nonnegative().default(4),
+        /** An independent judge: a geometry model sharing no weights with the reward's LGM, run on the decoded frames (src/stages/judge.ts); null: none. */
+        judge: z.string().nullable().default(null),
+        /** How the judge is read: the `geometry_outputs` fields (frames in). */
+        judge_outputs: GeometryOutputs.default(GeometryOutputs.parse({})),
       })
       .strict()
-      .default({ detector: 'orb', videos: 4 }),
+      .default({ detector: 'orb', videos: 4, judge: null, judge_outputs: GeometryOutputs.parse({}) }),
   })
   .strict()
   .superRefine(checkRewards);

@@ -199,6 +199,19 @@ export function cameraCentre(
   return out;
 }
 
+/**
+ * Centres c_i = −R_iᵀt_i of every frame of extrinsics [F,3,4], as [F,3] (float64).
+ *
+ * @example
+ *   cameraCentres(geometry.extrinsics); // Float64Array [3F]
+ */
+export function cameraCentres(extrinsics: ArrayLike<number>): Float64Array {
+  const frames = checkLength(extrinsics, 12, 'extrinsics');
+  const out = new Float64Array(3 * frames);
+  for (let f = 0; f < frames; f++) cameraCentre(extrinsics, f, out.subarray(3 * f, 3 * f + 3));
+  return out;
+}
+
 /** Rotation R (camera-from-world, row-major 3×3, float64) of frame f. */
 export function cameraRotation(
   extrinsics: ArrayLike<number>,

@@ -1,14 +1,11 @@
 /**
  * Rotations: unit quaternions (x, y, z, w — scalar last, as VGGT writes them) and row-major 3×3
  * matrices, the SO(3) exponential and logarithm, and the geodesic angle between two rotations.
- * Everything is float64; matrices are plain length-9 arrays so callers can keep them in typed
- * buffers without allocation (`out` arguments).
+ * Everything is float64; matrices are length-9 arrays (src/geometry/mat3.ts) so callers can keep
+ * them in typed buffers without allocation (`out` arguments).
  */
 
-/** A row-major 3×3 matrix: m[3*r + c]. */
-export type Mat3 = Float64Array;
-/** A 3-vector. */
-export type Vec3 = Float64Array;
+import { type Mat3, matTMul3, type Vec3 } from './mat3.js';
 
 /** Rotation matrix of a quaternion (x, y, z, w); the quaternion is normalised first. */
 export function quatToMatrix(q: ArrayLike<number>, out: Mat3 = new Float64Array(9)): Mat3 {
@@ -116,6 +113,17 @@ export function expSO3(omega: ArrayLike<number>, out: Mat3 = new Float64Array(9)
   return out;
 }
 
+/**
+ * The rotation by `angle` radians about `axis` (any non-zero length): exp(angle·axis/‖axis‖).
+ *
+ * @example
+ *   axisAngle([0, 1, 0], Math.PI / 2); // maps z to x
+ */
+export function axisAngle(axis: ArrayLike<number>, angle: number, out: Mat3 = new Float64Array(9)): Mat3 {
+  const k = angle / Math.hypot(axis[0]!, axis[1]!, axis[2]!);
+  return expSO3([axis[0]! * k, axis[1]! * k, axis[2]! * k], out);
+}
+
 const scratchQ = new Float64Array(4);
 
 /**
@@ -135,50 +143,6 @@ export function logSO3(m: ArrayLike<number>, out: Vec3 = new Float64Array(3)): V
   out[0] = q[0]! * k;
   out[1] = q[1]! * k;
   out[2] = q[2]! * k;
-  return out;
-}
-
-/** a·b for row-major 3×3 matrices. */
-export function matMul3(a: ArrayLike<number>, b: ArrayLike<number>, out: Mat3 = new Float64Array(9)): Mat3 {
-  for (let r = 0; r < 3; r++) {
-    const a0 = a[3 * r]!;
-    const a1 = a[3 * r + 1]!;
-    const a2 = a[3 * r + 2]!;
-    out[3 * r] = a0 * b[0]! + a1 * b[3]! + a2 * b[6]!;
-    out[3 * r + 1] = a0 * b[1]! + a1 * b[4]! + a2 * b[7]!;
-    out[3 * r + 2] = a0 * b[2]! + a1 * b[5]! + a2 * b[8]!;
-  }
-  return out;
-}
-
-/** aᵀ·b for row-major 3×3 matrices. */
-export function matTMul3(a: ArrayLike<number>, b: ArrayLike<number>, out: Mat3 = new Float64Array(9)): Mat3 {
-  for (let r = 0; r < 3; r++) {
-    const a0 = a[r]!;
-    const a1 = a[3 + r]!;
-    const a2 = a[6 + r]!;
-    out[3 * r] = a0 * b[0]! + a1 * b[3]! + a2 * b[6]!;
-    out[3 * r + 1] = a0 * b[1]! + a1 * b[4]! + a2 * b[7]!;
-    out[3 * r + 2] = a0 * b[2]! + a1 * b[5]! + a2 * b[8]!;
-  }
-  return out;
-}
-
-/** a·bᵀ for row-major 3×3 matrices. */
-export function matMulT3(a: ArrayLike<number>, b: ArrayLike<number>, out: Mat3 = new Float64Array(9)): Mat3 {
-  for (let r = 0; r < 3; r++) {
-    const a0 = a[3 * r]!;
-    const a1 = a[3 * r + 1]!;
-    const a2 = a[3 * r + 2]!;
-    for (let c = 0; c < 3; c++) out[3 * r + c] = a0 * b[3 * c]! + a1 * b[3 * c + 1]! + a2 * b[3 * c + 2]!;
-  }
-  return out;
-}
-
-/** Transpose of a row-major 3×3 matrix. */
-export function transpose3(a: ArrayLike<number>, out: Mat3 = new Float64Array(9)): Mat3 {
-  const t = Float64Array.of(a[0]!, a[3]!, a[6]!, a[1]!, a[4]!, a[7]!, a[2]!, a[5]!, a[8]!);
-  out.set(t);
   return out;
 }
 

@@ -98,9 +98,42 @@ export interface CameraPath {
   centres: ArrayLike<number>;
 }
 
+/** The square of the x–z plane a camera-path plot shows: its centre and half its side. */
+export interface CameraView {
+  x: number;
+  z: number;
+  half: number;
+}
+
+/** Base and final in one colour pair, everywhere the report sets them against each other. */
+export const PAIR_COLOURS = { base: '#4c78a8', final: '#f58518', other: '#79706e' } as const;
+
+/**
+ * The square that holds every finite x–z camera centre of `paths`, with a 10% margin, so panels
+ * drawn with one view compare at a glance (a circle stays a circle).
+ *
+ * @example
+ *   const view = cameraView([...base.paths, ...final.paths]);
+ */
+export function cameraView(paths: readonly CameraPath[]): CameraView {
+  const xs: number[] = [];
+  const zs: number[] = [];
+  for (const p of paths)
+    for (let i = 0; i + 2 < p.centres.length; i += 3)
+      if (finite(p.centres[i]) && finite(p.centres[i + 2])) {
+        xs.push(p.centres[i]!);
+        zs.push(p.centres[i + 2]!);
+      }
+  const mid = (a: number[]) => (a.length ? (Math.min(...a) + Math.max(...a)) / 2 : 0);
+  const range = (a: number[]) => (a.length ? Math.max(...a) - Math.min(...a) : 0);
+  return { x: mid(xs), z: mid(zs), half: (Math.max(range(xs), range(zs)) || 1) * 0.55 };
+}
+
 /**
  * Top-down camera paths: x against z of each path's camera centres, in frame order, with equal
- * units on both axes (a circle stays a circle) and a mark at each path's first camera.
+ * units on both axes and a mark at each path's first camera. With `colour`, every path is drawn
+ * in it and the legend is left out (a panel of one set's samples); otherwise one colour a path.
+ * The plot area is `size` pixels square; `view` defaults to cameraView(paths).
  *
  * @example
  *   cameraPathSpec({ title: 'Cameras', paths: [{ name: 'reference', centres: cameraCentres(ext) }] });
@@ -109,6 +142,8 @@ export function cameraPathSpec(opts: {
   title?: string;
   paths: readonly CameraPath[];
   size?: number;
+  view?: CameraView;
+  colour?: string;
 }): TopLevelSpec {
   const values = opts.paths.flatMap((p) =>
     Array.from({ length: p.centres.length / 3 }, (_, i) => ({
@@ -119,14 +154,11 @@ export function cameraPathSpec(opts: {
       start: i === 0,
     })).filter((v) => finite(v.x) && finite(v.z)),
   );
-  // Equal aspect: one span for both axes, centred on each axis' midpoint.
-  const xs = values.map((v) => v.x);
-  const zs = values.map((v) => v.z);
-  const mid = (a: number[]) => (a.length ? (Math.min(...a) + Math.max(...a)) / 2 : 0);
-  const range = (a: number[]) => (a.length ? Math.max(...a) - Math.min(...a) : 0);
-  const half = (Math.max(range(xs), range(zs)) || 1) * 0.55;
-  const size = opts.size ?? 300;
-  const color = { field: 'path', type: 'nominal', title: null, sort: opts.paths.map((p) => p.name) } as const;
+  const v = opts.view ?? cameraView(opts.paths);
+  const size = opts.size ?? 340;
+  const colour = opts.colour
+    ? { color: { value: opts.colour }, detail: { field: 'path', type: 'nominal' } }
+    : { color: { field: 'path', type: 'nominal', title: null, sort: opts.paths.map((p) => p.name) } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     ...(opts.title ? { title: opts.title } : {}),
@@ -137,20 +169,20 @@ export function cameraPathSpec(opts: {
       x: {
         field: 'x',
         type: 'quantitative',
-        title: 'x',
-        scale: { domain: [mid(xs) - half, mid(xs) + half], nice: false },
+        title: 'x (right)',
+        scale: { domain: [v.x - v.half, v.x + v.half], nice: false },
       },
       y: {
         field: 'z',
         type: 'quantitative',
         title: 'z (forward)',
-        scale: { domain: [mid(zs) - half, mid(zs) + half], nice: false },
+        scale: { domain: [v.z - v.half, v.z + v.half], nice: false },
       },
-      color,
+      ...colour,
     },
     layer: [
       {
-        mark: { type: 'line', strokeWidth: 2, point: { size: 14 } },
+        mark: { type: 'line', strokeWidth: 2, opacity: opts.colour ? 0.75 : 1, point: { size: 14 } },
         encoding: { order: { field: 'frame' } },
       },
       {

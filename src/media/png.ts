@@ -87,6 +87,42 @@ export async function writeDepthPng(
   return path;
 }
 
+/**
+ * Frames `pick` (default all) of a clip [F, H, W, C] side by side, as one image [H, k·W, C]: the
+ * strip a report shows beside its video.
+ *
+ * @example
+ *   const row = frameRow(rgb, { frames: 16, height: 64, width: 64 }, 3, [0, 5, 10, 15]); // [64, 256, 3]
+ */
+export function frameRow<T extends Uint8Array | Float32Array>(
+  clip: T,
+  dims: { frames: number; height: number; width: number },
+  channels: number,
+  pick: readonly number[] = Array.from({ length: dims.frames }, (_, f) => f),
+): T {
+  const { frames, height: H, width: W } = dims;
+  const row = W * channels;
+  check(clip.length === frames * H * row, 'frameRow', `expected [${frames}, ${H}, ${W}, ${channels}] values`);
+  for (const f of pick) check(Number.isInteger(f) && f >= 0 && f < frames, 'frameRow', `no frame ${f}`);
+  const out = (
+    clip instanceof Uint8Array
+      ? new Uint8Array(pick.length * H * row)
+      : new Float32Array(pick.length * H * row)
+  ) as T;
+  pick.forEach((f, k) => {
+    for (let i = 0; i < H; i++)
+      out.set(clip.subarray((f * H + i) * row, (f * H + i + 1) * row), (i * pick.length + k) * row);
+  });
+  return out;
+}
+
+/** Up to `k` frame indices of `frames`, evenly spread from the first to the last. */
+export function spreadFrames(frames: number, k: number): number[] {
+  if (frames <= k) return Array.from({ length: frames }, (_, f) => f);
+  if (k <= 1) return [0];
+  return Array.from({ length: k }, (_, i) => Math.round((i * (frames - 1)) / (k - 1)));
+}
+
 /** A `data:image/png;base64,…` URI, for inlining images into a self-contained HTML page. */
 export function pngDataUri(png: Uint8Array): string {
   return `data:image/png;base64,${Buffer.from(png.buffer, png.byteOffset, png.byteLength).toString('base64')}`;

@@ -29,6 +29,8 @@ export interface ReportTable {
 
 export interface ReportPlot {
   title?: string;
+  /** What the plot shows, as the figure's data-key (e.g. the set of a camera-path panel). */
+  key?: string;
   /** SVG markup, e.g. from `renderSvg`. */
   svg: string;
   caption?: string;
@@ -55,14 +57,47 @@ export interface ReportVideo {
   height?: number;
 }
 
+export interface ReportLink {
+  title: string;
+  href: string;
+}
+
+/** One video's media stacked top to bottom: the clip, then its strips (frames, depth). */
+export interface ReportPanel {
+  title?: string;
+  caption?: string;
+  /** What the panel shows, as its data-key (e.g. the video 'final-x #0'). */
+  key?: string;
+  /** A CSS colour for the panel's top edge, e.g. base vs final. */
+  accent?: string;
+  videos?: ReportVideo[];
+  images?: ReportImage[];
+}
+
+/** Panels that belong together, side by side: e.g. base and final of one prompt and seed. */
+export interface ReportGroup {
+  title?: string;
+  caption?: string;
+  key?: string;
+  panels: ReportPanel[];
+}
+
 export interface ReportSection {
   title: string;
   /** Plain text; blank lines separate paragraphs. */
   text?: string;
+  /** Links listed under the text (e.g. raters' links to a rating session). */
+  links?: ReportLink[];
   tables?: ReportTable[];
   plots?: ReportPlot[];
   images?: ReportImage[];
   videos?: ReportVideo[];
+  groups?: ReportGroup[];
+}
+
+/** Every video of a section, its groups' included. */
+function videosOf(s: ReportSection): ReportVideo[] {
+  return [...(s.videos ?? []), ...(s.groups ?? []).flatMap((g) => g.panels.flatMap((p) => p.videos ?? []))];
 }
 
 export interface ReportData {
@@ -89,7 +124,7 @@ export interface ReportData {
 export function writeReport(dir: string, report: ReportData): { json: string; html: string } {
   check(report.title.length > 0, 'writeReport', 'a report needs a title');
   for (const section of report.sections) {
-    for (const v of section.videos ?? []) {
+    for (const v of videosOf(section)) {
       const rel = normalize(v.src);
       check(
         !isAbsolute(rel) && rel !== '..' && !rel.startsWith(`..${sep}`),
@@ -126,6 +161,7 @@ function reportJson(r: ReportData): unknown {
     sections: r.sections.map((s) => ({
       title: s.title,
       text: s.text,
+      links: s.links,
       tables: s.tables,
       plots: s.plots?.map((p) => ({
         title: p.title,
@@ -133,17 +169,23 @@ function reportJson(r: ReportData): unknown {
         spec: p.spec,
         svgBytes: p.svg.length,
       })),
-      images: s.images?.map((i) => ({
-        title: i.title,
-        alt: i.alt,
-        caption: i.caption,
-        pngBytes: i.png.length,
-      })),
+      images: s.images?.map(imageJson),
       videos: s.videos,
+      groups: s.groups?.map((g) => ({
+        ...g,
+        panels: g.panels.map((p) => ({ ...p, images: p.images?.map(imageJson) })),
+      })),
     })),
     meta: r.meta,
   };
 }
+
+const imageJson = (i: ReportImage) => ({
+  title: i.title,
+  alt: i.alt,
+  caption: i.caption,
+  pngBytes: i.png.length,
+});
 
 const esc = (s: string) =>
   s
@@ -183,8 +225,14 @@ function table(t: ReportTable): string {
 ${t.caption ? `<p class="caption">${esc(t.caption)}</p>` : ''}</figure>`;
 }
 
-function figure(title: string | undefined, body: string, caption: string | undefined, cls: string): string {
-  return `<figure class="${cls}">${title ? `<figcaption class="title">${esc(title)}</figcaption>` : ''}${body}${
+function figure(
+  title: string | undefined,
+  body: string,
+  caption: string | undefined,
+  cls: string,
+  attrs = '',
+): string {
+  return `<figure class="${cls}"${attrs}>${title ? `<figcaption class="title">${esc(title)}</figcaption>` : ''}${body}${
     caption ? `<p class="caption">${esc(caption)}</p>` : ''
   }</figure>`;
 }
@@ -204,6 +252,27 @@ function inlineSvg(svg: string, prefix: string): string {
     .replace(/href="#([^"]+)"/g, `href="#${prefix}-$1"`);
 }
 
+const imageTag = (i: ReportImage) =>
+  `<img src="${pngDataUri(i.png)}" alt="${esc(i.alt)}"${i.width ? ` width="${i.width}"` : ''}>`;
+
+const videoTag = (v: ReportVideo) =>
+  `<video src="${esc(v.src.split(sep).join('/'))}" controls loop muted autoplay playsinline preload="auto"${
+    v.width ? ` width="${v.width}"` : ''
+  }${v.height ? ` height="${v.height}"` : ''}></video>`;
+
+const keyAttr = (key: string | undefined) => (key ? ` data-key="${esc(key)}"` : '');
+
+/** A group: its panels side by side, each a column (video over its strips). */
+function group(g: ReportGroup): string {
+  const panels = g.panels.map((p) => {
+    const accent = p.accent ? ` style="border-top-color: ${esc(p.accent)}"` : '';
+    const body = [...(p.videos ?? []).map(videoTag), ...(p.images ?? []).map(imageTag)].join('\n');
+    return figure(p.title, body, p.caption, 'panel', `${keyAttr(p.key)}${accent}`);
+  });
+  return `<div class="group"${keyAttr(g.key)}>${g.title ? `<h3>${esc(g.title)}</h3>` : ''}
+<div class="panels">${panels.join('\n')}</div>${g.caption ? `<p class="caption">${esc(g.caption)}</p>` : ''}</div>`;
+}
+
 function section(s: ReportSection, index: number): string {
   const paragraphs = (s.text ?? '')
     .split(/\n\s*\n/)
@@ -211,34 +280,29 @@ function section(s: ReportSection, index: number): string {
     .map((p) => `<p>${esc(p.trim())}</p>`)
     .join('\n');
   const plots = (s.plots ?? []).map((p, k) =>
-    figure(p.title, `<div class="svg">${inlineSvg(p.svg, `s${index}p${k}`)}</div>`, p.caption, 'plot'),
-  );
-  const images = (s.images ?? []).map((i) =>
     figure(
-      i.title,
-      `<img src="${pngDataUri(i.png)}" alt="${esc(i.alt)}"${i.width ? ` width="${i.width}"` : ''}>`,
-      i.caption,
-      'image',
+      p.title,
+      `<div class="svg">${inlineSvg(p.svg, `s${index}p${k}`)}</div>`,
+      p.caption,
+      'plot',
+      keyAttr(p.key),
     ),
   );
-  const videos = (s.videos ?? []).map((v) =>
-    figure(
-      v.title,
-      `<video src="${esc(v.src.split(sep).join('/'))}" controls loop muted autoplay playsinline preload="auto"${
-        v.width ? ` width="${v.width}"` : ''
-      }${v.height ? ` height="${v.height}"` : ''}></video>`,
-      v.caption,
-      'video',
-    ),
-  );
+  const images = (s.images ?? []).map((i) => figure(i.title, imageTag(i), i.caption, 'image'));
+  const videos = (s.videos ?? []).map((v) => figure(v.title, videoTag(v), v.caption, 'video'));
+  const links = s.links?.length
+    ? `<ul class="links">${s.links.map((l) => `<li><a href="${esc(l.href)}">${esc(l.title)}</a></li>`).join('')}</ul>`
+    : '';
   const grid = (items: string[], cls: string) =>
     items.length ? `<div class="grid ${cls}">${items.join('\n')}</div>` : '';
   return `<section id="s${index}"><h2>${esc(s.title)}</h2>
 ${paragraphs}
+${links}
 ${(s.tables ?? []).map(table).join('\n')}
 ${grid(plots, 'plots')}
 ${grid(images, 'images')}
 ${grid(videos, 'videos')}
+${(s.groups ?? []).map(group).join('\n')}
 </section>`;
 }
 
@@ -274,6 +338,12 @@ td.na { color: #a0a6ad; text-align: center; }
 .svg svg { max-width: 100%; height: auto; display: block; }
 .image img { image-rendering: pixelated; border-radius: 4px; display: block; max-width: 100%; }
 video { background: #000; border-radius: 6px; display: block; max-width: 100%; }
+.group { margin: 0 0 22px; }
+h3 { margin: 0 0 8px; font-size: 15px; font-weight: 600; }
+.panels { display: flex; flex-wrap: wrap; gap: 20px; align-items: flex-start; }
+figure.panel { margin: 0; padding-top: 8px; border-top: 4px solid var(--line); display: flex; flex-direction: column; gap: 6px; }
+.panel img { image-rendering: pixelated; display: block; max-width: 100%; }
+.panel video { align-self: flex-start; }
 footer { color: var(--muted); font-size: 12px; padding: 8px 0 32px; }
 `;
 

@@ -177,6 +177,21 @@ export function toUnitFrames(
   return { data: out, shape: [B, F, 3, H, W] };
 }
 
+/**
+ * 8-bit RGB [F, H, W, 3] (a video as mp4s and renders hold it) → frames [F, 3, H, W] in [0, 1].
+ *
+ * @example
+ *   const frames = rgb8ToUnitFrames(video.rgb, 8, 64, 64);
+ */
+export function rgb8ToUnitFrames(rgb: Uint8Array, F: number, H: number, W: number): Float32Array {
+  const plane = H * W;
+  const out = new Float32Array(F * 3 * plane);
+  for (let f = 0; f < F; f++)
+    for (let p = 0; p < plane; p++)
+      for (let c = 0; c < 3; c++) out[(f * 3 + c) * plane + p] = rgb[3 * (f * plane + p) + c]! / 255;
+  return out;
+}
+
 /** Video frames for F latent frames: 1 + t·(F − 1) (Wan's causal VAE keeps the first frame alone). */
 export function videoFrames(latentFrames: number, temporalCompression: number): number {
   return 1 + temporalCompression * (latentFrames - 1);

@@ -5,7 +5,8 @@
  */
 
 import { cameraRotation } from '../geometry/cameras.js';
-import { geodesicAngle, matMulT3 } from '../geometry/so3.js';
+import { matMulT3 } from '../geometry/mat3.js';
+import { geodesicAngle } from '../geometry/so3.js';
 import { cameraSmoothness, MOTION_DEFAULTS } from '../rewards/motion.js';
 import { REPROJECTION_DEFAULTS, reprojectionConsistency } from '../rewards/reprojection.js';
 import { sceneScale } from '../rewards/scale.js';

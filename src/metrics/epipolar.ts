@@ -12,6 +12,7 @@
  * pixels of the original frames.
  */
 import { check } from '../errors.js';
+import type { Mat3 } from '../geometry/mat3.js';
 import { type Detector, loadOpenCv, type MatchOptions, matchFeatures, rgbToGrey } from './features.js';
 import {
   eightPoint,
@@ -98,7 +99,7 @@ export function pairSampsonError(
   const minMatches = opts.minMatches ?? 20;
   if (n < Math.max(8, minMatches))
     return { error: null, inliers: null, reason: `${n} matches < ${minMatches}` };
-  let F: number[] | null;
+  let F: Mat3 | null;
   let inlierMask: Uint8Array | null = null;
   if ((opts.fit ?? 'ransac') === 'ransac') {
     const fit = ransacFundamental(p1, p2, opts.ransac);

@@ -24,7 +24,8 @@
  *   report.overall.motionSpearman; // ≥ 0.75 is the issue's target
  */
 import { cameraRotation, poseEncodingToCameras } from '../geometry/cameras.js';
-import { expSO3, geodesicAngle, matMul3, matMulT3 } from '../geometry/so3.js';
+import { matMul3, matMulT3 } from '../geometry/mat3.js';
+import { expSO3, geodesicAngle } from '../geometry/so3.js';
 import { type MotionOptions, motion } from '../rewards/motion.js';
 import type { GeometrySample } from '../rewards/types.js';
 import type { ModelSession } from '../runtime/session.js';
@@ -345,4 +346,22 @@ export async function measureFidelity(
     perFamily[fam] = figures(scored.filter((g) => g[0]!.family === fam));
   }
   return { overall: figures(scored), perFamily };
+}
+
+/**
+ * A markdown table of labelled fidelity figures (the tables of onnx/fixtures/README.md).
+ *
+ * @example
+ *   console.log(fidelityTable([['Φ', report.overall]]));
+ */
+export function fidelityTable(rows: readonly [string, FidelityFigures][]): string {
+  const lines = [
+    '| model | depth rel. err | rot. err (°) | transl. dir. err (°) | Spearman | within-group | smooth above |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const [n, f] of rows)
+    lines.push(
+      `| ${n} | ${f.depthRelErr.toFixed(3)} | ${f.rotErrDeg.toFixed(2)} | ${f.transDirErrDeg.toFixed(1)} | ${f.motionSpearman.toFixed(3)} | ${f.withinGroupSpearman.toFixed(3)} | ${(100 * f.smoothAbove).toFixed(0)}% |`,
+    );
+  return lines.join('\n');
 }

@@ -5,7 +5,7 @@
  */
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { check } from '../errors.js';
-import { type Mat3, mul3, transpose3 } from './mat3.js';
+import { type Mat3, matMul3, matMulT3, matTMul3 } from '../geometry/mat3.js';
 
 export type Points2 = Float64Array | Float32Array | readonly number[];
 
@@ -18,7 +18,7 @@ export type Points2 = Float64Array | Float32Array | readonly number[];
  *   sampsonDistance(F, 10, 20, 12, 21);
  */
 export function sampsonDistance(
-  F: readonly number[],
+  F: ArrayLike<number>,
   u1: number,
   v1: number,
   u2: number,
@@ -35,7 +35,7 @@ export function sampsonDistance(
 }
 
 /** Sampson distances of all correspondences. */
-export function sampsonDistances(F: readonly number[], p1: Points2, p2: Points2): Float64Array {
+export function sampsonDistances(F: ArrayLike<number>, p1: Points2, p2: Points2): Float64Array {
   const n = p1.length / 2;
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++)
@@ -57,7 +57,7 @@ function normaliser(p: Points2, idx: ArrayLike<number>): Mat3 {
   for (let k = 0; k < idx.length; k++) dist += Math.hypot(p[2 * idx[k]!]! - cx, p[2 * idx[k]! + 1]! - cy);
   dist /= idx.length;
   const s = dist > 0 ? Math.SQRT2 / dist : 1;
-  return [s, 0, -s * cx, 0, s, -s * cy, 0, 0, 1];
+  return Float64Array.of(s, 0, -s * cx, 0, s, -s * cy, 0, 0, 1);
 }
 
 function svd3(m: readonly number[]): { U: number[]; d: number[]; V: number[] } {
@@ -71,7 +71,7 @@ function svd3(m: readonly number[]): { U: number[]; d: number[]; V: number[] } {
  * scaled to unit Frobenius norm. Returns null for fewer than 8 points or a degenerate system.
  *
  * @example
- *   const F = eightPoint(pts1, pts2); // number[9] row-major, or null
+ *   const F = eightPoint(pts1, pts2); // Float64Array(9) row-major, or null
  */
 export function eightPoint(p1: Points2, p2: Points2, idx?: ArrayLike<number>): Mat3 | null {
   check(p1.length === p2.length && p1.length % 2 === 0, 'eightPoint', 'expected two [N, 2] point sets');
@@ -112,8 +112,8 @@ export function eightPoint(p1: Points2, p2: Points2, idx?: ArrayLike<number>): M
   S[order[0]!] = s[order[0]!]!;
   S[order[1]!] = s[order[1]!]!;
   const US = U.map((u, k) => u * S[k % 3]!);
-  const Fn = mul3(US, transpose3(V));
-  const F = mul3(mul3(transpose3(T2), Fn), T1);
+  const Fn = matMulT3(US, V);
+  const F = matMul3(matTMul3(T2, Fn), T1);
   const norm = Math.hypot(...F);
   if (!(norm > 0) || !Number.isFinite(norm)) return null;
   return F.map((v) => v / norm);
@@ -220,7 +220,7 @@ export function ransacFundamental(p1: Points2, p2: Points2, opts: RansacOptions 
   return { F, inliers, inlierCount: indices(inliers).length, iterations: it };
 }
 
-function mark(F: readonly number[], p1: Points2, p2: Points2, threshold: number): Uint8Array {
+function mark(F: ArrayLike<number>, p1: Points2, p2: Points2, threshold: number): Uint8Array {
   const d = sampsonDistances(F, p1, p2);
   return Uint8Array.from(d, (v) => (v < threshold ? 1 : 0));
 }

@@ -32,6 +32,11 @@ export function rewardColumn(name: string): MetricColumn {
   return { key: `reward/${name}`, title: `r_${name}`, better: 'higher' };
 }
 
+/** The same metric read from the independent judge's geometry (src/stages/judge.ts). */
+export function judgeColumn(c: MetricColumn): MetricColumn {
+  return { ...c, key: `judge/${c.key}`, title: `judge ${c.title}` };
+}
+
 /** One video of a set, with every metric (null where undefined). */
 export interface VideoRow {
   set: string;

@@ -1,20 +1,30 @@
 /**
  * Trajectory metrics of the paper's evaluation: ATE after Umeyama Sim(3) alignment, RPE over
- * consecutive frames, and the geodesic rotation error. Inputs are camera-from-world extrinsics
- * [F, 3, 4] (OpenCV axes, row-major), as the geometry shard stores them; centres c = −Rᵀt.
+ * consecutive frames, and the rotation error (geodesicAngle of src/geometry/so3.ts). Inputs are
+ * camera-from-world extrinsics [F, 3, 4] (OpenCV axes, row-major), as the geometry shard stores
+ * them; centres c = −Rᵀt (cameraCentres of src/geometry/cameras.ts).
  *
  * Geometry models give scale-normalised poses in their own world frame, so every comparison
  * first aligns the estimated trajectory to the reference with a similarity transform.
  */
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { check } from '../errors.js';
-import { det3, type Mat3, mul3, mulVec3, norm3, sub3, trace3, transpose3, type Vec3 } from './mat3.js';
+import { cameraCentres, cameraRotation } from '../geometry/cameras.js';
+import { det3, type Mat3, matMulT3, mulVec3, norm3, sub3, transpose3, type Vec3 } from '../geometry/mat3.js';
+import { geodesicAngle } from '../geometry/so3.js';
 
 /** y = scale · rotation · x + translation. */
 export interface Sim3 {
   scale: number;
   rotation: Mat3;
   translation: Vec3;
+}
+
+/** A Sim3 as input: any array-like rotation and translation. */
+export interface Sim3Like {
+  scale: number;
+  rotation: ArrayLike<number>;
+  translation: ArrayLike<number>;
 }
 
 type Extrinsics = Float32Array | Float64Array | readonly number[];
@@ -26,60 +36,6 @@ function frameCount(ext: Extrinsics, where: string): number {
     `expected extrinsics [F, 3, 4], got ${ext.length} values`,
   );
   return ext.length / 12;
-}
-
-function rotationOf(ext: Extrinsics, f: number): Mat3 {
-  const o = 12 * f;
-  return [
-    ext[o]!,
-    ext[o + 1]!,
-    ext[o + 2]!,
-    ext[o + 4]!,
-    ext[o + 5]!,
-    ext[o + 6]!,
-    ext[o + 8]!,
-    ext[o + 9]!,
-    ext[o + 10]!,
-  ];
-}
-
-function translationOf(ext: Extrinsics, f: number): Vec3 {
-  const o = 12 * f;
-  return [ext[o + 3]!, ext[o + 7]!, ext[o + 11]!];
-}
-
-/**
- * Camera centres c_i = −R_iᵀ t_i of camera-from-world extrinsics [F, 3, 4], as [F, 3].
- *
- * @example
- *   const c = cameraCentres(geometry.extrinsics.data as Float32Array); // Float64Array(3F)
- */
-export function cameraCentres(extrinsics: Extrinsics): Float64Array {
-  const n = frameCount(extrinsics, 'cameraCentres');
-  const out = new Float64Array(3 * n);
-  for (let f = 0; f < n; f++) {
-    const c = mulVec3(transpose3(rotationOf(extrinsics, f)), translationOf(extrinsics, f));
-    out[3 * f] = -c[0];
-    out[3 * f + 1] = -c[1];
-    out[3 * f + 2] = -c[2];
-  }
-  return out;
-}
-
-/**
- * Geodesic angle (radians) between two rotations: arccos((tr(R₁ᵀR₂) − 1)/2), the argument
- * clamped to [−1, 1] so rounding never yields NaN, evaluated as atan2(sin θ, cos θ) for precision.
- *
- * @example
- *   geodesicRotationError(IDENTITY3, axisAngle([0, 0, 1], 0.1)); // 0.1
- */
-export function geodesicRotationError(r1: readonly number[], r2: readonly number[]): number {
-  const m = mul3(transpose3(r1), r2);
-  const c = Math.min(1, Math.max(-1, (trace3(m) - 1) / 2));
-  // arccos loses half the digits near 0 (float32 poses would read as ~0.03° apart); for a rotation
-  // ‖vee(M − Mᵀ)‖/2 = sin θ, so atan2(sin, cos) gives the same angle to full precision.
-  const s = Math.hypot(m[7]! - m[5]!, m[2]! - m[6]!, m[3]! - m[1]!) / 2;
-  return Math.atan2(s, c);
 }
 
 /**
@@ -113,7 +69,7 @@ export function umeyamaAlignment(
   for (let i = 0; i < n; i++) {
     const dx = sub3([source[3 * i]!, source[3 * i + 1]!, source[3 * i + 2]!], muX);
     const dy = sub3([target[3 * i]!, target[3 * i + 1]!, target[3 * i + 2]!], muY);
-    varX += (dx[0] * dx[0] + dx[1] * dx[1] + dx[2] * dx[2]) / n;
+    varX += (dx[0]! * dx[0]! + dx[1]! * dx[1]! + dx[2]! * dx[2]!) / n;
     for (let r = 0; r < 3; r++) for (let c = 0; c < 3; c++) cov[3 * r + c]! += (dy[r]! * dx[c]!) / n;
   }
   const svd = new SingularValueDecomposition(new Matrix([cov.slice(0, 3), cov.slice(3, 6), cov.slice(6, 9)]));
@@ -126,18 +82,18 @@ export function umeyamaAlignment(
   const S = [1, 1, 1];
   S[order[2]!] = sign;
   const US = U.map((u, idx) => u * S[idx % 3]!);
-  const rotation = mul3(US, transpose3(V));
+  const rotation = matMulT3(US, V);
   let scale = 1;
   if (opts.withScale !== false && varX > 1e-300) {
     scale = (d[0]! * S[0]! + d[1]! * S[1]! + d[2]! * S[2]!) / varX;
   }
   const rMuX = mulVec3(rotation, muX);
-  const translation: Vec3 = [muY[0]! - scale * rMuX[0], muY[1]! - scale * rMuX[1], muY[2]! - scale * rMuX[2]];
+  const translation = Float64Array.from(muY, (m, k) => m - scale * rMuX[k]!);
   return { scale, rotation, translation };
 }
 
 /** Apply y = s·R·x + t to flat [N, 3] points. */
-export function applySim3(sim: Sim3, points: ArrayLike<number>): Float64Array {
+export function applySim3(sim: Sim3Like, points: ArrayLike<number>): Float64Array {
   const out = new Float64Array(points.length);
   for (let i = 0; i < points.length; i += 3) {
     const y = mulVec3(sim.rotation, [points[i]!, points[i + 1]!, points[i + 2]!]);
@@ -189,8 +145,8 @@ export function absoluteTrajectoryError(
     sq += e * e;
     sum += e;
     max = Math.max(max, e);
-    const worldFromCamEst = mul3(alignment.rotation, transpose3(rotationOf(estimated, f)));
-    rot += geodesicRotationError(transpose3(rotationOf(reference, f)), worldFromCamEst);
+    const worldFromCamEst = matMulT3(alignment.rotation, cameraRotation(estimated, f));
+    rot += geodesicAngle(transpose3(cameraRotation(reference, f)), worldFromCamEst);
   }
   return {
     rmse: Math.sqrt(sq / n),
@@ -255,16 +211,16 @@ export function relativePoseError(
   const pairs = n - delta;
   for (let i = 0; i < pairs; i++) {
     const j = i + delta;
-    const re = rotationOf(estimated, i);
-    const rr = rotationOf(reference, i);
+    const re = cameraRotation(estimated, i);
+    const rr = cameraRotation(reference, i);
     const te = mulVec3(re, sub3(ce.subarray(3 * j, 3 * j + 3), ce.subarray(3 * i, 3 * i + 3)));
     const tr = mulVec3(rr, sub3(cr.subarray(3 * j, 3 * j + 3), cr.subarray(3 * i, 3 * i + 3)));
-    const et = norm3([scale * te[0] - tr[0], scale * te[1] - tr[1], scale * te[2] - tr[2]]);
+    const et = norm3([scale * te[0]! - tr[0]!, scale * te[1]! - tr[1]!, scale * te[2]! - tr[2]!]);
     tSq += et * et;
     tSum += et;
-    const qe = mul3(re, transpose3(rotationOf(estimated, j)));
-    const qr = mul3(rr, transpose3(rotationOf(reference, j)));
-    const er = (geodesicRotationError(qr, qe) * 180) / Math.PI;
+    const qe = matMulT3(re, cameraRotation(estimated, j));
+    const qr = matMulT3(rr, cameraRotation(reference, j));
+    const er = (geodesicAngle(qr, qe) * 180) / Math.PI;
     rSum += er;
     rSq += er * er;
   }

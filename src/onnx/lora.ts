@@ -10,7 +10,8 @@
 import { InputError } from '../errors.js';
 import { GraphBuilder } from './builder.js';
 import { attrInt, attrInts, globMatch } from './graph.js';
-import { makeTensor, tensorToArray } from './model.js';
+import { bf16ToFloat, floatTensor, halfToFloat } from './half.js';
+import { tensorToArray } from './model.js';
 import { DataType, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
 import { untie } from './tied.js';
 
@@ -112,7 +113,11 @@ export function injectLora(
     const wName = s.weight.name ?? '';
     const [d0, d1] = s.weight.dims as [number, number];
     const [inDim, outDim] = s.transposed ? [d1, d0] : [d0, d1];
-    const et = s.weight.dataType ?? DataType.FLOAT;
+    const wt = s.weight.dataType ?? DataType.FLOAT;
+    // a half-precision weight's branch runs in float32 (A, B stay float32 parameters): x is cast
+    // up, (α/r)·(x·A)·B cast down to the weight's type before the add
+    const half = wt === DataType.FLOAT16 || wt === DataType.BFLOAT16;
+    const et = half ? DataType.FLOAT : wt;
     const names = loraNames(wName);
     if (!adapters.has(wName)) {
       if (b.has(names.A) || b.has(names.B)) throw new InputError('model', `'${names.A}' already exists`);
@@ -134,14 +139,16 @@ export function injectLora(
     const y = s.node.output![0]!;
     const base = b.fresh(`${y}_base`);
     s.node.output![0] = base;
-    const x = s.node.input![s.xIndex]!;
     const before = b.graph.node!.length;
+    const x0 = s.node.input![s.xIndex]!;
+    const x = half ? b.op('Cast', [x0], { to: et }) : x0;
     const xa =
       s.node.opType === 'Gemm'
         ? b.op('Gemm', [x, names.A], { transA: attrInt(s.node, 'transA', 0) })
         : b.op('MatMul', [x, names.A]);
     const sc = b.const([scale], et);
-    const xab = b.op('MatMul', [b.op('Mul', [xa, sc]), names.B]);
+    const xab32 = b.op('MatMul', [b.op('Mul', [xa, sc]), names.B]);
+    const xab = half ? b.op('Cast', [xab32], { to: wt }) : xab32;
     b.op('Add', [base, xab], {}, { outputs: [y], rewire: true });
     // keep topological order: move the branch right after its node
     const added = b.graph.node!.splice(before);
@@ -149,6 +156,18 @@ export function injectLora(
     b.graph.node!.splice(at + 1, 0, ...added);
   }
   return { model: out, adapters: [...adapters.values()] };
+}
+
+/** A weight's values as float32/float64 (half-precision ones widened). */
+function floatValues(t: TensorProto): Float32Array | Float64Array {
+  const W = tensorToArray(t);
+  if (W instanceof Float32Array || W instanceof Float64Array) return W;
+  if (t.dataType === DataType.FLOAT16) return Float32Array.from(W as Uint16Array, halfToFloat);
+  if (t.dataType === DataType.BFLOAT16) return Float32Array.from(W as Uint16Array, bf16ToFloat);
+  throw new InputError(
+    t.name ?? '',
+    'LoRA merge needs a float weight (float32, float64, float16 or bfloat16)',
+  );
 }
 
 /**
@@ -176,10 +195,7 @@ export function mergeLora(
       throw new InputError(ad.loraA, `expected ${ad.inDim}×${ad.rank} values`);
     if (!B || B.length !== ad.rank * ad.outDim)
       throw new InputError(ad.loraB, `expected ${ad.rank}×${ad.outDim} values`);
-    const W = tensorToArray(t);
-    if (!(W instanceof Float32Array || W instanceof Float64Array)) {
-      throw new InputError(t.name ?? '', 'LoRA merge needs a float32 or float64 weight');
-    }
+    const W = floatValues(t);
     const r = ad.rank;
     for (let i = 0; i < ad.inDim; i++) {
       for (let j = 0; j < ad.outDim; j++) {
@@ -189,7 +205,8 @@ export function mergeLora(
         W[idx] = W[idx]! + ad.scale * s;
       }
     }
-    return makeTensor(t.name ?? '', [...(t.dims ?? [])], W, t.dataType);
+    // a half weight is merged in float32 and rounded once
+    return floatTensor(t.name ?? '', [...(t.dims ?? [])], W, t.dataType ?? DataType.FLOAT);
   });
   for (const a of adapters) {
     if (!(g.initializer ?? []).some((t) => t.name === a.weight)) {

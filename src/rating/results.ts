@@ -171,21 +171,36 @@ export function formatResults(r: RatingResults): string {
 }
 
 /**
- * The report section of a run's rating, or undefined when the run has no rating database.
- * For `eval` (src/stages/eval.ts): one call per run folder it evaluates.
+ * The report section of a run's rating: each rater's link to the rating session (as
+ * `vggrpo rate RUN` serves it by default, on 127.0.0.1:8765) and, once votes exist, their
+ * tables; for a run without a rating database, how to start one. For `eval`
+ * (src/stages/eval.ts): one call per run folder it evaluates.
  */
-export function ratingSection(run: string): ReportSection | undefined {
+export function ratingSection(run: string): ReportSection {
   const path = join(run, RATING_DB);
-  if (!existsSync(path)) return undefined;
+  const title = 'Blind A/B rating';
+  if (!existsSync(path))
+    return {
+      title,
+      text: `No rating session yet. vggrpo rate ${run} --add-rater NAME prints a rater's link; vggrpo rate ${run} serves the page (127.0.0.1:8765; --host to open it to others). The tables appear here once votes exist.`,
+    };
   const store = RatingStore.open(path, { readonly: true });
   try {
     const r = ratingResults(store);
+    const links = store.raters().map((x) => ({
+      title: `${x.name}: ${DEFAULT_LINK}/r/${x.token}`,
+      href: `${DEFAULT_LINK}/r/${x.token}`,
+    }));
     return {
-      title: 'Blind A/B rating',
-      text: `${plural(r.votes, 'vote')} by ${plural(r.raters, 'rater')} on ${plural(r.pairs, 'pair')} of videos (same prompt and seed; sides hidden and drawn at random). Rate more with: vggrpo rate ${run} (the tables: vggrpo rate ${run} --results).`,
-      tables: resultTables(r),
+      title,
+      text: `${plural(r.votes, 'vote')} by ${plural(r.raters, 'rater')} on ${plural(r.pairs, 'pair')} of videos (same prompt and seed; sides hidden and drawn at random). Serve the session with vggrpo rate ${run} (the links below are its default address; the tables: vggrpo rate ${run} --results).`,
+      links,
+      tables: r.votes ? resultTables(r) : [],
     };
   } finally {
     store.close();
   }
 }
+
+/** Where `vggrpo rate` serves by default (src/commands/rate.ts). */
+const DEFAULT_LINK = 'http://127.0.0.1:8765';

@@ -29,7 +29,8 @@
 import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { cameraCentre, cameraRotation } from '../geometry/cameras.js';
-import { logSO3, matMulT3, matTMul3 } from '../geometry/so3.js';
+import { matMulT3, matTMul3 } from '../geometry/mat3.js';
+import { logSO3 } from '../geometry/so3.js';
 import { resolveOptions } from './options.js';
 import { sceneScale } from './scale.js';
 import type { GeometrySample, Reward } from './types.js';

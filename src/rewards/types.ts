@@ -43,6 +43,41 @@ export interface Reward<O extends object = object> {
   compute(geom: GeometrySample, options?: Partial<O>): number;
 }
 
+/** Batched geometry arrays, as geometry shards name them ([B, F, h, w, …] each). */
+export interface GeometryArrays {
+  depth: Float32Array;
+  points: Float32Array;
+  confidence?: Float32Array;
+  extrinsics: Float32Array;
+  intrinsics: Float32Array;
+  sceneFlow?: Float32Array;
+  dynamicMask?: Float32Array | Uint8Array;
+}
+
+/**
+ * The arrays of a geometry batch by their shard tensor names (a shard's tensors, or a model's
+ * outputs read into that form) — what `sliceGeometry` takes.
+ *
+ * @example
+ *   const arrays = geometryArrays((k) => shard.tensors.get(k));
+ */
+export function geometryArrays(get: (name: string) => { data: unknown } | undefined): GeometryArrays {
+  const need = (k: string) => {
+    const t = get(k);
+    if (!t) throw new Error(`geometry tensor '${k}' missing`);
+    return t.data as Float32Array;
+  };
+  return {
+    depth: need('depth'),
+    points: need('points'),
+    confidence: get('confidence')?.data as Float32Array | undefined,
+    extrinsics: need('extrinsics'),
+    intrinsics: need('intrinsics'),
+    sceneFlow: get('scene_flow')?.data as Float32Array | undefined,
+    dynamicMask: get('dynamic_mask')?.data as Float32Array | undefined,
+  };
+}
+
 /**
  * Views of batch entry `b` of geometry-shard arrays (no copies).
  *
@@ -50,15 +85,7 @@ export interface Reward<O extends object = object> {
  *   const g = sliceGeometry({ depth, points, extrinsics, intrinsics }, 2, 8, 32, 32);
  */
 export function sliceGeometry(
-  batch: {
-    depth: Float32Array;
-    points: Float32Array;
-    confidence?: Float32Array;
-    extrinsics: Float32Array;
-    intrinsics: Float32Array;
-    sceneFlow?: Float32Array;
-    dynamicMask?: Float32Array | Uint8Array;
-  },
+  batch: GeometryArrays,
   b: number,
   frames: number,
   height: number,

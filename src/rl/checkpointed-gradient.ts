@@ -16,13 +16,14 @@
  */
 import { buildGradientGraph, gradName } from '../onnx/autodiff.js';
 import { globMatch } from '../onnx/graph.js';
+import { floatToHalf } from '../onnx/half.js';
 import { allTensors, encodeModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { cutSegments, type Segment } from '../onnx/segments.js';
 import { isFloatType } from '../onnx/shapes.js';
 import { cachedModelFile } from '../runtime/model-cache.js';
 import { ModelSession, type RuntimeOptions } from '../runtime/session.js';
-import { f32, type Tensor } from '../shards/tensor.js';
+import { f32, type Tensor, tensor } from '../shards/tensor.js';
 import { COTANGENT_OFFSET, COTANGENT_SCALE } from './policy-gradient.js';
 
 export interface CheckpointOptions {
@@ -161,7 +162,7 @@ export class CheckpointedGradient {
       const gFeeds = pick(values, st.segment.inputs);
       for (const y of st.floatOutputs) {
         const t = values.get(y)!;
-        gFeeds[gradName(y)] = f32(t.shape, cot.get(y) ?? new Float32Array(t.data.length));
+        gFeeds[gradName(y)] = cotangentLike(t, cot.get(y) ?? new Float32Array(t.data.length));
       }
       const gs = await this.session(st.gradient, st);
       const out = await gs.run(gFeeds, st.wrt.map(gradName));
@@ -197,6 +198,16 @@ export class CheckpointedGradient {
 /** What ModelSession.open takes for a segment model (as openModel decides, src/runtime/model-cache.ts). */
 function source(model: ModelProto, external: boolean): Source {
   return external ? cachedModelFile(model) : encodeModel(model);
+}
+
+/**
+ * A cotangent in its value's element type: a float16 boundary (a float16 denoiser) takes it in
+ * float16, while the segment below returned it in float32 (autodiff sums half-precision
+ * parameters' gradients in float32), where it was accumulated.
+ */
+function cotangentLike(value: Tensor, g: Float32Array): Tensor {
+  if (value.dtype !== 'F16') return f32(value.shape, g);
+  return tensor('F16', value.shape, Uint16Array.from(g, floatToHalf));
 }
 
 function pick(values: Map<string, Tensor>, names: string[]): Record<string, Tensor> {

@@ -198,9 +198,45 @@ export async function microBatchGradient(
       gV[half + j] = s.guidance * s.weight * gCombined[j]!;
     }
   } else for (let j = 0; j < gV.length; j++) gV[j] = s.weight * gCombined[j]!;
-  const out = await gradSession.run({ ...feeds, 'grad:velocity': f32([nb, C, F, H, W], gV) });
-  return result(g, kl, step.logProb, loraGrads(out, lora.keys()));
+  const run = (gv: Float32Array) => gradSession.run({ ...feeds, 'grad:velocity': f32([nb, C, F, H, W], gv) });
+  const grads =
+    policy.precision === 'float16'
+      ? await scaledGradients(run, gV, lora.keys())
+      : loraGrads(await run(gV), lora.keys());
+  return result(g, kl, step.logProb, grads);
 }
+
+/** Where a float16 backward's cotangent is scaled to: its largest entry in [2^k, 2^(k+1)). */
+export const LOSS_SCALE_EXPONENT = 4;
+
+/**
+ * The gradients of a float16 denoiser's backward, loss-scaled: ∂L/∂v (about 1e-6 per entry,
+ * below float16's normal range, 6e-5) is multiplied by a power of two that puts its largest entry
+ * at 2^LOSS_SCALE_EXPONENT, and the float32 gradients are divided by it (both exact). A backward
+ * that overflows (non-finite gradients) is run again at half the scale.
+ */
+export async function scaledGradients(
+  run: (gv: Float32Array) => Promise<Record<string, Tensor>>,
+  gV: Float32Array,
+  names: Iterable<string>,
+): Promise<Map<string, Float32Array>> {
+  let max = 0;
+  for (let j = 0; j < gV.length; j++) max = Math.max(max, Math.abs(gV[j]!));
+  if (max === 0) return loraGrads(await run(gV), names);
+  const top = LOSS_SCALE_EXPONENT - Math.floor(Math.log2(max));
+  // a few halvings: still non-finite after them, the gradient is returned as it is (grpo-step
+  // then stops with "non-finite gradient", making no update)
+  for (let k = 0; ; k++) {
+    const scale = 2 ** (top - k);
+    const grads = loraGrads(await run(gV.map((v) => v * scale)), names);
+    if (k === MAX_HALVINGS || [...grads.values()].every((g) => g.every(Number.isFinite))) {
+      for (const g of grads.values()) for (let j = 0; j < g.length; j++) g[j]! /= scale;
+      return grads;
+    }
+  }
+}
+
+const MAX_HALVINGS = 8;
 
 /** Input names of the one-run gradient graph: ∂L/∂v = offset + scale·v. */
 export const COTANGENT_OFFSET = 'cotangent:offset';

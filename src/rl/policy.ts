@@ -1,15 +1,18 @@
 /**
  * The policy: the denoiser with LoRA branches injected (unmerged), fed the adapter weights as
- * graph inputs. `sample` and `grpo-step` both run this same graph with the same batch shape, so
- * the log-prob recomputed for the GRPO ratio equals the recorded one.
+ * graph inputs; a half-precision denoiser is given float32 inputs and outputs first, and its LoRA
+ * branches run in float32 (src/onnx/precision.ts, src/onnx/lora.ts). `sample` and `grpo-step`
+ * both run this same graph with the same batch shape, so the log-prob recomputed for the GRPO
+ * ratio equals the recorded one.
  */
 
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { injectLora } from '../onnx/lora.js';
-import { encodeModel, loadModel } from '../onnx/model.js';
-import { openModel } from '../runtime/model-cache.js';
+import { allTensors, encodeModel, loadModel } from '../onnx/model.js';
+import { float32Policy, type Precision } from '../onnx/precision.js';
+import { cachedWidening, openModel } from '../runtime/model-cache.js';
 import type { ModelSession, RuntimeOptions } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
 import {
@@ -38,6 +41,10 @@ export interface Policy {
    * Encoded on first use: `sample` never needs it. */
   readonly modelBytes: Uint8Array;
   denoiserPath: string;
+  /** What the denoiser's weights and arithmetic are in; its inputs and outputs are float32. */
+  precision: Precision;
+  /** To show once per run (a bfloat16 export is widened). */
+  warnings: string[];
 }
 
 export function runtimeOptions(config: Config): Partial<RuntimeOptions> {
@@ -67,7 +74,10 @@ export async function loadPolicy(
   const path = config.models.denoiser;
   if (!path)
     throw new InputError('config', 'models.denoiser is not set (give --config with models.denoiser)');
-  const base = loadModel(path);
+  // a float16/bfloat16 export: float32 at its boundary (src/onnx/precision.ts)
+  const raw = loadModel(path);
+  const external = [...allTensors(raw)].some((t) => t.dataLocation === 1);
+  const { model: base, precision, warning } = float32Policy(raw, path, external ? cachedWidening : undefined);
   checkDenoiserContract(base, path);
   const { model, adapters } = injectLora(base, {
     rank: config.lora.rank,
@@ -133,6 +143,8 @@ export async function loadPolicy(
       return bytes;
     },
     denoiserPath: path,
+    precision,
+    warnings: warning ? [`${path}: ${warning}`] : [],
   };
 }
 

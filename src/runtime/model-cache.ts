@@ -28,12 +28,23 @@ import {
   rmSync,
   statSync,
   utimesSync,
+  writeSync,
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import { externalRef } from '../onnx/external-data.js';
-import { allTensors, encodeModel, loadModel, type ModelProto, saveModel } from '../onnx/model.js';
+import { bf16ToFloat, widenBf16 } from '../onnx/half.js';
+import {
+  allTensors,
+  encodeModel,
+  loadModel,
+  type ModelProto,
+  saveModel,
+  tensorToArray,
+} from '../onnx/model.js';
+import { DataType, type TensorProto } from '../onnx/proto.js';
+import { atomicWrite, settleTemp, tempBeside } from '../shards/atomic.js';
 import { ModelSession, type RuntimeOptions } from './session.js';
 
 /** Self-contained models up to this size are handed to onnxruntime as bytes. */
@@ -84,21 +95,7 @@ export function cachedModelFile(model: ModelProto): string {
       `cannot create the model cache (${(err as NodeJS.ErrnoException).code}); set VGGRPO_CACHE`,
     );
   }
-  // Source data files by identity (path, inode, size, mtime): hashing gigabytes on every run
-  // would cost more than the build it saves.
-  const links = new Map<string, string>();
-  for (const t of allTensors(model)) {
-    const ref = externalRef(t);
-    if (!ref || links.has(ref.file)) continue;
-    const st = statSync(ref.file);
-    const id = JSON.stringify([ref.file, st.dev, st.ino, st.size, Math.trunc(st.mtimeMs)]);
-    links.set(ref.file, `w-${sha256(id).slice(0, 32)}.data`);
-  }
-  const key = createHash('sha256')
-    .update(encodeModel(model))
-    .update(JSON.stringify([...links]))
-    .digest('hex')
-    .slice(0, 32);
+  const { links, key } = cacheKey(model);
   const path = join(dir, `${key}.onnx`);
   if (existsSync(path) && isComplete(path)) return path;
   for (const [file, name] of links) ensureLink(file, join(dir, name));
@@ -108,6 +105,95 @@ export function cachedModelFile(model: ModelProto): string {
     keepExternal: (file) => links.get(file)!,
   });
   return path;
+}
+
+/**
+ * The names of the model's source data files in the cache, by identity (path, inode, size,
+ * mtime: hashing gigabytes on every run would cost more than the build it saves), and the key
+ * naming the model there (its proto, small with external data, and those identities).
+ */
+function cacheKey(model: ModelProto, salt = ''): { links: Map<string, string>; key: string } {
+  const links = new Map<string, string>();
+  for (const t of allTensors(model)) {
+    const ref = externalRef(t);
+    if (!ref || links.has(ref.file)) continue;
+    const st = statSync(ref.file);
+    const id = JSON.stringify([ref.file, st.dev, st.ino, st.size, Math.trunc(st.mtimeMs)]);
+    links.set(ref.file, `w-${sha256(id).slice(0, 32)}.data`);
+  }
+  const key = createHash('sha256')
+    .update(salt)
+    .update(encodeModel(model))
+    .update(JSON.stringify([...links]))
+    .digest('hex')
+    .slice(0, 32);
+  return { links, key };
+}
+
+/**
+ * A bfloat16 model with external data, widened to float32 (src/onnx/half.ts) in the cache: its
+ * external bfloat16 tensors are widened one at a time into `<key>.f32.data` (only one tensor's
+ * values in memory, where widening the whole model in memory would hold every float32 weight and
+ * exceed protobuf's 2 GB), the rest by `widenBf16`; then it is loaded from there. Written once:
+ * a later run finds it.
+ *
+ * @example
+ *   const model = cachedWidening(loadModel('wan-bf16.onnx')); // float32, external data in the cache
+ */
+export function cachedWidening(model: ModelProto): ModelProto {
+  const dir = join(cacheDir(), 'models');
+  mkdirSync(dir, { recursive: true });
+  const { links, key } = cacheKey(model, 'bf16→f32');
+  const path = join(dir, `${key}.onnx`);
+  if (existsSync(path) && isComplete(path)) return loadModel(path);
+  const dataName = `${key}.f32.data`;
+  const tmp = tempBeside(join(dir, dataName));
+  const fd = openSync(tmp, 'w');
+  let offset = 0;
+  const moved = (t: TensorProto): TensorProto => {
+    const ref = externalRef(t);
+    if (!ref) return t;
+    if (t.dataType !== DataType.BFLOAT16) {
+      ensureLink(ref.file, join(dir, links.get(ref.file)!));
+      return withLocation(t, links.get(ref.file)!, ref.offset, ref.length);
+    }
+    const wide = new Uint8Array(Float32Array.from(tensorToArray(t) as Uint16Array, bf16ToFloat).buffer);
+    offset += (4096 - (offset % 4096)) % 4096;
+    for (let at = 0; at < wide.length; ) at += writeSync(fd, wide, at, wide.length - at, offset + at);
+    const out = { ...withLocation(t, dataName, offset, wide.length), dataType: DataType.FLOAT };
+    offset += wide.length;
+    return out;
+  };
+  const g = model.graph ?? {};
+  try {
+    let initializer: TensorProto[];
+    try {
+      initializer = (g.initializer ?? []).map(moved);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, join(dir, dataName));
+    settleTemp(tmp);
+    atomicWrite(path, [encodeModel(widenBf16({ ...model, graph: { ...g, initializer } }))]);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  return loadModel(path);
+}
+
+function withLocation(t: TensorProto, location: string, offset: number, length: number): TensorProto {
+  return {
+    ...t,
+    rawData: undefined,
+    dataLocation: 1,
+    externalData: [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(length) },
+    ],
+  };
 }
 
 /** A cached model whose data files are all there and of the right size (a user may prune the cache). */

@@ -8,13 +8,23 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
-import { cameraCentre } from '../geometry/cameras.js';
-import { type CameraPath, type Curve, cameraPathSpec, lineSpec, renderSvg } from '../media/plots.js';
+import { cameraCentres } from '../geometry/cameras.js';
+import {
+  type CameraPath,
+  type Curve,
+  cameraPathSpec,
+  cameraView,
+  lineSpec,
+  PAIR_COLOURS,
+  renderSvg,
+} from '../media/plots.js';
+import { frameRow, rgbToPng, spreadFrames } from '../media/png.js';
 import {
   type Cell,
   type ReportData,
+  type ReportGroup,
+  type ReportPanel,
   type ReportSection,
-  type ReportVideo,
   writeReport,
 } from '../media/report.js';
 import { type DecodedVideo, VaeDecoder } from '../media/vae.js';
@@ -25,17 +35,19 @@ import { epipolarError } from '../metrics/epipolar.js';
 import {
   GEOMETRY_METRICS,
   geometryValues,
+  judgeColumn,
   type MetricColumn,
   metricsCsv,
   rewardColumn,
   type VideoRow,
 } from '../metrics/table.js';
 import { REWARDS } from '../rewards/index.js';
-import { sliceGeometry } from '../rewards/types.js';
+import { type GeometrySample, geometryArrays, sliceGeometry } from '../rewards/types.js';
 import { atomicWrite } from '../shards/atomic.js';
 import { followInput, LineageRoots } from '../shards/lineage.js';
 import { readShard, type Shard } from '../shards/shard.js';
 import { type Tensor, toNumbers } from '../shards/tensor.js';
+import { type Judge, judgeVideo, openJudge } from './judge.js';
 import { depthStrip } from './render-geometry.js';
 import type { ConfigResolver, StageInputs, StageIo } from './types.js';
 
@@ -124,8 +136,26 @@ interface SetResult {
   rows: VideoRow[];
   paths: CameraPath[];
   first?: { shard: Shard; b: number };
+  /** The videos the report shows (the first `eval.videos` of a video set). */
+  shown: ShownVideo[];
   /** Epipolar coverage of the set's videos (video sets only). */
   epipolar?: { detector: string; videos: number; defined: number; pairsTried: number; pairsDefined: number };
+}
+
+/** A video the report shows: its mp4, and its decoded frames and depth as strips of the same frames. */
+interface ShownVideo {
+  /** 'set #k', the name the page gives it. */
+  id: string;
+  /** Prompt and seed (pairKey), so base and final of the same sample stand side by side. */
+  pair: string;
+  prompt: string;
+  /** 'seed N', or without seeds the video's place among its prompt's videos. */
+  sample: string;
+  src: string;
+  frames: Uint8Array;
+  depth: Uint8Array;
+  /** The frame indices both strips show. */
+  pick: number[];
 }
 
 /** What evaluating a set needs besides the set: videos are decoded only for the video sets. */
@@ -133,7 +163,7 @@ interface SetContext {
   config: Config;
   roots: LineageRoots;
   /** For a video set: the decoder (absent: only shards with their own `rgb`), where mp4s go. */
-  video?: { decoder?: VaeDecoder; out: string; keep: number; videos: ReportVideo[] };
+  video?: { decoder?: VaeDecoder; out: string; keep: number; judge?: Judge };
 }
 
 function mean(values: (number | null)[]): number | null {
@@ -155,6 +185,7 @@ async function evaluateSet(set: EvalSet, ctx: SetContext): Promise<SetResult> {
     iteration: set.iteration,
     rows: [],
     paths: [],
+    shown: [],
   };
   const members = new Map<number, number>();
   for (const p of set.geometry) {
@@ -201,16 +232,13 @@ function promptsOf(shard: Shard): string[] {
 function sampleGeometry(shard: Shard, b: number) {
   const t = shard.tensors;
   const [, F, h, w] = t.get('depth')!.shape as [number, number, number, number];
-  const batch = {
-    depth: t.get('depth')!.data as Float32Array,
-    points: t.get('points')!.data as Float32Array,
-    confidence: t.get('confidence')!.data as Float32Array,
-    extrinsics: t.get('extrinsics')!.data as Float32Array,
-    intrinsics: t.get('intrinsics')!.data as Float32Array,
-    sceneFlow: t.get('scene_flow')?.data as Float32Array | undefined,
-    dynamicMask: t.get('dynamic_mask')?.data as Float32Array | undefined,
-  };
-  return sliceGeometry(batch, b, F, h, w);
+  return sliceGeometry(
+    geometryArrays((k) => t.get(k)),
+    b,
+    F,
+    h,
+    w,
+  );
 }
 
 /** Ground truth: geometry decoded from `world` shards carries it as gt_* tensors. */
@@ -233,11 +261,15 @@ function rewardValues(
   config: Config,
 ): Record<string, number | null> {
   const out: Record<string, number | null> = {};
-  if (rewards) {
-    for (const [k, t] of rewards.tensors)
-      if (k.startsWith('reward/')) out[k] = finite((t.data as Float32Array)[b]);
-    return out;
-  }
+  if (!rewards) return computedRewards(g, config);
+  for (const [k, t] of rewards.tensors)
+    if (k.startsWith('reward/')) out[k] = finite((t.data as Float32Array)[b]);
+  return out;
+}
+
+/** The config's rewards computed on a geometry sample, as `reward/<name>`. */
+function computedRewards(g: GeometrySample, config: Config): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
   for (const [name, entry] of Object.entries(config.rewards)) {
     const r = REWARDS[name];
     if (r) out[`reward/${name}`] = finite(r.compute(g, r.parseOptions(entry.options)));
@@ -245,12 +277,23 @@ function rewardValues(
   return out;
 }
 
+/** The judge's reading of one decoded video: the config's rewards and the geometry metrics, as `judge/…`. */
+async function judgeValues(
+  judge: Judge,
+  frames: DecodedVideo,
+  gt: GroundTruth | undefined,
+  config: Config,
+  from: string,
+): Promise<Record<string, number | null>> {
+  const g = await judgeVideo(judge, frames, from);
+  const values = { ...geometryValues(videoMetrics(g, gt)), ...computedRewards(g, config) };
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [`judge/${k}`, v]));
+}
+
 const finite = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v : null);
 
 function cameraPath(name: string, g: ReturnType<typeof sampleGeometry>): CameraPath {
-  const c = new Float64Array(3 * g.frames);
-  for (let f = 0; f < g.frames; f++) c.set(cameraCentre(g.extrinsics, f), 3 * f);
-  return { name, centres: c };
+  return { name, centres: cameraCentres(g.extrinsics) };
 }
 
 /** Where a shard's frames come from: its own `rgb`, or its final latents (through lineage). */
@@ -277,6 +320,11 @@ async function videoOf(
   if (!v) return;
   const fr = await framesOf(shard, b, v.decoder, source.latents);
   if (!fr) return;
+  if (v.judge)
+    Object.assign(
+      row.values,
+      await judgeValues(v.judge, fr, groundTruthOf(shard, b), ctx.config, shard.path),
+    );
   const cfg = ctx.config.eval;
   const e = await epipolarError(fr.rgb, fr, { detector: cfg.detector.toUpperCase() as 'ORB' | 'AKAZE' });
   row.values.epipolar = e.error;
@@ -300,8 +348,31 @@ async function videoOf(
   if (k < v.keep) {
     const rel = join('videos', `${result.name}-${k}.mp4`);
     await writeMp4(join(v.out, rel), fr.rgb, fr);
-    v.videos.push({ title: `${result.name} #${k}`, src: rel });
+    result.shown.push({
+      id: `${result.name} #${k}`,
+      pair: pairKey(row),
+      prompt: row.prompt,
+      sample: row.seed !== null ? `seed ${row.seed}` : `video ${row.member + 1} of the prompt`,
+      src: rel,
+      ...(await strips(fr, shard, b)),
+    });
   }
+}
+
+/** Frame strips shown per video: this many frames, this many CSS pixels high (two panels fit a row). */
+const STRIP = { frames: 8, height: 56 };
+
+/** The decoded frames and the depth of one video as two strips of the same (evenly spread) frames. */
+async function strips(fr: DecodedVideo, shard: Shard, b: number) {
+  const pick = spreadFrames(fr.frames, STRIP.frames);
+  const rgb = frameRow(fr.rgb, fr, 3, pick);
+  const scale = Math.max(1, Math.round(STRIP.height / fr.height));
+  const frames = await rgbToPng(rgb, pick.length * fr.width, fr.height, { scale });
+  // The geometry may hold fewer frames than the video (a latent frame per several): the nearest in time.
+  const F = shard.tensors.get('depth')!.shape[1]!;
+  const at = (f: number) => (fr.frames > 1 ? Math.round((f * (F - 1)) / (fr.frames - 1)) : 0);
+  const depth = await depthStrip(shard, b, { pick: pick.map(at), height: STRIP.height });
+  return { frames, depth, pick };
 }
 
 /** The trajectory behind a geometry shard (through its lineage), or undefined when it is gone. */
@@ -349,7 +420,7 @@ export async function runEval(
     ? resolveConfig(readShard(firstShard, 'geometry').config, firstShard)
     : resolveConfig();
   const out = resolve(opts.out);
-  const { results, videos } = await evaluateSets(sets, config, roots, out, io);
+  const results = await evaluateSets(sets, config, roots, out, io);
   const report = buildReport(results);
   atomicWrite(
     join(out, 'metrics.csv'),
@@ -358,7 +429,7 @@ export async function runEval(
       report.columns,
     ),
   );
-  const written = writeReport(out, await reportData(report, results, videos, paths, config));
+  const written = writeReport(out, await reportData(report, results, paths, config));
   io.emit(written.html);
   return { report: written.json, html: written.html, metrics: report.means };
 }
@@ -370,15 +441,18 @@ async function evaluateSets(
   roots: LineageRoots,
   out: string,
   io: StageIo,
-): Promise<{ results: SetResult[]; videos: ReportVideo[] }> {
+): Promise<SetResult[]> {
   const evalSets = sets.filter((s) => s.iteration === undefined);
   const videoSets = new Set(evalSets.length ? evalSets : sets.slice(-1));
   const decoder = await VaeDecoder.open(config);
-  const videos: ReportVideo[] = [];
+  const judge = await openJudge(config).catch(async (err) => {
+    await decoder?.release();
+    throw err;
+  });
   const results: SetResult[] = [];
   try {
     for (const s of sets) {
-      const video = videoSets.has(s) ? { decoder, out, keep: config.eval.videos, videos } : undefined;
+      const video = videoSets.has(s) ? { decoder, out, keep: config.eval.videos, judge } : undefined;
       const r = await evaluateSet(s, { config, roots, video });
       results.push(r);
       io.note(
@@ -387,8 +461,9 @@ async function evaluateSets(
     }
   } finally {
     await decoder?.release();
+    await judge?.release();
   }
-  return { results, videos };
+  return results;
 }
 
 interface EvalReport {
@@ -416,9 +491,17 @@ function buildReport(results: SetResult[]): EvalReport {
     .filter((k) => k.startsWith('reward/'))
     .sort();
   const hasGt = results.some((r) => r.rows.some((v) => v.values.ate !== null && v.values.ate !== undefined));
+  const judged = results.some((r) =>
+    r.rows.some((v) => Object.keys(v.values).some((k) => k.startsWith('judge/'))),
+  );
+  const geometry = GEOMETRY_METRICS.filter((c) => hasGt || !c.groundTruth);
+  const rewardCols = rewardKeys.map((k) => rewardColumn(k.slice(7)));
+  // The judge's columns follow the reward model's: its rewards, then its geometry metrics.
   const columns = [
-    ...rewardKeys.map((k) => rewardColumn(k.slice(7))),
-    ...GEOMETRY_METRICS.filter((c) => hasGt || !c.groundTruth),
+    ...rewardCols,
+    ...(judged ? rewardCols.map(judgeColumn) : []),
+    ...geometry,
+    ...(judged ? geometry.filter((c) => c.key !== 'epipolar').map(judgeColumn) : []),
   ];
   const means: EvalReport['means'] = {};
   for (const r of results)
@@ -453,15 +536,10 @@ function setIntervals(r: SetResult, columns: MetricColumn[]): Record<string, Int
  */
 function differences(sets: SetResult[], columns: MetricColumn[]): Difference[] {
   const out: Difference[] = [];
-  for (const base of sets) {
-    const m = /^base(-.*)?$/.exec(base.name);
-    if (!m) continue;
-    const final = sets.find((s) => s.name === `final${m[1] ?? ''}`);
-    if (!final) continue;
-    const key = (v: VideoRow) => `${v.promptIndex}:${v.seed ?? `#${v.member}`}`;
-    const finals = new Map(final.rows.map((v) => [key(v), v]));
+  for (const [base, final] of baseFinalPairs(sets)) {
+    const finals = new Map(final.rows.map((v) => [pairKey(v), v]));
     const pairs = base.rows.flatMap((b) => {
-      const f = finals.get(key(b));
+      const f = finals.get(pairKey(b));
       return f ? [[b, f] as const] : [];
     });
     const intervals: Record<string, Interval | null> = {};
@@ -485,13 +563,38 @@ function differences(sets: SetResult[], columns: MetricColumn[]): Difference[] {
   return out;
 }
 
-/** A reward that rises (resolved) while the share of pixels it scores falls (resolved). */
-function hackingFlags(d: Record<string, Interval | null>): string[] {
+/** Sets named base-X and final-X, paired. */
+function baseFinalPairs(sets: SetResult[]): [SetResult, SetResult][] {
+  return sets.flatMap((base) => {
+    const m = /^base(-.*)?$/.exec(base.name);
+    const final = m ? sets.find((s) => s.name === `final${m[1] ?? ''}`) : undefined;
+    return final ? [[base, final] as [SetResult, SetResult]] : [];
+  });
+}
+
+/** A video's prompt and seed (or, without a seed, its position among the prompt's videos). */
+const pairKey = (v: VideoRow) => `${v.promptIndex}:${v.seed ?? `#${v.member}`}`;
+
+/**
+ * Possible reward hacking: a reward that rises (resolved) while the share of pixels it scores
+ * falls (resolved); a reward whose change (resolved) the independent judge reads with the
+ * opposite sign.
+ */
+export function hackingFlags(d: Record<string, Interval | null>): string[] {
   const flags: string[] = [];
   const cov = d.coverage ?? null;
   const rep = d['reward/reprojection'] ?? null;
   if (rep && cov && excludesZero(rep) && rep.mean > 0 && excludesZero(cov) && cov.mean < 0)
     flags.push('the reprojection reward rises while its coverage falls: possible reward hacking');
+  for (const [key, r] of Object.entries(d)) {
+    const j = d[`judge/${key}`];
+    if (!key.startsWith('reward/') || !r || !j || !excludesZero(r) || Math.sign(j.mean) === Math.sign(r.mean))
+      continue;
+    const iv = (i: Interval) => `${fmt(i.mean)} [${fmt(i.lo)}, ${fmt(i.hi)}]`;
+    flags.push(
+      `${key.slice(7)}: the reward model reads ${iv(r)}, the independent judge ${iv(j)}${excludesZero(j) ? ' (resolved)' : ''} — they disagree in sign: possible reward hacking`,
+    );
+  }
   return flags;
 }
 
@@ -506,7 +609,6 @@ const cellOf = (i: Interval | null | undefined, resolved?: boolean): Cell =>
 async function reportData(
   rep: EvalReport,
   results: SetResult[],
-  videos: ReportVideo[],
   paths: string[],
   config: Config,
 ): Promise<ReportData> {
@@ -528,19 +630,12 @@ async function reportData(
     ...evidenceSections(rep, results),
   ];
   // Blind A/B rating (`vggrpo rate`, src/rating/results.ts): its tables for a run folder that has votes.
-  for (const p of paths.filter((q) => existsSync(join(q, 'rating.sqlite')))) {
+  // A run folder (one with eval/ sets) gets the rating session's links, or how to start one.
+  for (const p of paths.filter((q) => existsSync(join(q, 'rating.sqlite')) || existsSync(join(q, 'eval')))) {
     const { ratingSection } = await import('../rating/results.js');
-    const rated = ratingSection(p);
-    if (rated) sections.push(rated);
+    sections.push(ratingSection(p));
   }
-  if (videos.length) {
-    const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
-    sections.push({
-      title: 'Videos',
-      text: `Decoded samples. The epipolar (Sampson) error uses ${det} features (the paper's numbers use SIFT), RANSAC 8-point fundamental matrices; a frame pair with fewer than 20 matches is undefined, and so is a video without a defined pair.`,
-      videos,
-    });
-  }
+  sections.push(...videoSections(results));
   return {
     title: 'vggrpo evaluation',
     subtitle: paths.join(', '),
@@ -592,15 +687,60 @@ function evidenceSections(rep: EvalReport, results: SetResult[]): ReportSection[
       'Reprojection coverage: the share of each view’s valid pixels that the other frames cover and the reward scores. A reward can rise because coverage falls; such a change is flagged below.',
   };
   const flags = rep.differences.flatMap((d) => d.flags.map((f) => `${d.name}: ${f}`));
+  const judge = judgeTable(rep);
+  const judged = judge
+    ? ' and the independent judge agrees in sign with every resolved reward change'
+    : '. No independent judge is configured (eval.judge): the rewards above are read by the reward model itself';
   return [
     {
       title: 'Evidence',
       text: flags.length
         ? flags.join(' ')
-        : `No flags${withEpi.length ? '' : ' (no video sets)'}: no reward rises while its coverage falls.`,
-      tables: [table],
+        : `No flags${withEpi.length ? '' : ' (no video sets)'}: no reward rises while its coverage falls${judged}.`,
+      tables: judge ? [judge, table] : [table],
     },
   ];
+}
+
+/** Each reward as the reward model and as the judge read it, and the judge's own errors, side by side. */
+function judgeTable(
+  rep: EvalReport,
+): { title: string; columns: string[]; rows: Cell[][]; caption: string } | undefined {
+  const pairs = rep.columns
+    .filter((c) => c.key.startsWith('reward/'))
+    .flatMap((c) => {
+      const j = rep.columns.find((x) => x.key === `judge/${c.key}`);
+      return j ? [[c, j] as const] : [];
+    });
+  if (!pairs.length) return undefined;
+  const own = rep.columns.filter((c) => c.groundTruth && (c.key === 'rotErrDeg' || c.key === 'depthRelErr'));
+  const ownPairs = own.flatMap((c) => {
+    const j = rep.columns.find((x) => x.key === `judge/${c.key}`);
+    return j ? [c, j] : [];
+  });
+  const cols = [...pairs.flat(), ...ownPairs];
+  return {
+    title: 'Reward model and independent judge',
+    columns: [
+      'set',
+      'videos',
+      ...cols.map((c) => (c.key.startsWith('judge/') ? c.title : `${c.title} (reward model)`)),
+    ],
+    rows: [
+      ...rep.summary.map((r): Cell[] => [
+        r.name,
+        r.rows.length,
+        ...cols.map((c) => cellOf(rep.intervals.get(r)?.[c.key])),
+      ]),
+      ...rep.differences.map((d): Cell[] => [
+        d.name,
+        d.pairs,
+        ...cols.map((c) => cellOf(d.intervals[c.key], excludesZero(d.intervals[c.key] ?? null))),
+      ]),
+    ],
+    caption:
+      'The judge (eval.judge) shares no weights with the reward model and reads the decoded frames. A reward change the judge reads with the opposite sign is flagged as possible reward hacking. On world scenes the last columns are each model’s own error against ground truth.',
+  };
 }
 
 async function trainingCurves(results: SetResult[], columns: MetricColumn[]): Promise<ReportSection[]> {
@@ -674,14 +814,39 @@ async function trainingCurves(results: SetResult[], columns: MetricColumn[]): Pr
   ];
 }
 
-async function geometrySections(results: SetResult[]): Promise<ReportSection[]> {
+/** The sets whose cameras the report draws: the eval sets, or the first and last iteration. */
+function pathSetsOf(results: SetResult[]): SetResult[] {
   const iterations = results.filter((r) => r.iteration !== undefined);
   const evalSets = results.filter((r) => r.iteration === undefined);
-  const pathSets = evalSets.length ? evalSets : iterations.length ? [iterations[0]!, iterations.at(-1)!] : [];
+  return evalSets.length
+    ? evalSets
+    : iterations.length
+      ? [...new Set([iterations[0]!, iterations.at(-1)!])]
+      : [];
+}
+
+/** Base sets (and the first iteration) in one colour of the pair, final sets (the last iteration) in the other. */
+function colourOf(r: SetResult, results: SetResult[]): string {
+  const iterations = results.filter((q) => q.iteration !== undefined);
+  if (/^base(-|$)/.test(r.name) || (iterations.length > 1 && r === iterations[0])) return PAIR_COLOURS.base;
+  if (/^final(-|$)/.test(r.name) || (r.iteration !== undefined && r === iterations.at(-1)))
+    return PAIR_COLOURS.final;
+  return PAIR_COLOURS.other;
+}
+
+/** One camera-path panel per set, all in one view; the depth of sets that show no video. */
+async function geometrySections(results: SetResult[]): Promise<ReportSection[]> {
+  const pathSets = pathSetsOf(results);
   if (!pathSets.length) return [];
+  const view = cameraView(pathSets.flatMap((r) => r.paths));
+  const plots = [];
+  for (const r of pathSets) {
+    const spec = cameraPathSpec({ title: r.name, paths: r.paths, view, colour: colourOf(r, results) });
+    plots.push({ key: r.name, svg: await renderSvg(spec), caption: `First ${r.paths.length} samples.` });
+  }
   const images = [];
   for (const r of pathSets)
-    if (r.first)
+    if (r.first && !r.shown.length)
       images.push({
         title: r.name,
         alt: `depth of ${r.name} #0`,
@@ -690,9 +855,70 @@ async function geometrySections(results: SetResult[]): Promise<ReportSection[]> 
   return [
     {
       title: 'Camera paths',
-      text: 'Top-down view (x–z) of the camera centres of the first samples of each set.',
-      plots: [{ svg: await renderSvg(cameraPathSpec({ paths: pathSets.flatMap((r) => r.paths) })) }],
+      text: 'Top-down view (x–z) of the camera centres of the first samples of each set, every panel on the same scale; squares mark the first frame. Base sets are blue, final sets orange.',
+      plots,
     },
-    { title: 'Depth', text: 'Depth of the first sample of each set, frame by frame (near = warm).', images },
+    ...(images.length
+      ? [
+          {
+            title: 'Depth',
+            text: 'Depth of the first sample of each set, frame by frame (near = warm).',
+            images,
+          },
+        ]
+      : []),
+  ];
+}
+
+/** One shown video in the colour of its set, over its frame and depth strips (one width, so frames align). */
+function videoPanel(v: ShownVideo, r: SetResult, results: SetResult[]): ReportPanel {
+  const width = v.pick.length * STRIP.height;
+  return {
+    title: v.id,
+    key: v.id,
+    accent: colourOf(r, results),
+    videos: [{ src: v.src, title: v.id }],
+    images: [
+      { png: v.frames, alt: `decoded frames of ${v.id}`, width },
+      { png: v.depth, alt: `depth of ${v.id}`, width },
+    ],
+    caption: `Frames ${v.pick.join(', ')}: decoded (top), depth (bottom, near = warm).`,
+  };
+}
+
+/** The shown videos grouped: base and final of the same prompt and seed together, the rest alone. */
+function videoGroups(results: SetResult[]): ReportGroup[] {
+  const group = (items: [ShownVideo, SetResult][]): ReportGroup => ({
+    title: `“${items[0]![0].prompt}” · ${items[0]![0].sample}`,
+    key: items[0]![0].pair,
+    panels: items.map(([v, r]) => videoPanel(v, r, results)),
+  });
+  const groups: ReportGroup[] = [];
+  const placed = new Set<ShownVideo>();
+  for (const [base, final] of baseFinalPairs(results.filter((r) => r.iteration === undefined)))
+    for (const b of base.shown) {
+      const f = final.shown.find((x) => x.pair === b.pair && !placed.has(x));
+      if (!f) continue;
+      groups.push(
+        group([
+          [b, base],
+          [f, final],
+        ]),
+      );
+      placed.add(b).add(f);
+    }
+  for (const r of results) for (const v of r.shown) if (!placed.has(v)) groups.push(group([[v, r]]));
+  return groups;
+}
+
+function videoSections(results: SetResult[]): ReportSection[] {
+  if (!results.some((r) => r.shown.length)) return [];
+  const det = results.find((r) => r.epipolar)?.epipolar?.detector ?? 'ORB';
+  return [
+    {
+      title: 'Videos',
+      text: `Decoded samples; base and final of the same prompt and seed side by side. The epipolar (Sampson) error uses ${det} features (the paper's numbers use SIFT), RANSAC 8-point fundamental matrices; a frame pair with fewer than 20 matches is undefined, and so is a video without a defined pair.`,
+      groups: videoGroups(results),
+    },
   ];
 }

@@ -12,13 +12,14 @@ import {
   intrinsicsFromParams,
   poseEncodingToCameras,
 } from '../geometry/cameras.js';
+import { type GeometryArrays, geometryArrays } from '../rewards/types.js';
 import type { ModelSession } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
 
 /** The shared output mapping (either `lgm_outputs` or `geometry_outputs`, less its input name). */
 export type GeometryOutputMapping = Omit<Config['lgm_outputs'], 'latents_input'>;
 /** Which config section the mapping came from, for messages. */
-export type MappingKey = 'lgm_outputs' | 'geometry_outputs';
+export type MappingKey = 'lgm_outputs' | 'geometry_outputs' | 'eval.judge_outputs';
 
 export interface GeometryBatch {
   depth: Tensor;
@@ -33,6 +34,25 @@ export interface GeometryBatch {
 }
 
 /** Batch size for a geometry model; memory grows with it, results do not depend on it. */
+/**
+ * A batch's arrays in the form rewards and `sliceGeometry` take.
+ *
+ * @example
+ *   const g = sliceGeometry(batchArrays(readGeometryOutputs(outs, o, key, src)), 0, F, h, w);
+ */
+export function batchArrays(g: GeometryBatch): GeometryArrays {
+  const byName: Record<string, Tensor | undefined> = {
+    depth: g.depth,
+    points: g.points,
+    confidence: g.confidence,
+    extrinsics: g.extrinsics,
+    intrinsics: g.intrinsics,
+    scene_flow: g.scene_flow,
+    dynamic_mask: g.dynamic_mask,
+  };
+  return geometryArrays((k) => byName[k]);
+}
+
 export const GEOMETRY_BATCH = 8;
 
 /**

@@ -186,6 +186,7 @@ export async function runGrpoStep(
   const policyDir = opts.policy ?? recordedPolicy(rollouts[0]!.trajectory, roots);
   checkRolloutPolicies(rollouts, config, policyDir, io);
   const policy = await loadPolicy(config, policyDir);
+  for (const w of policy.warnings) io.note(`warning: ${w}`);
   const g = config.grpo;
   const training = trainingKeys(config);
   const outDir = resolve(
@@ -476,7 +477,10 @@ async function accumulateGradients(
     rmax: Number.NEGATIVE_INFINITY,
     n: 0,
   };
-  const onePass = first && settings.guidance === 1 && settings.klBeta === 0;
+  // Not for a float16 denoiser: onnxruntime places its float16→float32 Casts differently in the
+  // gradient graph, whose velocity then differs from sample's in the last bits (r ≠ 1 exactly);
+  // the forward session sample used gives the log-probs instead.
+  const onePass = first && settings.guidance === 1 && settings.klBeta === 0 && policy.precision !== 'float16';
   for (const { unit, advantages } of units) {
     for (const t of run.trainSteps) {
       if (t >= unit.view.T) continue;

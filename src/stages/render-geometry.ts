@@ -4,22 +4,29 @@
  */
 import { basename, join } from 'node:path';
 import sharp from 'sharp';
-import { cameraCentre } from '../geometry/cameras.js';
+import { cameraCentres } from '../geometry/cameras.js';
 import { cameraPathSpec, renderSvg } from '../media/plots.js';
-import { depthToPng } from '../media/png.js';
+import { depthToPng, frameRow } from '../media/png.js';
 import { atomicWrite } from '../shards/atomic.js';
 import { readShard, type Shard } from '../shards/shard.js';
 
-/** PNG of sample b's depth, frames side by side, enlarged to ~48 px per frame height. */
-export async function depthStrip(shard: Shard, b: number): Promise<Uint8Array> {
+/**
+ * PNG of sample b's depth, frames `pick` (default all) side by side, enlarged to ~`height` px
+ * (default 48) per frame.
+ */
+export async function depthStrip(
+  shard: Shard,
+  b: number,
+  opts: { pick?: readonly number[]; height?: number } = {},
+): Promise<Uint8Array> {
   const t = shard.tensors.get('depth')!;
   const [, F, h, w] = t.shape as [number, number, number, number];
-  const d = t.data as Float32Array;
-  const strip = new Float32Array(F * h * w);
-  for (let f = 0; f < F; f++)
-    for (let i = 0; i < h; i++)
-      for (let j = 0; j < w; j++) strip[i * F * w + f * w + j] = d[((b * F + f) * h + i) * w + j]!;
-  return (await depthToPng(strip, F * w, h, { scale: Math.max(1, Math.round(48 / h)) })).png;
+  const clip = (t.data as Float32Array).subarray(b * F * h * w, (b + 1) * F * h * w);
+  const pick = opts.pick ?? Array.from({ length: F }, (_, f) => f);
+  const strip = frameRow(clip, { frames: F, height: h, width: w }, 1, pick);
+  return (
+    await depthToPng(strip, pick.length * w, h, { scale: Math.max(1, Math.round((opts.height ?? 48) / h)) })
+  ).png;
 }
 
 /**
@@ -37,9 +44,7 @@ export async function renderGeometry(shardPath: string, dir: string): Promise<st
   for (let b = 0; b < B; b++) {
     const depthPath = join(dir, `${stem}-${String(b).padStart(3, '0')}-depth.png`);
     atomicWrite(depthPath, [await depthStrip(shard, b)]);
-    const centres = new Float64Array(3 * F);
-    const e = (ext.data as Float32Array).subarray(b * F * 12, (b + 1) * F * 12);
-    for (let f = 0; f < F; f++) centres.set(cameraCentre(e, f), 3 * f);
+    const centres = cameraCentres((ext.data as Float32Array).subarray(b * F * 12, (b + 1) * F * 12));
     const svg = await renderSvg(
       cameraPathSpec({ title: `${stem} #${b}`, paths: [{ name: `sample ${b}`, centres }] }),
     );

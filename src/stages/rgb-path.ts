@@ -12,6 +12,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
+import { resizeBilinear } from '../media/resize.js';
 import { VaeDecoder } from '../media/vae.js';
 import { runtimeOptions } from '../rl/policy.js';
 import { checkFeedShape } from '../runtime/contract.js';
@@ -98,6 +99,20 @@ export function atLatentFrames(frames: Tensor, t: number, latentFrames: number):
 }
 
 /**
+ * Frames [B, F, 3, H, W] at `size` [H', W'] (bilinear, half-pixel centres), or as they are when
+ * `size` is null (`geometry_outputs.frames_size`): VGGT-style models want their own input size.
+ *
+ * @example
+ *   fitFrames(frames, [64, 64]);
+ */
+export function fitFrames(frames: Tensor, size: readonly number[] | null): Tensor {
+  const [B, F, C, H, W] = frames.shape as [number, number, number, number, number];
+  if (!size || (size[0] === H && size[1] === W)) return frames;
+  const [h, w] = size as [number, number];
+  return f32([B, F, C, h, w], resizeBilinear(frames.data as Float32Array, frames.shape, h, w));
+}
+
+/**
  * Final latents [B, C, F, H, W] → geometry via decode + Φ, in micro-batches (memory grows with
  * the batch, results do not depend on it).
  *
@@ -118,7 +133,10 @@ export async function decodeViaRgb(
     latents,
     batch,
     async (xb) => {
-      const frames = atLatentFrames(await rgb.vae.decodeFrames(xb, from), config.vae.temporal_compression, F);
+      const frames = fitFrames(
+        atLatentFrames(await rgb.vae.decodeFrames(xb, from), config.vae.temporal_compression, F),
+        o.frames_size,
+      );
       checkFeedShape(
         rgb.phi.inputs,
         rgb.phi.source,

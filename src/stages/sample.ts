@@ -80,6 +80,7 @@ export async function runSample(
     const cond = await conditioning(config, opts);
     // use_ema without --policy: the base model, which is its own average.
     policy = await loadPolicy(config, opts.policy, { ema: s.use_ema });
+    for (const w of policy.warnings) note(`warning: ${w}`);
     checkDims(
       [cond.L, cond.D],
       [policy.shape.L, policy.shape.D],
@@ -141,7 +142,7 @@ async function sampleShards(
   const P = cond.prompts.length;
   const outDir = resolve(opts.out ?? defaultSampleOut());
   const shards: string[] = [];
-  const warnings: string[] = [];
+  const warnings: string[] = [...policy.warnings];
   const started = Date.now();
   const seedsOf = (p: number) => Array.from({ length: G }, (_, b) => sampleSeed(s.seed, p * G + b));
   // A group's initial latents; the next group's are drawn on the worker while this group runs.

@@ -6,7 +6,7 @@ import { basename, join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { InputError } from '../errors.js';
 import { REWARDS } from '../rewards/index.js';
-import { sliceGeometry } from '../rewards/types.js';
+import { geometryArrays, sliceGeometry } from '../rewards/types.js';
 import { groupAdvantages } from '../rl/advantages.js';
 import { nonfiniteMask } from '../shards/finite.js';
 import { defaultOutDir, readShard, type Shard, writeShard } from '../shards/shard.js';
@@ -38,15 +38,7 @@ export function scoreGeometry(geom: Shard, config: Config): ScoredShard {
   const t = geom.tensors;
   const depth = t.get('depth')!;
   const [B, F, h, w] = depth.shape as [number, number, number, number];
-  const batch = {
-    depth: depth.data as Float32Array,
-    points: t.get('points')!.data as Float32Array,
-    confidence: t.get('confidence')!.data as Float32Array,
-    extrinsics: t.get('extrinsics')!.data as Float32Array,
-    intrinsics: t.get('intrinsics')!.data as Float32Array,
-    sceneFlow: t.get('scene_flow')?.data as Float32Array | undefined,
-    dynamicMask: t.get('dynamic_mask')?.data as Float32Array | undefined,
-  };
+  const batch = geometryArrays((k) => t.get(k));
   const mask = nonfiniteMask(t, B);
   const entries = Object.entries(config.rewards);
   if (entries.length === 0) throw new InputError('config', 'rewards is empty: configure at least one reward');

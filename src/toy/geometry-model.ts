@@ -27,7 +27,7 @@
  */
 import { GraphBuilder } from '../onnx/builder.js';
 import type { ModelProto } from '../onnx/proto.js';
-import { Net, type ParamInfo, quaternionToRotation } from './nn.js';
+import { Net, normalizeQuaternion, type ParamInfo, worldPoints } from './nn.js';
 import { GEOMETRY, VIDEO } from './spaces.js';
 
 export interface GeometryShape {
@@ -86,19 +86,6 @@ export interface GeometryModelOptions {
 export interface BuiltGeometryModel {
   model: ModelProto;
   params: ParamInfo[];
-}
-
-/** Normalised pixel grids (j − w/2)/(w/2) and (i − h/2)/(h/2) of the output cells, [h·w, 1] each. */
-function pixelGrids(h: number, w: number): { gx: Float32Array; gy: Float32Array } {
-  const gx = new Float32Array(h * w);
-  const gy = new Float32Array(h * w);
-  for (let i = 0; i < h; i++) {
-    for (let j = 0; j < w; j++) {
-      gx[i * w + j] = (j - w / 2) / (w / 2);
-      gy[i * w + j] = (i - h / 2) / (h / 2);
-    }
-  }
-  return { gx, gy };
 }
 
 /**
@@ -198,29 +185,12 @@ export function buildGeometryModel(opts: GeometryModelOptions = {}): BuiltGeomet
   const fovOff = net.slice(cam, 2, 7, 9);
   // Start at the identity rotation; normalise in-graph so the output is a unit quaternion.
   const qRaw = net.op('Add', [qOff, net.c([0, 0, 0, 1], [4])]);
-  const qNorm = net.op('Sqrt', [
-    net.op('Add', [
-      net.op('ReduceSum', [net.op('Mul', [qRaw, qRaw]), net.i64([-1])], { keepdims: 1 }),
-      net.c([1e-12]),
-    ]),
-  ]);
-  const q = net.op('Div', [qRaw, qNorm]);
+  const q = normalizeQuaternion(net, qRaw);
   const fov = net.op('Add', [net.scale(fovOff, FOV_SCALE), net.c([VIDEO.fov, VIDEO.fov], [2])]);
   const poseEnc = net.op('Concat', [t, q, fov], { axis: 2 });
 
-  // World points X = Rᵀ(d·K⁻¹[u, v, 1] − t), as row vectors (d·ray − t)·R. K⁻¹ from the fov:
-  // (u − w/2)/fx = gx·tan(fov_w/2) with gx = (j − w/2)/(w/2).
-  const R = quaternionToRotation(net, q, 2);
-  const [fovH, fovW] = net.split(fov, 2, [1, 1]) as [string, string];
-  const tanHalf = (a: string) => net.op('Unsqueeze', [net.op('Tan', [net.scale(a, 0.5)]), net.i64([3])]); // [B,F,1,1]
-  const { gx, gy } = pixelGrids(h, w);
-  const rx = net.op('Mul', [net.c(gx, [P, 1]), tanHalf(fovW)]);
-  const ry = net.op('Mul', [net.c(gy, [P, 1]), tanHalf(fovH)]);
-  const xCam = net.op('Concat', [net.op('Mul', [depthCol, rx]), net.op('Mul', [depthCol, ry]), depthCol], {
-    axis: 3,
-  });
-  const rel = net.op('Sub', [xCam, net.op('Unsqueeze', [t, net.i64([2])])]);
-  const points = net.reshape(net.op('MatMul', [rel, R]), [-1, F, h, w, 3]);
+  // World points from depth and cameras, so they always agree.
+  const points = worldPoints(net, { depthCol, t, q, fov }, { frames: F, height: h, width: w });
 
   g.output(depth, 'depth', 'float32', [B, F, h, w]);
   g.output(points, 'world_points', 'float32', [B, F, h, w, 3]);

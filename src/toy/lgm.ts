@@ -18,7 +18,7 @@
 import { GraphBuilder } from '../onnx/builder.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { CH, NORM, TOY, toyFocal } from './latent.js';
-import { Net, quaternionToRotation } from './nn.js';
+import { Net, normalizeQuaternion, quaternionToRotation } from './nn.js';
 
 /** Sharpness k of confidence = exp(−k·lap²), lap in normalised log-depth units. */
 export const CONFIDENCE_SHARPNESS = 1;
@@ -137,13 +137,7 @@ export function buildLgm(): ModelProto {
     net.op('Add', [net.op('Mul', [v, net.c([...scale], [scale.length])]), net.c([...mean], [mean.length])]);
   const t = affine(spatialMean(ft), NORM.translationScale, NORM.translationMean);
   const qRaw = affine(spatialMean(fq), NORM.quaternionScale, NORM.quaternionMean);
-  const qNorm = net.op('Sqrt', [
-    net.op('Add', [
-      net.op('ReduceSum', [net.op('Mul', [qRaw, qRaw]), net.i64([-1])], { keepdims: 1 }),
-      net.c([1e-12]),
-    ]),
-  ]);
-  const q = net.op('Div', [qRaw, qNorm]);
+  const q = normalizeQuaternion(net, qRaw);
   const fov = net.op('Add', [net.scale(net.slice(q, 2, 0, 2), 0), net.c([TOY.fov, TOY.fov], [2])]);
   const poseEnc = net.op('Concat', [t, q, fov], { axis: 2 });
 

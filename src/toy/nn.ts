@@ -148,6 +148,34 @@ export class Net {
   scale(x: string, s: number): string {
     return this.op('Mul', [x, this.c([s])]);
   }
+
+  /**
+   * A k×k Conv (zero-padded to keep the size at stride 1, halve it at stride 2) with
+   * `<name>.weight` [out, in, k, k] (std gain/√(in·k²)) and `<name>.bias`.
+   */
+  conv(x: string, name: string, cin: number, cout: number, opts: ConvOptions = {}): string {
+    const k = opts.k ?? 3;
+    const w = this.param(`${name}.weight`, [cout, cin, k, k], {
+      kind: 'normal',
+      std: (opts.gain ?? 1) / Math.sqrt(cin * k * k),
+    });
+    const b = this.param(`${name}.bias`, [cout], { kind: 'zeros' });
+    const p = (k - 1) >> 1;
+    const stride = opts.stride ?? 1;
+    return this.op('Conv', [x, w, b], {
+      kernel_shape: [k, k],
+      pads: [p, p, p, p],
+      ...(stride !== 1 ? { strides: [stride, stride] } : {}),
+    });
+  }
+}
+
+export interface ConvOptions {
+  /** Kernel size (default 3). */
+  k?: number;
+  stride?: number;
+  /** Scale of the initial weights' std (default 1). */
+  gain?: number;
 }
 
 /**
@@ -181,4 +209,78 @@ export function quaternionToRotation(net: Net, q: string, axis: number): string 
     { axis },
   );
   return net.reshape(r9, [0, 0, 3, 3]);
+}
+
+/** q / ‖q‖ over the last axis (ε keeps the zero vector finite). */
+export function normalizeQuaternion(net: Net, q: string): string {
+  const norm = net.op('Sqrt', [
+    net.op('Add', [
+      net.op('ReduceSum', [net.op('Mul', [q, q]), net.i64([-1])], { keepdims: 1 }),
+      net.c([1e-12]),
+    ]),
+  ]);
+  return net.op('Div', [q, norm]);
+}
+
+/**
+ * Hamilton product p ⊗ q of quaternions (x, y, z, w) on axis `axis`, elementwise:
+ * R(p ⊗ q) = R(p)·R(q) with R of `quaternionToRotation`.
+ *
+ * @example
+ *   const q2 = quaternionProduct(net, step, q1, 2); // q1 [B, 1, 4] turned on by step [B, 1, 4]
+ */
+export function quaternionProduct(net: Net, p: string, q: string, axis: number): string {
+  const [px, py, pz, pw] = net.split(p, axis, [1, 1, 1, 1]) as [string, string, string, string];
+  const [qx, qy, qz, qw] = net.split(q, axis, [1, 1, 1, 1]) as [string, string, string, string];
+  const mul = (a: string, b: string) => net.op('Mul', [a, b]);
+  // a·b ± c·d ± …: the first product, then each signed one added or subtracted
+  const sum = (a: string, b: string, ...rest: [1 | -1, string, string][]) =>
+    rest.reduce((acc, [s, c, d]) => net.op(s > 0 ? 'Add' : 'Sub', [acc, mul(c, d)]), mul(a, b));
+  const x = sum(pw, qx, [1, px, qw], [1, py, qz], [-1, pz, qy]);
+  const y = sum(pw, qy, [-1, px, qz], [1, py, qw], [1, pz, qx]);
+  const z = sum(pw, qz, [1, px, qy], [-1, py, qx], [1, pz, qw]);
+  const w = sum(pw, qw, [-1, px, qx], [-1, py, qy], [-1, pz, qz]);
+  return net.op('Concat', [x, y, z, w], { axis });
+}
+
+/** Normalised pixel grids (j − w/2)/(w/2) and (i − h/2)/(h/2) of the output cells, [h·w] each. */
+function pixelGrids(h: number, w: number): { gx: Float32Array; gy: Float32Array } {
+  const gx = new Float32Array(h * w);
+  const gy = new Float32Array(h * w);
+  for (let i = 0; i < h; i++) {
+    for (let j = 0; j < w; j++) {
+      gx[i * w + j] = (j - w / 2) / (w / 2);
+      gy[i * w + j] = (i - h / 2) / (h / 2);
+    }
+  }
+  return { gx, gy };
+}
+
+/**
+ * World points [B, F, h, w, 3] of depth cells under VGGT-encoded cameras, in-graph so points,
+ * depth and cameras always agree: X = Rᵀ(d·K⁻¹[u, v, 1] − t), as row vectors (d·ray − t)·R, with
+ * K from the field of view (pixel (i, j) at u = j, v = i, principal point at the centre, as
+ * src/world/render.ts draws): (u − w/2)/fx = gx·tan(fov_w/2), gx = (j − w/2)/(w/2).
+ *
+ * @param depthCol depth [B, F, h·w, 1]
+ * @param t translation [B, F, 3]; q unit quaternion [B, F, 4]; fov (fov_h, fov_w) [B, F, 2]
+ */
+export function worldPoints(
+  net: Net,
+  cells: { depthCol: string; t: string; q: string; fov: string },
+  grid: { frames: number; height: number; width: number },
+): string {
+  const { frames: F, height: h, width: w } = grid;
+  const { depthCol, t, q, fov } = cells;
+  const R = quaternionToRotation(net, q, 2);
+  const [fovH, fovW] = net.split(fov, 2, [1, 1]) as [string, string];
+  const tanHalf = (a: string) => net.op('Unsqueeze', [net.op('Tan', [net.scale(a, 0.5)]), net.i64([3])]); // [B,F,1,1]
+  const { gx, gy } = pixelGrids(h, w);
+  const rx = net.op('Mul', [net.c(gx, [h * w, 1]), tanHalf(fovW)]);
+  const ry = net.op('Mul', [net.c(gy, [h * w, 1]), tanHalf(fovH)]);
+  const xCam = net.op('Concat', [net.op('Mul', [depthCol, rx]), net.op('Mul', [depthCol, ry]), depthCol], {
+    axis: 3,
+  });
+  const rel = net.op('Sub', [xCam, net.op('Unsqueeze', [t, net.i64([2])])]);
+  return net.reshape(net.op('MatMul', [rel, R]), [-1, F, h, w, 3]);
 }

@@ -56,21 +56,10 @@ export interface BuiltVae {
 /** Names of the normalisation buffers (not trained: leave them out of the gradient's `wrt`). */
 export const LATENT_NORM = { mean: 'latent_norm.mean', std: 'latent_norm.std' } as const;
 
-/** A 3×3 (or k×k) same-padded Conv with `<name>.weight` [out, in, k, k] and `<name>.bias`. */
-function conv(net: Net, x: string, name: string, cin: number, cout: number, k = 3, gain = 1): string {
-  const w = net.param(`${name}.weight`, [cout, cin, k, k], {
-    kind: 'normal',
-    std: gain / Math.sqrt(cin * k * k),
-  });
-  const b = net.param(`${name}.bias`, [cout], { kind: 'zeros' });
-  const p = (k - 1) >> 1;
-  return net.op('Conv', [x, w, b], { kernel_shape: [k, k], pads: [p, p, p, p] });
-}
-
 /** x + conv2(silu(conv1(silu(x)))); conv2 starts small so every block begins near the identity. */
 function resBlock(net: Net, x: string, name: string): string {
-  const h = conv(net, net.silu(x), `${name}.conv1`, WIDTH, WIDTH, 3, Math.SQRT2);
-  const y = conv(net, net.silu(h), `${name}.conv2`, WIDTH, WIDTH, 3, 0.1);
+  const h = net.conv(net.silu(x), `${name}.conv1`, WIDTH, WIDTH, { gain: Math.SQRT2 });
+  const y = net.conv(net.silu(h), `${name}.conv2`, WIDTH, WIDTH, { gain: 0.1 });
   return net.op('Add', [x, y]);
 }
 
@@ -96,9 +85,9 @@ const normOf = new WeakMap<Net, [string, string]>();
 export function encoderBody(net: Net, frames: string): string {
   const x = net.reshape(frames, [-1, 3, HV, WV]);
   let h = net.op('SpaceToDepth', [x], { blocksize: PATCH });
-  h = conv(net, h, 'encoder.conv_in', STEM, WIDTH);
+  h = net.conv(h, 'encoder.conv_in', STEM, WIDTH);
   for (let i = 0; i < RES_BLOCKS; i++) h = resBlock(net, h, `encoder.blocks.${i}`);
-  const raw = conv(net, net.silu(h), 'encoder.conv_out', WIDTH, C);
+  const raw = net.conv(net.silu(h), 'encoder.conv_out', WIDTH, C);
   const [mean, std] = normBuffers(net);
   const z = net.op('Div', [net.op('Sub', [raw, mean]), std]);
   return net.transpose(net.reshape(z, [-1, F, C, HL, WL]), [0, 2, 1, 3, 4]);
@@ -114,9 +103,9 @@ export function decoderBody(net: Net, latents: string): string {
   const zn = net.reshape(net.transpose(latents, [0, 2, 1, 3, 4]), [-1, C, HL, WL]);
   const [mean, std] = normBuffers(net);
   const z = net.op('Add', [net.op('Mul', [zn, std]), mean]);
-  let h = conv(net, z, 'decoder.conv_in', C, WIDTH);
+  let h = net.conv(z, 'decoder.conv_in', C, WIDTH);
   for (let i = 0; i < RES_BLOCKS; i++) h = resBlock(net, h, `decoder.blocks.${i}`);
-  const patches = conv(net, net.silu(h), 'decoder.conv_out', WIDTH, STEM);
+  const patches = net.conv(net.silu(h), 'decoder.conv_out', WIDTH, STEM);
   const x = net.op('Sigmoid', [net.op('DepthToSpace', [patches], { blocksize: PATCH, mode: 'DCR' })]);
   return net.reshape(x, [-1, F, 3, HV, WV]);
 }

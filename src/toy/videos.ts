@@ -14,6 +14,7 @@
  *   const v = sampleVideo(rng, 'train');           // frames [8,3,64,64] in [0,1] + ground truth
  */
 
+import { rgb8ToUnitFrames } from '../media/vae.js';
 import type { RenderedVideo, Scene, Trajectory, TrajectoryFamily } from '../world/index.js';
 import { makeScene, makeTrajectory, Rng, renderVideo, TRAJECTORY_FAMILIES } from '../world/index.js';
 import { GEOMETRY, VIDEO } from './spaces.js';
@@ -44,15 +45,7 @@ export interface ToyVideo {
 
 /** RGB [F, H, W, 3] bytes → frames [F, 3, H, W] in [0, 1]. */
 export function framesOf(v: RenderedVideo): Float32Array {
-  const { frames: F, height: H, width: W } = v;
-  const out = new Float32Array(F * 3 * H * W);
-  const plane = H * W;
-  for (let f = 0; f < F; f++) {
-    for (let p = 0; p < plane; p++) {
-      for (let c = 0; c < 3; c++) out[(f * 3 + c) * plane + p] = v.rgb[3 * (f * plane + p) + c]! / 255;
-    }
-  }
-  return out;
+  return rgb8ToUnitFrames(v.rgb, v.frames, v.height, v.width);
 }
 
 /**

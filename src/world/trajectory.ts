@@ -4,7 +4,8 @@
  * Paths stay inside the room of `makeScene` and look at its middle.
  */
 import { lookAt } from '../geometry/cameras.js';
-import { expSO3, matMul3 } from '../geometry/so3.js';
+import { matMul3 } from '../geometry/mat3.js';
+import { expSO3 } from '../geometry/so3.js';
 import { Rng } from './random.js';
 
 export const TRAJECTORY_FAMILIES = ['orbit', 'dolly', 'pan', 'arc'] as const;

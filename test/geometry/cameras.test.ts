@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { InputError } from '../../src/errors.js';
 import {
   cameraCentre,
+  cameraCentres,
   camerasToPoseEncoding,
   cameraToWorldToExtrinsics,
   extrinsicsToCameraToWorld,
@@ -71,6 +72,9 @@ test('camera-to-world ↔ camera-from-world round trip; c2w maps the camera orig
   close([c2w[16 + 3]!, c2w[16 + 7]!, c2w[16 + 11]!], [-2, 1, 0.5], 1e-6);
   close([c2w[12]!, c2w[13]!, c2w[14]!, c2w[15]!], [0, 0, 0, 1], 0);
   close(cameraCentre(ext, 1), [-2, 1, 0.5], 1e-6);
+  // The batched form: every frame's centre, [F, 3].
+  close(cameraCentres(ext), [1, 2, 3, -2, 1, 0.5], 1e-6);
+  assert.throws(() => cameraCentres(ext.subarray(0, 13)), /extrinsics.*multiple of 12/);
 });
 
 test('lookAt: the target projects to the principal point, world up points up the image', () => {

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { barSpec, cameraPathSpec, lineSpec, renderSvg } from '../../src/media/plots.js';
+import {
+  barSpec,
+  cameraPathSpec,
+  cameraView,
+  lineSpec,
+  PAIR_COLOURS,
+  renderSvg,
+} from '../../src/media/plots.js';
 
 /** Items vega drew, by their ARIA role description (one per line, point, bar …). */
 function count(svg: string, role: string): number {
@@ -53,6 +60,56 @@ describe('plots', () => {
     await assertValidSvg(svg);
     assert.equal(count(svg, 'line mark'), 2);
     assert.equal(count(svg, 'point'), 2 * 12 + 2);
+  });
+
+  it('camera path panel: a known centre lands on the hand-computed pixel, in the panel colour', async () => {
+    // View centred on (x, z) = (0, 2), half-side 2, 320 px square: x ∈ [−2, 2] → [0, 320] px left to
+    // right, z ∈ [0, 4] → [320, 0] px bottom to top. Camera (1, ·, 3) → (320·3/4, 320 − 320·3/4) = (240, 80).
+    const svg = await renderSvg(
+      cameraPathSpec({
+        title: 'base',
+        colour: PAIR_COLOURS.base,
+        view: { x: 0, z: 2, half: 2 },
+        size: 320,
+        paths: [
+          { name: 's0', centres: [1, 0, 3, 0, 0, 2] },
+          { name: 's1', centres: [-1, 0, 1, -2, 0, 0] },
+        ],
+      }),
+    );
+    await assertValidSvg(svg);
+    assert.equal(count(svg, 'line mark'), 2);
+    assert.match(
+      svg,
+      /aria-label="x \(right\): 1; z \(forward\): 3; path: s0"[^>]*transform="translate\(240,80\)"/,
+    );
+    assert.match(
+      svg,
+      /aria-label="x \(right\): −1; z \(forward\): 1; path: s1"[^>]*transform="translate\(80,240\)"/,
+    );
+    assert.doesNotMatch(svg, /legend/, 'one colour: no legend');
+    // Rasterised by librsvg (an independent renderer): the plot frame starts at the root group's offset.
+    const [ox, oy] = /<g[^>]*transform="translate\((\d+),(\d+)\)"/.exec(svg)!.slice(1).map(Number) as [
+      number,
+      number,
+    ];
+    const { data, info } = await sharp(Buffer.from(svg)).raw().toBuffer({ resolveWithObject: true });
+    const at = (x: number, y: number) =>
+      Array.from(
+        data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3),
+      );
+    assert.deepEqual(at(ox + 240, oy + 80), [0x4c, 0x78, 0xa8]);
+    assert.deepEqual(at(ox + 0, oy + 320), [0x4c, 0x78, 0xa8], 'camera (−2, ·, 0) at the bottom-left corner');
+    assert.deepEqual(at(ox + 300, oy + 300), [255, 255, 255], 'no camera there');
+  });
+
+  it('cameraView: the square around every path with a 10% margin', () => {
+    const v = cameraView([
+      { name: 'a', centres: [0, 5, 0, 2, 5, 1] },
+      { name: 'b', centres: [1, 0, -1, Number.NaN, 0, 9] },
+    ]);
+    // x ∈ [0, 2], z ∈ [−1, 1]: centre (1, 0), half = 0.55 · max(2, 2); the NaN centre is left out.
+    assert.deepEqual(v, { x: 1, z: 0, half: 1.1 });
   });
 
   it('bars: one per finite value, grouped bars side by side', async () => {

@@ -8,8 +8,10 @@ import { colormapTable } from '../../src/media/colormap.js';
 import {
   depthFramesToPngs,
   depthToPng,
+  frameRow,
   pngDataUri,
   rgbToPng,
+  spreadFrames,
   writeDepthPng,
   writeRgbPng,
 } from '../../src/media/png.js';
@@ -98,5 +100,29 @@ describe('depthFramesToPngs', () => {
       depthFramesToPngs(depth, { frames: 2, height: H, width: W }, { pick: [2] }),
       /no frame 2/,
     );
+  });
+
+  it('frameRow: chosen frames side by side, rows kept (hand case)', () => {
+    // 3 frames of 2×2, one channel, value = 100·frame + 10·row + column.
+    const clip = Float32Array.from(
+      { length: 12 },
+      (_, q) => 100 * Math.floor(q / 4) + 10 * Math.floor((q % 4) / 2) + (q % 2),
+    );
+    const row = frameRow(clip, { frames: 3, height: 2, width: 2 }, 1, [2, 0]);
+    assert.ok(row instanceof Float32Array);
+    assert.deepEqual([...row], [200, 201, 0, 1, 210, 211, 10, 11]);
+    // RGB keeps its channels together and its type.
+    const rgb = Uint8Array.from({ length: 2 * 1 * 1 * 3 }, (_, q) => q);
+    assert.deepEqual([...frameRow(rgb, { frames: 2, height: 1, width: 1 }, 3)], [0, 1, 2, 3, 4, 5]);
+    assert.throws(() => frameRow(clip, { frames: 3, height: 2, width: 2 }, 1, [3]), /no frame 3/);
+    assert.throws(() => frameRow(clip, { frames: 2, height: 2, width: 2 }, 1), /expected \[2, 2, 2, 1\]/);
+  });
+
+  it('spreadFrames: first to last, evenly; every frame when there are few', () => {
+    // round(i·15/7) for i = 0…7.
+    assert.deepEqual(spreadFrames(16, 8), [0, 2, 4, 6, 9, 11, 13, 15]);
+    assert.deepEqual(spreadFrames(5, 8), [0, 1, 2, 3, 4]);
+    assert.deepEqual(spreadFrames(81, 2), [0, 80]);
+    assert.deepEqual(spreadFrames(81, 1), [0]);
   });
 });

@@ -61,6 +61,17 @@ describe('writeReport', () => {
     assert.doesNotMatch(page, /<script>/);
   });
 
+  it('lists a section’s links (a rating session’s) as anchors, escaped', () => {
+    const page = renderReportHtml({
+      title: 't',
+      sections: [{ title: 'rate', links: [{ title: 'alice <1>', href: 'http://127.0.0.1:8765/r/a"b' }] }],
+    });
+    assert.match(
+      page,
+      /<ul class="links"><li><a href="http:\/\/127\.0\.0\.1:8765\/r\/a&quot;b">alice &lt;1&gt;<\/a><\/li><\/ul>/,
+    );
+  });
+
   it('refuses a video outside the folder or missing, and ragged tables', () => {
     const video = (src: string) => ({ title: 't', sections: [{ title: 's', videos: [{ src }] }] });
     assert.throws(() => writeReport(dir, video('../x.mp4')), InputError);

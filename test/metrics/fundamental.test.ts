@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { matMul3, matTMul3, mulVec3 } from '../../src/geometry/mat3.js';
+import { axisAngle } from '../../src/geometry/so3.js';
 import {
   eightPoint,
   ransacFundamental,
@@ -7,10 +9,9 @@ import {
   sampsonDistances,
   seededRandom,
 } from '../../src/metrics/fundamental.js';
-import { axisAngle, type Mat3, mul3, mulVec3, transpose3 } from '../../src/metrics/mat3.js';
 
-const K: Mat3 = [300, 0, 160, 0, 300, 120, 0, 0, 1];
-const Kinv: Mat3 = [1 / 300, 0, -160 / 300, 0, 1 / 300, -120 / 300, 0, 0, 1];
+const K = [300, 0, 160, 0, 300, 120, 0, 0, 1];
+const Kinv = [1 / 300, 0, -160 / 300, 0, 1 / 300, -120 / 300, 0, 0, 1];
 
 function normal(u: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
@@ -28,18 +29,18 @@ function twoView(n: number, seed: number) {
     const a = mulVec3(K, X);
     const Y = mulVec3(R, X).map((v, k) => v + t[k]!);
     const b = mulVec3(K, Y);
-    p1.set([a[0] / a[2], a[1] / a[2]], 2 * i);
-    p2.set([b[0] / b[2], b[1] / b[2]], 2 * i);
+    p1.set([a[0]! / a[2]!, a[1]! / a[2]!], 2 * i);
+    p2.set([b[0]! / b[2]!, b[1]! / b[2]!], 2 * i);
   }
-  const tx: Mat3 = [0, -t[2]!, t[1]!, t[2]!, 0, -t[0]!, -t[1]!, t[0]!, 0];
-  const F = mul3(mul3(transpose3(Kinv), mul3(tx, R)), Kinv);
+  const tx = [0, -t[2]!, t[1]!, t[2]!, 0, -t[0]!, -t[1]!, t[0]!, 0];
+  const F = matMul3(matTMul3(Kinv, matMul3(tx, R)), Kinv);
   const norm = Math.hypot(...F);
   return { p1, p2, F: F.map((v) => v / norm) };
 }
 
-function sameUpToSign(a: readonly number[], b: readonly number[]): number {
-  const plus = Math.hypot(...a.map((v, i) => v - b[i]!));
-  const minus = Math.hypot(...a.map((v, i) => v + b[i]!));
+function sameUpToSign(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const plus = Math.hypot(...Array.from(a, (v, i) => v - b[i]!));
+  const minus = Math.hypot(...Array.from(a, (v, i) => v + b[i]!));
   return Math.min(plus, minus);
 }
 
@@ -132,7 +133,7 @@ describe('ransacFundamental', () => {
     // Plain least squares over the contaminated set is far off: RANSAC is what makes this work.
     const ls = eightPoint(p1, q2)!;
     const inl = Array.from({ length: n }, (_, i) => i).filter((i) => !isOutlier[i]);
-    const err = (G: readonly number[]) =>
+    const err = (G: ArrayLike<number>) =>
       rms(inl.map((i) => sampsonDistance(G, p1[2 * i]!, p1[2 * i + 1]!, q2[2 * i]!, q2[2 * i + 1]!)));
     assert.ok(err(fit.F) < 0.3 && err(ls) > 1, `ransac ${err(fit.F)} ls ${err(ls)}`);
   });

@@ -1,26 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import {
-  axisAngle,
-  IDENTITY3,
-  type Mat3,
-  mul3,
-  mulVec3,
-  transpose3,
-  type Vec3,
-} from '../../src/metrics/mat3.js';
+import { IDENTITY3, type Mat3, matMul3, mulVec3, transpose3 } from '../../src/geometry/mat3.js';
+import { axisAngle, geodesicAngle } from '../../src/geometry/so3.js';
 import {
   absoluteTrajectoryError,
   applySim3,
-  cameraCentres,
-  geodesicRotationError,
   relativePoseError,
   umeyamaAlignment,
 } from '../../src/metrics/trajectory.js';
 
 /** Camera-from-world [R|t] from a world-from-camera rotation and a centre: R = Rwcᵀ, t = −R·c. */
-function extrinsics(cams: { rwc: readonly number[]; c: readonly number[] }[]): Float64Array {
+function extrinsics(cams: { rwc: ArrayLike<number>; c: ArrayLike<number> }[]): Float64Array {
   const out = new Float64Array(12 * cams.length);
   cams.forEach(({ rwc, c }, f) => {
     const r = transpose3(rwc);
@@ -47,18 +38,18 @@ function normal(u: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
 }
 
-function orbit(n: number): { rwc: Mat3; c: Vec3 }[] {
+function orbit(n: number): { rwc: Mat3; c: number[] }[] {
   return Array.from({ length: n }, (_, i) => {
     const a = (i / n) * 2.5;
     return {
-      rwc: mul3(axisAngle([0, 1, 0], a), axisAngle([1, 0, 0], 0.2 * Math.sin(3 * a))),
+      rwc: matMul3(axisAngle([0, 1, 0], a), axisAngle([1, 0, 0], 0.2 * Math.sin(3 * a))),
       c: [3 * Math.sin(a), 0.5 * Math.cos(2 * a), -3 * Math.cos(a)],
     };
   });
 }
 
 /** Re-express cameras in a world X' = s·Q·X + u: R' = R·Qᵀ, t' = s·t − R·Qᵀ·u, so c' = s·Q·c + u. */
-function transformWorld(ext: Float64Array, s: number, q: Mat3, u: Vec3): Float64Array {
+function transformWorld(ext: Float64Array, s: number, q: Mat3, u: ArrayLike<number>): Float64Array {
   const out = new Float64Array(ext.length);
   for (let f = 0; f < ext.length / 12; f++) {
     const o = 12 * f;
@@ -74,7 +65,7 @@ function transformWorld(ext: Float64Array, s: number, q: Mat3, u: Vec3): Float64
       ext[o + 10]!,
     ];
     const t = [ext[o + 3]!, ext[o + 7]!, ext[o + 11]!];
-    const r2 = mul3(r, transpose3(q));
+    const r2 = matMul3(r, transpose3(q));
     const ru = mulVec3(r2, u);
     for (let i = 0; i < 3; i++) {
       out.set([r2[3 * i]!, r2[3 * i + 1]!, r2[3 * i + 2]!, s * t[i]! - ru[i]!], o + 4 * i);
@@ -83,27 +74,16 @@ function transformWorld(ext: Float64Array, s: number, q: Mat3, u: Vec3): Float64
   return out;
 }
 
-describe('geodesicRotationError', () => {
+describe('geodesicAngle (the rotation error)', () => {
   it('recovers the angle of a known rotation and is 0 (not NaN) for equal rotations', () => {
     for (const angle of [0.05, 1, 2.5, Math.PI - 1e-6]) {
       const r = axisAngle([0.3, -1, 2], angle);
-      assert.ok(Math.abs(geodesicRotationError(IDENTITY3, r) - angle) < 1e-6);
+      assert.ok(Math.abs(geodesicAngle(IDENTITY3, r) - angle) < 1e-6);
       const base = axisAngle([1, 1, 0], 0.7);
-      assert.ok(Math.abs(geodesicRotationError(base, mul3(base, r)) - angle) < 1e-6);
+      assert.ok(Math.abs(geodesicAngle(base, matMul3(base, r)) - angle) < 1e-6);
     }
     const r = axisAngle([1, 2, 3], 0.123456);
-    assert.equal(geodesicRotationError(r, r), 0);
-  });
-});
-
-describe('cameraCentres', () => {
-  it('returns c = −Rᵀt', () => {
-    const ext = extrinsics([{ rwc: axisAngle([0, 0, 1], 0.4), c: [1, 2, 3] }]);
-    const c = cameraCentres(ext);
-    assert.deepEqual(
-      Array.from(c, (v) => Math.round(v * 1e9) / 1e9),
-      [1, 2, 3],
-    );
+    assert.equal(geodesicAngle(r, r), 0);
   });
 });
 
@@ -111,11 +91,11 @@ describe('umeyamaAlignment', () => {
   it('recovers a known similarity exactly', () => {
     const u = rng(1);
     const src = Float64Array.from({ length: 30 }, () => u() * 4 - 2);
-    const sim = { scale: 2.5, rotation: axisAngle([1, -2, 0.5], 1.1), translation: [0.3, -4, 7] as Vec3 };
+    const sim = { scale: 2.5, rotation: axisAngle([1, -2, 0.5], 1.1), translation: [0.3, -4, 7] };
     const dst = applySim3(sim, src);
     const got = umeyamaAlignment(src, dst);
     assert.ok(Math.abs(got.scale - 2.5) < 1e-9);
-    assert.ok(geodesicRotationError(got.rotation, sim.rotation) < 1e-9);
+    assert.ok(geodesicAngle(got.rotation, sim.rotation) < 1e-9);
     for (const [i, t] of got.translation.entries()) assert.ok(Math.abs(t - sim.translation[i]!) < 1e-9);
   });
 
@@ -131,11 +111,11 @@ describe('umeyamaAlignment', () => {
         (scale, axis, angle, t, seed) => {
           const u = rng(seed);
           const src = Float64Array.from({ length: 3 * 10 }, () => u() * 2 - 1);
-          const sim = { scale, rotation: axisAngle(axis, angle), translation: t.map((v) => 50 * v) as Vec3 };
+          const sim = { scale, rotation: axisAngle(axis, angle), translation: t.map((v) => 50 * v) };
           const got = umeyamaAlignment(src, applySim3(sim, src));
           return (
             Math.abs(got.scale / scale - 1) < 1e-9 &&
-            geodesicRotationError(got.rotation, sim.rotation) < 1e-7 &&
+            geodesicAngle(got.rotation, sim.rotation) < 1e-7 &&
             got.translation.every((v, i) => Math.abs(v - sim.translation[i]!) < 1e-6 * (1 + scale))
           );
         },
@@ -206,7 +186,7 @@ describe('absoluteTrajectoryError', () => {
 
 describe('relativePoseError', () => {
   const line = (n: number) =>
-    Array.from({ length: n }, (_, i) => ({ rwc: IDENTITY3 as Mat3, c: [i, 0, 0] as Vec3 }));
+    Array.from({ length: n }, (_, i) => ({ rwc: IDENTITY3 as ArrayLike<number>, c: [i, 0, 0] }));
 
   it('hand case: last camera turned 10° → one pair off by 10°, no translation error', () => {
     const ref = extrinsics(line(3));

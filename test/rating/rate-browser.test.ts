@@ -6,12 +6,11 @@
  * report shows the rating. Skips, saying why, when Chromium is absent (never under CI).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { BIN, CHROMIUM, CHROMIUM_ARGS, chromiumSkip, runCli, tempDir } from '../helpers.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumSkip, runCli, tempDir, worldEvalSets } from '../helpers.js';
 import { startRateServer, stopRateServer } from './rate-server.js';
 
 const dir = tempDir('vggrpo-rate-');
@@ -19,24 +18,11 @@ const run = join(dir, 'run');
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Two eval sets of 4 videos each (2 scenes × 2): `final` moves its second camera of each group more. */
-function makeRun(): void {
-  for (const [set, jitter] of [
-    ['base', '0.01'],
-    ['final', '0.3'],
-  ])
-    execFileSync(process.execPath, [
-      BIN,
-      'world',
-      '--out',
-      join(run, 'eval', `${set}-train`, 'geometry'),
-      '--scenes',
-      '2',
-      '--group-size',
-      '2',
-      '--jitter-pos',
-      jitter!,
-    ]);
-}
+const makeRun = () =>
+  worldEvalSets(run, [
+    ['base-train', '0.01'],
+    ['final-train', '0.3'],
+  ]);
 
 type Answer = 'left' | 'right' | 'same';
 

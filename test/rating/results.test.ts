@@ -86,7 +86,19 @@ test('votes, tallies and agreement count what was cast', () => {
   assert.equal(section.title, 'Blind A/B rating');
   assert.match(section.text!, /8 votes by 3 raters on 4 pairs/);
   assert.equal(section.tables![0]!.rows[0]![2], '5 · 0.63 [0.31, 0.86]');
-  assert.equal(ratingSection(join(dir, 'elsewhere')), undefined);
+  // Each rater's link to the session, with the token the store holds.
+  const tokens = RatingStore.open(join(run, RATING_DB), { readonly: true });
+  const raters = tokens.raters();
+  tokens.close();
+  assert.deepEqual(
+    section.links!.map((l) => l.href),
+    raters.map((x) => `http://127.0.0.1:8765/r/${x.token}`),
+  );
+  assert.equal(section.links!.length, 3);
+  // A run without a database: how to start a session, no tables.
+  const none = ratingSection(join(dir, 'elsewhere'));
+  assert.match(none.text!, /No rating session yet\. vggrpo rate .*elsewhere --add-rater NAME/);
+  assert.equal(none.tables, undefined);
 });
 
 test('a changed video or another comparison is refused', () => {

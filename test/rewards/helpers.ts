@@ -1,5 +1,6 @@
 /** Shared builders for the reward tests: ground-truth samples from the toy world and rigid/scale edits. */
-import { expSO3, matMul3 } from '../../src/geometry/so3.js';
+import { matMul3 } from '../../src/geometry/mat3.js';
+import { expSO3 } from '../../src/geometry/so3.js';
 import type { GeometrySample } from '../../src/rewards/types.js';
 import { makeScene, makeTrajectory, renderVideo, type TrajectoryFamily } from '../../src/world/index.js';
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { InputError } from '../../src/errors.js';
-import { expSO3, matMul3 } from '../../src/geometry/so3.js';
+import { matMul3 } from '../../src/geometry/mat3.js';
+import { expSO3 } from '../../src/geometry/so3.js';
 import { unprojectDepth } from '../../src/geometry/unproject.js';
 import {
   REPROJECTION_DEFAULTS,

@@ -15,6 +15,7 @@ import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { resolveConfig } from '../../src/config/load.js';
 import { poseEncodingToCameras } from '../../src/geometry/cameras.js';
+import { resizeBilinear } from '../../src/media/resize.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { saveModel } from '../../src/onnx/model.js';
 import { ModelSession } from '../../src/runtime/session.js';
@@ -197,9 +198,14 @@ async function decode(
 }
 
 /** Φ on the decoded frames, computed by hand from the two models' raw outputs. */
-async function byHand(final: Float32Array, B: number): Promise<Record<string, Tensor>> {
+/** Decode and run Φ by hand; with `size`, the frames resized (bilinear) to size × size first. */
+async function byHand(
+  final: Float32Array,
+  B: number,
+  opts: { phiPath?: string; size?: number } = {},
+): Promise<Record<string, Tensor>> {
   const vae = await ModelSession.open(decoder, { threads: 1 });
-  const model = await ModelSession.open(phi, { threads: 1 });
+  const model = await ModelSession.open(opts.phiPath ?? phi, { threads: 1 });
   try {
     const x = new Float32Array(final.length);
     const per = FL * H * H;
@@ -219,7 +225,9 @@ async function byHand(final: Float32Array, B: number): Promise<Record<string, Te
             const v = (raw.data as Float32Array)[((b * 3 + c) * Fv + k * T) * S * S + i]!;
             frames[((b * FL + k) * 3 + c) * S * S + i] = (v + 1) / 2;
           }
-    return await model.run({ frames: f32([B, FL, 3, S, S], frames) }, [
+    const Z = opts.size ?? S;
+    const fed = Z === S ? frames : resizeBilinear(frames, [B, FL, 3, S, S], Z, Z);
+    return await model.run({ frames: f32([B, FL, 3, Z, Z], fed) }, [
       'depth',
       'world_points',
       'confidence',
@@ -296,6 +304,20 @@ test('--via rgb equals decoding and running Φ by hand, in micro-batches, with p
     const reward = rw.tensors.get('reward')!.data as Float32Array;
     assert.ok(reward.every(Number.isFinite), `finite rewards from ${shard}`);
   }
+});
+
+test('geometry_outputs.frames_size: decoded frames resized to Φ’s input, equal to resizing by hand', async () => {
+  const B = 3;
+  const final = latents(B, 4);
+  const phi16 = tinyPhi(join(dir, 'phi16-fit.onnx'), { size: 16 });
+  const traj = trajectory(join(dir, 'traj-fit', 'shard-0000.safetensors'), B, final);
+  const r = await decode(traj, 'rgb', join(dir, 'geo-fit'), [
+    { models: { geometry: phi16 }, geometry_outputs: { frames_size: [16, 16] } },
+  ]);
+  const geo = readShard(r.shards[0]!, 'geometry');
+  const want = await byHand(final, B, { phiPath: phi16, size: 16 });
+  close(geo.tensors.get('depth')!.data as Float32Array, want.depth!.data as Float32Array, 'depth');
+  close(geo.tensors.get('points')!.data as Float32Array, want.world_points!.data as Float32Array, 'points');
 });
 
 test('the rgb path contract: missing keys, frames that do not fit Φ, outputs that are not there: exit 2 before work', async () => {

@@ -98,4 +98,8 @@ test('two iterations of the toy loop through make, then eval', { timeout: 600_00
     assert.ok(report.meta.metrics[set], `report has ${set}`);
   }
   assert.ok(existsSync(join(run, 'report', 'report.html')));
+  // The evaluation opened a blind A/B rating session; the report links to it.
+  const rating = report.sections.find((x: { title: string }) => x.title === 'Blind A/B rating');
+  assert.equal(rating.links.length, 1);
+  assert.match(rating.links[0].href, /^http:\/\/127\.0\.0\.1:8765\/r\/\w+/);
 });

@@ -5,11 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { resolveConfig } from '../../src/config/load.js';
+import { rgb8ToUnitFrames, VaeEncoder } from '../../src/media/vae.js';
 import { readShard } from '../../src/shards/shard.js';
 import { toNumbers } from '../../src/shards/tensor.js';
-import { BIN, tempDir } from '../helpers.js';
+import { BIN, ROOT, tempDir } from '../helpers.js';
 
 test('ground-truth groups: smooth cameras win both rewards and the advantage', () => {
   const dir = tempDir('vggrpo-world-');
@@ -39,5 +42,52 @@ test('ground-truth groups: smooth cameras win both rewards and the advantage', (
   for (const g of new Set(groups)) {
     const i = groups.indexOf(g);
     assert.ok(reproj[i]! > -0.15, `ground truth is near the optimum (0): ${reproj[i]}`);
+  }
+});
+
+test('learned world (models.vae_encoder set): 64×64 frames and the VAE encoder’s latents of exactly those frames', async () => {
+  const dir = tempDir('vggrpo-world-vae-');
+  const cfg = join(dir, 'learned.yaml');
+  writeFileSync(
+    cfg,
+    JSON.stringify({ models: { vae_encoder: join(ROOT, 'onnx/fixtures/vae_encoder.onnx') } }),
+  );
+  execFileSync('node', [
+    BIN,
+    'world',
+    '--config',
+    cfg,
+    '--out',
+    `${dir}/geometry`,
+    '--scenes',
+    '1',
+    '--group-size',
+    '2',
+  ]);
+  const s = readShard(join(dir, 'geometry', 'world-0000.safetensors'), 'geometry');
+  const rgb = s.tensors.get('rgb')!;
+  assert.deepEqual(rgb.shape, [2, 8, 64, 64, 3]);
+  const lat = s.tensors.get('final_latents')!;
+  assert.deepEqual(lat.shape, [2, 8, 8, 16, 16]);
+  const enc = await VaeEncoder.open(
+    resolveConfig([{ runtime: { threads: 1 } }]),
+    join(ROOT, 'onnx/fixtures/vae_encoder.onnx'),
+  );
+  const frames = new Float32Array(2 * 8 * 3 * 64 * 64);
+  const n = 8 * 64 * 64 * 3;
+  for (let b = 0; b < 2; b++)
+    frames.set(rgb8ToUnitFrames((rgb.data as Uint8Array).subarray(b * n, (b + 1) * n), 8, 64, 64), b * n);
+  const want = (await enc.encode(frames, [2, 8, 64, 64])).latents;
+  await enc.release();
+  // The shard's latents come from the float render, these from its 8-bit frames: equal up to rounding.
+  const got = lat.data as Float32Array;
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+  assert.ok(worst < 0.05, `largest latent difference ${worst}`);
+  // Not the analytic latents: no channel is constant over a frame (the camera channels were).
+  const plane = 16 * 16;
+  for (let c = 0; c < 8; c++) {
+    const v = got.subarray(c * 8 * plane, c * 8 * plane + plane);
+    assert.ok(Math.max(...v) - Math.min(...v) > 0.1, `channel ${c} varies over the frame`);
   }
 });

@@ -69,6 +69,15 @@ const CONTRACTS: Record<keyof typeof FIXTURE_FILES, { inputs: Io[]; outputs: Io[
     inputs: [['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
     outputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
   },
+  judge: {
+    inputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
+    outputs: [
+      ['depth', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width]],
+      ['world_points', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width, 3]],
+      ['confidence', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width]],
+      ['pose_enc', 'F32', ['B', VIDEO.frames, 9]],
+    ],
+  },
   lgm_stitched: {
     inputs: [['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
     outputs: [

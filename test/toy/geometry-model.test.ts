@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { buildFixtures, FIXTURE_FILES, FIXTURES_DIR } from '../../onnx/build-fixtures.js';
 import { GEOMETRY_TRAIN_DEFAULTS, geometryTargets, trainingGraph } from '../../onnx/train-geometry.js';
-import { poseEncodingToCameras } from '../../src/geometry/cameras.js';
 import { framesFeed, measureFidelity, sessionPredictor } from '../../src/metrics/fidelity.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel, loadModel } from '../../src/onnx/model.js';
@@ -20,6 +19,7 @@ import { blockOutputNames, buildGeometryModel, GEOMETRY_SHAPE } from '../../src/
 import { GEOMETRY, VIDEO } from '../../src/toy/spaces.js';
 import { heldOutGroups, Rng, sampleVideo, type ToyVideo } from '../../src/toy/videos.js';
 import { tempDir } from '../helpers.js';
+import { assertPointsAgree } from './geometry-checks.js';
 
 const FIXTURE = join(FIXTURES_DIR, FIXTURE_FILES.geometry);
 const { frames: F } = VIDEO;
@@ -76,38 +76,8 @@ test('outputs agree: world points = Rᵀ(d·K⁻¹[u, v, 1] − t) from its own 
   const s = await ModelSession.open(FIXTURE, { threads: 1 });
   const out = await s.run(framesFeed(videos));
   await s.release();
-  const depth = out.depth!.data as Float32Array;
-  const pts = out.world_points!.data as Float32Array;
+  assertPointsAgree(out);
   const pose = out.pose_enc!.data as Float32Array;
-  assert.ok((out.confidence!.data as Float32Array).every((c) => c >= 1));
-  let worst = 0;
-  for (let b = 0; b < 2; b++) {
-    const { extrinsics: E, intrinsics: K } = poseEncodingToCameras(
-      pose.subarray(b * F * 9, (b + 1) * F * 9),
-      h,
-      w,
-    );
-    for (let f = 0; f < F; f++) {
-      const q = pose.subarray((b * F + f) * 9 + 3, (b * F + f) * 9 + 7);
-      assert.ok(Math.abs(Math.hypot(...q) - 1) < 1e-5);
-      const fx = K[9 * f]!;
-      const fy = K[9 * f + 4]!;
-      for (let i = 0; i < h; i++) {
-        for (let j = 0; j < w; j++) {
-          const cell = (b * F + f) * h * w + i * w + j;
-          const d = depth[cell]!;
-          const xc = [(d * (j - w / 2)) / fx, (d * (i - h / 2)) / fy, d];
-          for (let r = 0; r < 3; r++) {
-            // X = Rᵀ(x_c − t): component r is Σ_k R[k][r]·(x_c[k] − t[k])
-            let x = 0;
-            for (let k = 0; k < 3; k++) x += E[12 * f + 4 * k + r]! * (xc[k]! - E[12 * f + 4 * k + 3]!);
-            worst = Math.max(worst, Math.abs(x - pts[3 * cell + r]!));
-          }
-        }
-      }
-    }
-  }
-  assert.ok(worst < 1e-4, `points mismatch ${worst}`);
   // A video alone and in a batch gives the same geometry.
   const s1 = await ModelSession.open(FIXTURE, { threads: 1 });
   const one = await s1.run(framesFeed([videos[1]!]));
