@@ -113,6 +113,12 @@ function torchRound(dir: string, runs: number, threads: number): TorchRound {
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchRound;
 }
 
+/** Which of the OpenBLAS overrides this process has (torchEnv unsets them for PyTorch). */
+function unsetNote(): string {
+  const set = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'].filter((k) => process.env[k] !== undefined);
+  return set.length ? `, ${set.join(' and ')} unset for it` : '';
+}
+
 /** Build the Wan-shaped model and its gradient graph in `dir`; returns our feeds. */
 function prepare(dir: string): { feeds: Record<string, ort.Tensor>; gradNodes: number; buildMs: number } {
   writeWanDenoiser({ out: join(dir, 'wan.onnx'), latent: LATENT, shape: SHAPE });
@@ -202,7 +208,7 @@ export async function benchWanPeer(o: WanPeerOptions = {}): Promise<Record<strin
     const torchPeak = Math.max(...torch.map((x) => x.peak_growth_mib));
     const res: Record<string, number | string> = {
       'wan.model': `Wan2.1-1.3B shape, ${SHAPE.blocks} blocks, ${LATENT.join('×')} latent = 900 tokens, text 512, float32, ${threads} thread(s), ${rounds} rounds × ${runs} runs`,
-      'wan.torch': `${t.torch_version}, BLAS ${t.blas.join(', ') || 'none mapped'}, ${t.threads} thread(s)`,
+      'wan.torch': `${t.torch_version}, BLAS ${t.blas.join(', ') || 'none mapped'}, ${t.threads} thread(s)${unsetNote()}`,
       'wan.grad_nodes': gradNodes,
       'wan.build_ms': Math.round(buildMs),
       'wan.pytorch_fwd_bwd_ms': +median(torch.map((x) => x.fwd_bwd_ms)).toFixed(0),
