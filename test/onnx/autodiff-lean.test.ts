@@ -70,7 +70,7 @@ test('reduction cotangents: broadcast by elementwise rules, expanded for the oth
   await gradCheck(rms.model, { wrt: rms.xs, feeds: rms.feeds, seed: 4 });
 });
 
-test('attention: Σ dO·O replaces Σ dP·P only where P feeds just the MatMul', async () => {
+test('attention: Σ dO·O replaces Σ dP·P, and the bracket is one product, only where P feeds just the MatMul', async () => {
   const attn = (g: GraphBuilder, q: string, k: string, v: string, axis = -1) =>
     g.op('MatMul', [
       g.op(
@@ -121,6 +121,9 @@ test('attention: Σ dO·O replaces Σ dP·P only where P feeds just the MatMul',
   const grad = buildGradientGraph(model, { wrt: ['x0', 'x1', 'x2'] }).model;
   const p = grad.graph!.node!.find((n) => n.opType === 'Softmax')!.output![0]!;
   assert.equal(grad.graph!.node!.filter((n) => n.opType === 'Mul' && n.input!.includes(p)).length, 1);
+  // and dP − Σ dO·O is one product [dO, r]·[V, −1]ᵀ: no subtraction pass over the weights
+  assert.equal(ops(grad, 'Sub'), 0);
+  assert.equal(ops(grad, 'Concat'), 2);
 });
 
 test('patch-embedding Conv (kernel = stride, no padding): weight gradient as one product', async () => {

@@ -7,7 +7,7 @@ import { InputError } from '../../errors.js';
 import type { GradContext } from '../emit.js';
 import { attrFloat, attrInt, attrString, nodeLabel } from '../graph.js';
 import { DataType, type NodeProto } from '../proto.js';
-import { attentionRowSum } from './linalg.js';
+import { attentionSoftmaxBracket } from './linalg.js';
 import { I, type Infer, O, type OpDef, type ValueType, type Vjp } from './types.js';
 import { broadcastIndex, broadcastShapes, normAxis } from './util.js';
 
@@ -434,8 +434,10 @@ export const ELEMENTWISE: Record<string, OpDef> = {
         const y = O(n);
         const ys = c.shape(y);
         const axis = normAxis(attrInt(n, 'axis', -1), ys.length);
-        const s = attentionRowSum(c, y, axis) ?? c.reduceSum(c.mul(dY!, y), [axis], true);
-        return [c.mul(y, c.op('Sub', [dY!, s]))];
+        const bracket =
+          attentionSoftmaxBracket(c, y, axis, dY!) ??
+          c.op('Sub', [dY!, c.reduceSum(c.mul(dY!, y), [axis], true)]);
+        return [c.mul(y, bracket)];
       },
       inputs: [0],
       outputs: [0],

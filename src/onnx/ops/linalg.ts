@@ -3,6 +3,8 @@ import { InputError } from '../../errors.js';
 import type { AttrValue } from '../builder.js';
 import type { GradContext } from '../emit.js';
 import { attrFloat, attrInt, attrString, nodeLabel } from '../graph.js';
+import { numElements } from '../model.js';
+import { DataType, type NodeProto } from '../proto.js';
 import { I, O, type OpDef, type ValueType, type Vjp } from './types.js';
 import { matmulShape, parseEinsum, sameShape } from './util.js';
 
@@ -174,11 +176,14 @@ function einsumVjp(...[c, n, [dY], w]: Parameters<Vjp>): ReturnType<Vjp> {
 }
 
 /**
- * Σ_j dP_ij·P_ij for attention weights P = Softmax(S) read only by O = MatMul(P, V): since
- * dP = dO·Vᵀ, it equals Σ_n dO_in·O_in (FlashAttention's identity), a sum over the head size
- * instead of over the keys, which avoids a pass over the large tokens² matrix.
+ * For attention weights P = Softmax(S) read only by O = MatMul(P, V): the operands of that
+ * product and O's (whole) cotangent, or undefined where P is anything else.
  */
-export function attentionRowSum(c: GradContext, y: string, axis: number): string | undefined {
+function attentionOf(
+  c: GradContext,
+  y: string,
+  axis: number,
+): { mm: NodeProto; o: string; dO: string } | undefined {
   const ys = c.shape(y);
   const users = c.consumers.get(y) ?? [];
   const mm = users[0];
@@ -191,5 +196,42 @@ export function attentionRowSum(c: GradContext, y: string, axis: number): string
   const dOs = dO && c.shapeOr(dO);
   if (!dO || !dOs || !sameShape(dOs, os) || os.length !== ys.length) return undefined;
   if (!os.slice(0, -1).every((d, i) => d === ys[i])) return undefined;
-  return c.reduceSum(c.mul(dO, o), [axis], true);
+  return { mm, o, dO };
+}
+
+/**
+ * dP − Σ_j dP_ij·P_ij (the bracket of Softmax's VJP, `dY` = dP) for attention weights P read
+ * only by O = MatMul(P, V); undefined for any other P. Since dP = dO·Vᵀ, the row sum equals
+ * Σ_n dO_in·O_in (FlashAttention's identity: a sum over the head size instead of the keys), and
+ * where V has P's rank the whole bracket is one product [dO, r]·[V, −1]ᵀ with r that row sum:
+ * one more column in the product instead of a subtraction pass over the tokens² matrix (the
+ * dP emitted before is then unused, and pruned).
+ */
+export function attentionSoftmaxBracket(
+  c: GradContext,
+  y: string,
+  axis: number,
+  dY: string,
+): string | undefined {
+  const a = attentionOf(c, y, axis);
+  if (!a) return undefined;
+  const r = c.reduceSum(c.mul(a.dO, a.o), [axis], true);
+  const v = I(a.mm, 1);
+  const vs = c.shape(v);
+  const rank = vs.length;
+  const et = c.et(v);
+  if (rank !== c.shape(y).length || (et !== DataType.FLOAT && et !== DataType.DOUBLE)) {
+    return c.op('Sub', [dY, r]);
+  }
+  const left = c.op('Concat', [a.dO, r], { axis: rank - 1 });
+  const minus = c.floats(
+    [...vs.slice(0, -1), 1],
+    new Array<number>(numElements(vs.slice(0, -1))).fill(-1),
+    et,
+  );
+  const right = c.op('Concat', [v, minus], { axis: rank - 1 });
+  // a plain last-two-axes Transpose, which onnxruntime folds into the product (transB)
+  const perm = [...Array(rank).keys()];
+  [perm[rank - 1], perm[rank - 2]] = [rank - 2, rank - 1];
+  return c.op('MatMul', [left, c.op('Transpose', [right], { perm })]);
 }

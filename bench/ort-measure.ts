@@ -1,0 +1,165 @@
+/**
+ * Measuring onnxruntime sessions for the benchmarks: interleaved median timings (wall and CPU)
+ * and the peak memory of one run in a fresh process.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import ort from 'onnxruntime-node';
+import { encodeModel } from '../src/onnx/model.js';
+import type { ModelProto } from '../src/onnx/proto.js';
+
+export type Runner = () => Promise<unknown>;
+
+/** How a session is set up and run. */
+export interface RunOptions {
+  /** intra-op threads (1: the ratios then measure work, not how busy the other cores are) */
+  threads?: number;
+  /**
+   * No prepacked weight copies and no arena: at Wan's width onnxruntime's packed copy of every
+   * weight (one per product reading it) and the arena's rounding up cost about 0.9 GB of 2.4 GB;
+   * without prepacking, products with a weight run about 15% slower.
+   */
+  lean?: boolean;
+  /** Write the outputs into buffers allocated once (as a training loop reuses its gradients). */
+  preallocate?: boolean;
+}
+
+/** CPU session options for `o`. */
+export function sessionOptions(o: RunOptions = {}): ort.InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: o.threads ?? 1,
+    interOpNumThreads: 1,
+    logSeverityLevel: 3,
+    ...(o.lean ? { enableCpuMemArena: false, extra: { session: { disable_prepacking: '1' } } } : {}),
+  };
+}
+
+/** A session of `model` (a ModelProto or a path, external data beside it) run on `feeds`, warmed up once. */
+export async function runner(
+  model: ModelProto | string,
+  feeds: Record<string, ort.Tensor>,
+  o: RunOptions = {},
+): Promise<Runner> {
+  const opts = sessionOptions(o);
+  const s =
+    typeof model === 'string'
+      ? await ort.InferenceSession.create(model, opts)
+      : await ort.InferenceSession.create(encodeModel(model), opts);
+  const f: Record<string, ort.Tensor> = {};
+  for (const k of s.inputNames) {
+    const t = feeds[k];
+    if (t) f[k] = t;
+  }
+  const fetches = o.preallocate ? preallocated(s) : undefined;
+  const run = () => (fetches ? s.run(f, fetches) : s.run(f));
+  await run(); // warm-up
+  return run;
+}
+
+/** A float32 buffer for each output (every one static and float32 in the graphs benchmarked). */
+function preallocated(s: ort.InferenceSession): Record<string, ort.Tensor> {
+  const out: Record<string, ort.Tensor> = {};
+  s.outputNames.forEach((name, i) => {
+    const shape = (s.outputMetadata[i] as { shape: number[] }).shape;
+    out[name] = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+  });
+  return out;
+}
+
+export const median = (t: number[]): number => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)]!;
+
+/** `values`' median and range, e.g. "2.91 (repeats 2.85–3.02)". */
+export function withSpread(values: number[], digits = 2): string {
+  const f = (v: number) => v.toFixed(digits);
+  return `${f(median(values))} (repeats ${f(Math.min(...values))}–${f(Math.max(...values))})`;
+}
+
+/**
+ * Median wall times (ms) of the runners, run interleaved so load changes hit them alike, and
+ * median CPU times (ms of this process's user+system time): with one onnxruntime thread the
+ * CPU time is the work done, which other processes on a shared machine disturb much less.
+ */
+export async function timeInterleaved(
+  runners: Runner[],
+  runs: number,
+): Promise<number[] & { cpu: number[] }> {
+  const times: number[][] = runners.map(() => []);
+  const cpu: number[][] = runners.map(() => []);
+  for (let i = 0; i < runs; i++) {
+    for (let k = 0; k < runners.length; k++) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      await runners[k]!();
+      times[k]!.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu[k]!.push((c.user + c.system) / 1000);
+    }
+  }
+  return Object.assign(times.map(median), { cpu: cpu.map(median) });
+}
+
+/**
+ * Peak memory of running `model` (a ModelProto, or a path with its external data beside it)
+ * once: a fresh Node process loads onnxruntime, creates the session (CPU, `threads`) and runs it
+ * on zeros; returns the growth of its resident-set high-water mark over what it held before
+ * creating the session (MiB): the model's weights, onnxruntime's copies of them, the outputs and
+ * the largest set of live intermediate values.
+ */
+export function peakMib(model: ModelProto | string, o: RunOptions = {}): number {
+  const dir = mkdtempSync(join(tmpdir(), 'vggrpo-peak-'));
+  try {
+    let file = model as string;
+    if (typeof model !== 'string') {
+      file = join(dir, 'model.onnx');
+      writeFileSync(file, encodeModel(model));
+    }
+    const ortUrl = pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
+    // the high-water mark is read from /proc (reset first: a child inherits its parent's maxRSS)
+    const script = `
+      const ort = (await import(${JSON.stringify(ortUrl)})).default;
+      const fs = await import('node:fs');
+      const hwm = () => {
+        try {
+          return Number(/VmHWM:\\s*(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+        } catch {
+          return process.resourceUsage().maxRSS;
+        }
+      };
+      try { fs.writeFileSync('/proc/self/clear_refs', '5'); } catch {}
+      const base = hwm();
+      const s = await ort.InferenceSession.create(${JSON.stringify(file)},
+        ${JSON.stringify(sessionOptions(o))});
+      const zeros = (names, meta) => Object.fromEntries(names.map((name, i) => {
+        const shape = meta[i].shape;
+        return [name, new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape)];
+      }));
+      const feeds = zeros(s.inputNames, s.inputMetadata);
+      await (${!!o.preallocate} ? s.run(feeds, zeros(s.outputNames, s.outputMetadata)) : s.run(feeds));
+      console.log((hwm() - base) / 1024);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 600_000,
+    });
+    return r.status === 0 ? Math.round(Number(r.stdout.trim())) : Number.NaN;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The environment for a PyTorch child at `threads` threads: OpenBLAS and OpenMP pinned to that
+ * count, and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (which a shared machine's settings may force on
+ * every process) unset, so OpenBLAS picks its kernels for this CPU.
+ */
+export function torchEnv(threads: number): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  return { ...env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
+}
