@@ -66,8 +66,8 @@ export async function runner(
 function preallocated(s: ort.InferenceSession): Record<string, ort.Tensor> {
   const out: Record<string, ort.Tensor> = {};
   s.outputNames.forEach((name, i) => {
-    const shape = (s.outputMetadata[i] as { shape: number[] }).shape;
-    out[name] = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+    const shape = (s.outputMetadata[i] as unknown as { shape: readonly number[] }).shape;
+    out[name] = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), [...shape]);
   });
   return out;
 }
