@@ -27,6 +27,8 @@ import { buildVaeDecoder } from '../src/toy/vae-decoder.js';
 
 export const FIXTURES_DIR = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const DENOISER_WEIGHTS = join(FIXTURES_DIR, 'denoiser-weights.safetensors');
+/** Weights of the learned world's denoiser (8-channel VAE latents; README, The learned toy world). */
+export const DENOISER_LEARNED_WEIGHTS = join(FIXTURES_DIR, 'denoiser-learned-weights.safetensors');
 /** The toy VAE's trained weights (onnx/train-vae.ts). */
 export const VAE_WEIGHTS = join(FIXTURES_DIR, 'vae-weights.safetensors');
 /** Trained weights of the toy RGB geometry model Φ (onnx/train-geometry.ts). */
@@ -60,6 +62,7 @@ export const FIXTURE_FILES = {
   vae_decoder_learned: 'vae_decoder_learned.onnx',
   lgm_stitched: 'lgm_stitched.onnx',
   judge: 'judge.onnx',
+  denoiser_learned: 'denoiser_learned.onnx',
 } as const;
 
 /**
@@ -103,6 +106,8 @@ export function buildFixtures(
       weights: readWeights(LGM_STITCHED_WEIGHTS),
     }).model,
     judge: buildJudge({ weights: readWeights(JUDGE_WEIGHTS) }).model,
+    denoiser_learned: buildDenoiser({ space: 'learned', weights: readWeights(DENOISER_LEARNED_WEIGHTS) })
+      .model,
   };
   const written: Record<string, string> = {};
   for (const [role, model] of Object.entries(models)) {

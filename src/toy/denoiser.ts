@@ -17,6 +17,7 @@ import { GraphBuilder } from '../onnx/builder.js';
 import type { ModelProto } from '../onnx/proto.js';
 import { TOY } from './latent.js';
 import { Net, type ParamInfo } from './nn.js';
+import { LATENT } from './spaces.js';
 
 export interface DenoiserShape {
   dim: number;
@@ -63,6 +64,11 @@ export interface DenoiserOptions {
   paramsAsInputs?: boolean;
   /** Batch dimension: symbolic 'B' (default) or a fixed size. */
   batch?: number | string;
+  /**
+   * Which latent space it generates: the analytic toy latents of latent.ts (default) or the
+   * learned toy VAE's (spaces.ts: 8 channels), the learned world's denoiser_learned.onnx.
+   */
+  space?: 'analytic' | 'learned';
 }
 
 export interface BuiltDenoiser {
@@ -121,7 +127,8 @@ export function ropeTables(
  */
 export function buildDenoiser(opts: DenoiserOptions = {}): BuiltDenoiser {
   const S = opts.shape ?? DENOISER_SHAPE;
-  const { channels: C, frames: F, height: H, width: W, contextLength: L, contextDim: D } = TOY;
+  const { contextLength: L, contextDim: D } = TOY;
+  const { channels: C, frames: F, height: H, width: W } = opts.space === 'learned' ? LATENT : TOY;
   const [pf, ph, pw] = S.patch;
   const grid: [number, number, number] = [F / pf, H / ph, W / pw];
   const N = grid[0] * grid[1] * grid[2];

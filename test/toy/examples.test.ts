@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { mergeLayers, readConfigFile } from '../../src/config/load.js';
 import { Config } from '../../src/config/schema.js';
+import { ModelSession } from '../../src/runtime/session.js';
 import { promptScenario, syntheticPrompts } from '../../src/toy/prompts.js';
 import { ROOT } from '../helpers.js';
 
@@ -23,6 +24,25 @@ test('examples/toy/config.yaml is valid and points at the fixture models', () =>
   assert.ok(cfg.sampler.group_size >= 8, 'groups large enough for steady advantages');
   assert.equal(cfg.lgm_outputs.camera_convention, 'vggt');
   assert.equal(cfg.lgm_outputs.points, 'world_points');
+});
+
+test('examples/toy/learned.yaml: the learned world’s models fit each other (latents, frames) and the rest is config.yaml', async () => {
+  const cfg = Config.parse(mergeLayers([readConfigFile(join(toy, 'learned.yaml'))]));
+  const base = Config.parse(mergeLayers([readConfigFile(join(toy, 'config.yaml'))]));
+  const inputOf = async (path: string, name: string) => {
+    const s = await ModelSession.open(path, { threads: 1 });
+    const shape = s.inputs.find((i) => i.name === name)!.shape;
+    await s.release();
+    return shape;
+  };
+  const latents = await inputOf(cfg.models.denoiser, 'latents');
+  assert.deepEqual(latents.slice(1), [8, 8, 16, 16]);
+  assert.deepEqual(await inputOf(cfg.models.lgm, 'latents'), latents);
+  assert.deepEqual(await inputOf(cfg.models.vae_decoder!, 'latents'), latents);
+  assert.ok(
+    existsSync(cfg.models.vae_encoder!) && existsSync(cfg.models.geometry!) && existsSync(cfg.eval.judge!),
+  );
+  assert.deepEqual({ ...cfg, models: undefined }, { ...base, models: undefined });
 });
 
 test('toy prompts: training and held-out sets are disjoint and cover every camera family', () => {

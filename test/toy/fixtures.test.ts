@@ -36,6 +36,14 @@ const CONTRACTS: Record<keyof typeof FIXTURE_FILES, { inputs: Io[]; outputs: Io[
     ],
     outputs: [['velocity', 'F32', ['B', C, F, H, W]]],
   },
+  denoiser_learned: {
+    inputs: [
+      ['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]],
+      ['timestep', 'F32', ['B']],
+      ['context', 'F32', ['B', L, D]],
+    ],
+    outputs: [['velocity', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
+  },
   geometry: {
     inputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
     outputs: [
