@@ -26,6 +26,7 @@
 import { parseArgs } from 'node:util';
 import { matMulT3 } from '../src/geometry/mat3.js';
 import { matrixToQuat } from '../src/geometry/so3.js';
+import { rgb8ToUnitFrames } from '../src/media/vae.js';
 import { type FidelityReport, measureFidelity, sessionPredictor } from '../src/metrics/fidelity.js';
 import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
@@ -205,13 +206,52 @@ export function trainingGraph(
 
 /** RGB [F, H, W, 3] bytes → frames [F, 3, H, W] in [0, 1] written at `out[offset…]`. */
 export function writeFrames(rgb: Uint8Array, out: Float32Array, offset: number): void {
-  const plane = H * W;
-  for (let f = 0; f < F; f++) {
-    for (let p = 0; p < plane; p++) {
-      for (let ch = 0; ch < 3; ch++)
-        out[offset + (f * 3 + ch) * plane + p] = rgb[3 * (f * plane + p) + ch]! / 255;
-    }
+  out.set(rgb8ToUnitFrames(rgb, F, H, W), offset);
+}
+
+/**
+ * The loss's target inputs and output cotangents for a batch of targets (scene flow only when
+ * the model predicts it): what the training graph takes besides its frames and parameters.
+ *
+ * @example
+ *   const feeds = { frames, ...targetFeeds([geometryTargets(v)], true) };
+ */
+export function targetFeeds(batch: readonly GeometryTargets[], hasFlow: boolean): Record<string, Tensor> {
+  const B = batch.length;
+  const cat = (pick: (t: GeometryTargets) => Float32Array, per: number) => {
+    const out = new Float32Array(B * per);
+    for (const [b, t] of batch.entries()) out.set(pick(t), b * per);
+    return out;
+  };
+  const feeds: Record<string, Tensor> = {
+    target_log_depth: f32(
+      [B, F, h, w],
+      cat((t) => t.logDepth, F * HW),
+    ),
+    target_translation: f32(
+      [B, F, 3],
+      cat((t) => t.translation, F * 3),
+    ),
+    target_quaternion: f32(
+      [B, F, 4],
+      cat((t) => t.quaternion, F * 4),
+    ),
+    target_points: f32(
+      [B, F, h, w, 3],
+      cat((t) => t.points, F * HW * 3),
+    ),
+    'grad:loss': f32([], [1]),
+    'grad:loss_depth': f32([], [0]),
+    'grad:loss_camera': f32([], [0]),
+  };
+  if (hasFlow) {
+    feeds.target_flow = f32(
+      [B, F, h, w, 3],
+      cat((t) => t.flow, F * HW * 3),
+    );
+    feeds['grad:loss_flow'] = f32([], [0]);
   }
+  return feeds;
 }
 
 /**
@@ -269,35 +309,17 @@ export async function trainGeometryModel<E extends GeometryTargets>(
   const warmup = Math.min(50, Math.floor(o.steps / 10));
   let ema = Number.NaN;
   const frames = new Float32Array(B * F * 3 * H * W);
-  const logDepth = new Float32Array(B * F * HW);
-  const trans = new Float32Array(B * F * 3);
-  const quat = new Float32Array(B * F * 4);
-  const points = new Float32Array(B * F * HW * 3);
-  const flow = new Float32Array(B * F * HW * 3);
   for (let step = 0; step < o.steps; step++) {
+    const batch: E[] = [];
     for (let b = 0; b < B; b++) {
       const v = pool[rng.int(0, pool.length - 1)]!;
       trainer.frames(v, b, frames, b * F * 3 * H * W);
-      logDepth.set(v.logDepth, b * F * HW);
-      trans.set(v.translation, b * F * 3);
-      quat.set(v.quaternion, b * F * 4);
-      points.set(v.points, b * F * HW * 3);
-      flow.set(v.flow, b * F * HW * 3);
+      batch.push(v);
     }
     const feeds: Record<string, Tensor> = {
       frames: f32([B, F, 3, H, W], frames),
-      target_log_depth: f32([B, F, h, w], logDepth),
-      target_translation: f32([B, F, 3], trans),
-      target_quaternion: f32([B, F, 4], quat),
-      target_points: f32([B, F, h, w, 3], points),
-      'grad:loss': f32([], [1]),
-      'grad:loss_depth': f32([], [0]),
-      'grad:loss_camera': f32([], [0]),
+      ...targetFeeds(batch, hasFlow),
     };
-    if (hasFlow) {
-      feeds.target_flow = f32([B, F, h, w, 3], flow);
-      feeds['grad:loss_flow'] = f32([], [0]);
-    }
     for (const p of params) feeds[p.name] = f32(p.shape, values.get(p.name)!);
     const out = await session.run(feeds);
     const grads: ParamMap = new Map(params.map((p) => [p.name, out[`grad:${p.name}`]!.data as Float32Array]));

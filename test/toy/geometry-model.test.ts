@@ -9,7 +9,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { buildFixtures, FIXTURE_FILES, FIXTURES_DIR } from '../../onnx/build-fixtures.js';
-import { GEOMETRY_TRAIN_DEFAULTS, geometryTargets, trainingGraph } from '../../onnx/train-geometry.js';
+import {
+  GEOMETRY_TRAIN_DEFAULTS,
+  geometryTargets,
+  targetFeeds,
+  trainingGraph,
+} from '../../onnx/train-geometry.js';
 import { framesFeed, measureFidelity, sessionPredictor } from '../../src/metrics/fidelity.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { encodeModel, loadModel } from '../../src/onnx/model.js';
@@ -117,15 +122,7 @@ test('training graph: the autodiff gradient matches a central finite difference 
   const t = geometryTargets(v);
   const base: Record<string, Tensor> = {
     ...framesFeed([v]),
-    target_log_depth: f32([1, F, h, w], t.logDepth),
-    target_translation: f32([1, F, 3], t.translation),
-    target_quaternion: f32([1, F, 4], t.quaternion),
-    target_points: f32([1, F, h, w, 3], t.points),
-    target_flow: f32([1, F, h, w, 3], t.flow),
-    'grad:loss': f32([], [1]),
-    'grad:loss_depth': f32([], [0]),
-    'grad:loss_camera': f32([], [0]),
-    'grad:loss_flow': f32([], [0]),
+    ...targetFeeds([t], true),
   };
   for (const p of params) base[p.name] = f32(p.shape, p.value);
   const out = await s.run(base);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { FIXTURE_FILES, FIXTURES_DIR } from '../../onnx/build-fixtures.js';
-import { geometryTargets, trainingGraph } from '../../onnx/train-geometry.js';
+import { geometryTargets, targetFeeds, trainingGraph } from '../../onnx/train-geometry.js';
 import { JUDGE_TRAIN_DEFAULTS, judgeFidelity } from '../../onnx/train-judge.js';
 import { matMul3 } from '../../src/geometry/mat3.js';
 import { quatToMatrix } from '../../src/geometry/so3.js';
@@ -20,14 +20,13 @@ import { ModelSession } from '../../src/runtime/session.js';
 import { f32, type Tensor } from '../../src/shards/tensor.js';
 import { buildJudge } from '../../src/toy/judge.js';
 import { Net, quaternionProduct } from '../../src/toy/nn.js';
-import { GEOMETRY, VIDEO } from '../../src/toy/spaces.js';
+import { VIDEO } from '../../src/toy/spaces.js';
 import { heldOutGroups, Rng, sampleVideo } from '../../src/toy/videos.js';
 import { directionalDerivatives, waveDirections } from './directional-check.js';
 import { assertPointsAgree } from './geometry-checks.js';
 
 const FIXTURE = join(FIXTURES_DIR, FIXTURE_FILES.judge);
 const { frames: F } = VIDEO;
-const { height: h, width: w } = GEOMETRY;
 
 test('quaternionProduct: R(p ⊗ q) = R(p)·R(q) for random unit quaternions', async () => {
   const n = 16;
@@ -83,13 +82,7 @@ test('judge training graph: the autodiff gradient matches a directional finite d
   const t = geometryTargets(v);
   const base: Record<string, Tensor> = {
     ...framesFeed([v]),
-    target_log_depth: f32([1, F, h, w], t.logDepth),
-    target_translation: f32([1, F, 3], t.translation),
-    target_quaternion: f32([1, F, 4], t.quaternion),
-    target_points: f32([1, F, h, w, 3], t.points),
-    'grad:loss': f32([], [1]),
-    'grad:loss_depth': f32([], [0]),
-    'grad:loss_camera': f32([], [0]),
+    ...targetFeeds([t], hasFlow),
   };
   // the strided stem, the pair network and the step head: every path to the composed cameras
   const chosen = [
