@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { VggrpoCommand } from '../cli/base.js';
+import { RATING_DEFAULTS } from '../rating/link.js';
 import type { RatingResults } from '../rating/results.js';
 import type { AddedRater } from '../stages/rate.js';
 
@@ -20,11 +21,11 @@ export default class Rate extends VggrpoCommand {
   static override flags = {
     host: Flags.string({
       description: 'address to listen on (another than 127.0.0.1 opens the page to the network)',
-      default: '127.0.0.1',
+      default: RATING_DEFAULTS.host,
     }),
     port: Flags.integer({
       description: 'port to listen on (0: any free one)',
-      default: 8765,
+      default: RATING_DEFAULTS.port,
       min: 0,
       max: 65535,
     }),

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ReportSection, ReportTable } from '../media/report.js';
+import { RATING_DEFAULTS, raterLink } from './link.js';
 import { type Pick, QUESTIONS, type Question, RatingStore, type VoteRecord } from './store.js';
 import { type Proportion, wilson } from './wilson.js';
 
@@ -182,15 +183,15 @@ export function ratingSection(run: string): ReportSection {
   if (!existsSync(path))
     return {
       title,
-      text: `No rating session yet. vggrpo rate ${run} --add-rater NAME prints a rater's link; vggrpo rate ${run} serves the page (127.0.0.1:8765; --host to open it to others). The tables appear here once votes exist.`,
+      text: `No rating session yet. vggrpo rate ${run} --add-rater NAME prints a rater's link; vggrpo rate ${run} serves the page (${RATING_DEFAULTS.host}:${RATING_DEFAULTS.port}; --host to open it to others). The tables appear here once votes exist.`,
     };
   const store = RatingStore.open(path, { readonly: true });
   try {
     const r = ratingResults(store);
-    const links = store.raters().map((x) => ({
-      title: `${x.name}: ${DEFAULT_LINK}/r/${x.token}`,
-      href: `${DEFAULT_LINK}/r/${x.token}`,
-    }));
+    const links = store.raters().map((x) => {
+      const href = raterLink(RATING_DEFAULTS.host, RATING_DEFAULTS.port, x.token);
+      return { title: `${x.name}: ${href}`, href };
+    });
     return {
       title,
       text: `${plural(r.votes, 'vote')} by ${plural(r.raters, 'rater')} on ${plural(r.pairs, 'pair')} of videos (same prompt and seed; sides hidden and drawn at random). Serve the session with vggrpo rate ${run} (the links below are its default address; the tables: vggrpo rate ${run} --results).`,
@@ -201,6 +202,3 @@ export function ratingSection(run: string): ReportSection {
     store.close();
   }
 }
-
-/** Where `vggrpo rate` serves by default (src/commands/rate.ts). */
-const DEFAULT_LINK = 'http://127.0.0.1:8765';

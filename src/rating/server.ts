@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { urlHost } from './link.js';
 import { ratingPage } from './page.js';
 import { type Rater, type RatingStore, Token } from './store.js';
 
@@ -171,9 +172,4 @@ export function serveRating(
       });
     });
   });
-}
-
-/** IPv6 literals need brackets in a URL. */
-export function urlHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
 }

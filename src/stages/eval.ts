@@ -445,12 +445,10 @@ async function evaluateSets(
   const evalSets = sets.filter((s) => s.iteration === undefined);
   const videoSets = new Set(evalSets.length ? evalSets : sets.slice(-1));
   const decoder = await VaeDecoder.open(config);
-  const judge = await openJudge(config).catch(async (err) => {
-    await decoder?.release();
-    throw err;
-  });
+  let judge: Judge | undefined;
   const results: SetResult[] = [];
   try {
+    judge = await openJudge(config);
     for (const s of sets) {
       const video = videoSets.has(s) ? { decoder, out, keep: config.eval.videos, judge } : undefined;
       const r = await evaluateSet(s, { config, roots, video });

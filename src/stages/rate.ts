@@ -5,12 +5,12 @@
  * last one stopped.
  */
 import { existsSync, statSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
+import { linkHost, raterLink, urlHost } from '../rating/link.js';
 import { evalSetsOf, preparePairs } from '../rating/pairs.js';
 import { RATING_DB, type RatingResults, ratingResults } from '../rating/results.js';
-import { type RatingServer, serveRating, urlHost } from '../rating/server.js';
+import { type RatingServer, serveRating } from '../rating/server.js';
 import { RaterName, RatingStore } from '../rating/store.js';
 import { LineageRoots } from '../shards/lineage.js';
 import { readShard } from '../shards/shard.js';
@@ -47,9 +47,6 @@ function checkSets(o: { a: string; b: string }): void {
 }
 
 /** The host a link names: a wildcard address is no place to browse to, the machine's name is. */
-function linkHost(host: string): string {
-  return host === '0.0.0.0' || host === '::' ? hostname() : host;
-}
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
@@ -70,7 +67,7 @@ export function addRater(name: string, o: RateOptions): AddedRater {
   try {
     store.comparison(o.a, o.b);
     const r = store.addRater(parsed.data);
-    return { rater: r.name, link: `http://${urlHost(linkHost(o.host))}:${o.port}/r/${r.token}` };
+    return { rater: r.name, link: raterLink(o.host, o.port, r.token) };
   } finally {
     store.close();
   }
