@@ -27,23 +27,18 @@ const {
   contextDim: D,
 } = TOY;
 type Io = [name: string, dtype: string, shape: (number | string)[]];
+/** A denoiser's contract for latents [C, F, H, W]. */
+const denoiserContract = (latent: number[]) => ({
+  inputs: [
+    ['latents', 'F32', ['B', ...latent]],
+    ['timestep', 'F32', ['B']],
+    ['context', 'F32', ['B', L, D]],
+  ] as Io[],
+  outputs: [['velocity', 'F32', ['B', ...latent]]] as Io[],
+});
 const CONTRACTS: Record<keyof typeof FIXTURE_FILES, { inputs: Io[]; outputs: Io[] }> = {
-  denoiser: {
-    inputs: [
-      ['latents', 'F32', ['B', C, F, H, W]],
-      ['timestep', 'F32', ['B']],
-      ['context', 'F32', ['B', L, D]],
-    ],
-    outputs: [['velocity', 'F32', ['B', C, F, H, W]]],
-  },
-  denoiser_learned: {
-    inputs: [
-      ['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]],
-      ['timestep', 'F32', ['B']],
-      ['context', 'F32', ['B', L, D]],
-    ],
-    outputs: [['velocity', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
-  },
+  denoiser: denoiserContract([C, F, H, W]),
+  denoiser_learned: denoiserContract([LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]),
   geometry: {
     inputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
     outputs: [
