@@ -13,18 +13,26 @@
  * smoothness (what GRPO's motion reward needs). x_σ = (1−σ)·x0 + σ·ε, target v = ε − x0, σ drawn
  * like the shift-3 sampling schedule, the squared error weighted by σ̃² (an even clean-latent loss).
  *
- * Writes onnx/fixtures/denoiser-weights.safetensors and rebuilds the fixtures; then samples groups
- * of 8 for the training and held-out prompts and reports the std of r_motion within each group.
+ * Two latent spaces (`--space`): `learned` (the default world's: 64×64 renders encoded once, before
+ * training, by the toy VAE encoder into 8-channel latents; 32 videos per prompt; writes
+ * denoiser-learned-weights.safetensors, evaluated with the stitched LGM) and `analytic` (the
+ * exact-reference latents of src/toy/latent.ts, drawn fresh each step; denoiser-weights.safetensors).
+ *
+ * Writes the space's weights file and rebuilds the fixtures; then samples groups of 8 for the
+ * training and held-out prompts and reports the std of r_motion within each group.
  *
  * @example
- *   node --import tsx onnx/pretrain.ts                     # train (≈7–9 min, one thread), write, evaluate
- *   node --import tsx onnx/pretrain.ts --eval-only         # evaluate the committed weights
+ *   node --import tsx onnx/pretrain.ts --space learned     # 6 000 steps (≈23 min, one thread), write, evaluate
+ *   node --import tsx onnx/pretrain.ts                     # analytic: 1 500 steps (≈7–9 min)
+ *   node --import tsx onnx/pretrain.ts --space learned --eval-only   # evaluate the committed weights
  *   node --import tsx onnx/pretrain.ts --steps 20 --out /tmp/w.safetensors
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { resolveConfig } from '../src/config/load.js';
 import { cameraCentre, poseEncodingToCameras } from '../src/geometry/cameras.js';
+import { VaeEncoder } from '../src/media/vae.js';
 import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { encodeModel } from '../src/onnx/model.js';
@@ -42,15 +50,40 @@ import { encodeScene } from '../src/toy/encoder.js';
 import { CH, LATENT_SIZE, TOY } from '../src/toy/latent.js';
 import { buildLgm } from '../src/toy/lgm.js';
 import { promptScenario, syntheticPrompts } from '../src/toy/prompts.js';
+import { GEOMETRY, LATENT, LATENT_VALUES, VIDEO } from '../src/toy/spaces.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
 import { tokenizeBatch } from '../src/toy/tokenizer.js';
+import { renderToyVideo } from '../src/toy/videos.js';
 import { makeScene, makeTrajectory, Rng, type Scene } from '../src/world/index.js';
-import { buildFixtures, DENOISER_WEIGHTS, FIXTURES_DIR, readWeights } from './build-fixtures.js';
+import {
+  buildFixtures,
+  DENOISER_LEARNED_WEIGHTS,
+  DENOISER_WEIGHTS,
+  FIXTURES_DIR,
+  readWeights,
+} from './build-fixtures.js';
 
 const EXAMPLES = join(FIXTURES_DIR, '..', '..', 'examples', 'toy');
-const { channels: C, frames: F, height: H, width: W, contextLength: L, contextDim: D } = TOY;
+const { contextLength: L, contextDim: D } = TOY;
+
+/** Which latent space the denoiser generates (src/toy/denoiser.ts, `space`). */
+export type Space = 'analytic' | 'learned';
+
+/** Latent dimensions [C, F, H, W] and values per video of a space. */
+function latentDims(space: Space): { C: number; F: number; H: number; W: number; size: number } {
+  const d = space === 'learned' ? LATENT : TOY;
+  return {
+    C: d.channels,
+    F: d.frames,
+    H: d.height,
+    W: d.width,
+    size: space === 'learned' ? LATENT_VALUES : LATENT_SIZE,
+  };
+}
 
 export interface PretrainOptions {
+  /** The analytic toy latents (denoiser.onnx) or the learned toy VAE's (denoiser_learned.onnx). */
+  space: Space;
   steps: number;
   batch: number;
   lr: number;
@@ -64,11 +97,14 @@ export interface PretrainOptions {
    * jittery video draws its amplitude uniformly between 25% and 100% of these. */
   jitterPos: number;
   jitterRot: number;
-  /** Loss weight of the camera channels (what the motion reward reads) relative to the others. */
+  /** Analytic space: loss weight of the camera channels (what the motion reward reads) relative to the others. */
   cameraWeight: number;
+  /** Learned space: videos rendered and encoded per prompt before training (the training set). */
+  videosPerPrompt: number;
 }
 
 export const PRETRAIN_DEFAULTS: PretrainOptions = {
+  space: 'analytic',
   steps: 1500,
   batch: 8,
   lr: 2e-3,
@@ -79,7 +115,17 @@ export const PRETRAIN_DEFAULTS: PretrainOptions = {
   jitterPos: 0.35,
   jitterRot: 0.14,
   cameraWeight: 1,
+  videosPerPrompt: 32,
 };
+
+/** What the committed learned-world weights were trained with (onnx/fixtures/README.md). */
+export const LEARNED_DEFAULTS: PretrainOptions = { ...PRETRAIN_DEFAULTS, space: 'learned', steps: 6000 };
+
+/** The options a space's training reads, as written into the weights file's metadata. */
+function recordedOptions(o: PretrainOptions): Record<string, unknown> {
+  const { space, cameraWeight, videosPerPrompt, ...common } = o;
+  return space === 'learned' ? { ...common, videosPerPrompt } : { ...common, cameraWeight };
+}
 
 function readPromptFile(name: string): string[] {
   return readFileSync(join(EXAMPLES, name), 'utf8')
@@ -96,7 +142,7 @@ async function encodePrompts(prompts: string[], threads: number): Promise<Float3
   return Float32Array.from(out);
 }
 
-/** A training video of `prompt`: its scenario's scene and path, smooth or jittered. */
+/** An analytic-space training video of `prompt`: its scenario's scene and path, smooth or jittered. */
 function trainingLatents(
   prompt: string,
   scenes: Map<string, Scene>,
@@ -120,6 +166,49 @@ function trainingLatents(
   return latents.every(Number.isFinite) ? latents : trainingLatents(prompt, scenes, rng, o);
 }
 
+/** One learned-space training video of `prompt`: its scenario's scene and path, smooth or jittered (frames [F,3,64,64]). */
+function trainingFrames(prompt: string, scene: Scene, rng: Rng, o: PretrainOptions): Float32Array {
+  const sc = promptScenario(prompt);
+  for (;;) {
+    const smooth = rng.next() < o.smoothFraction;
+    const amp = rng.uniform(0.25, 1);
+    const jitter = smooth ? { pos: 0, rot: 0 } : { pos: amp * o.jitterPos, rot: amp * o.jitterRot };
+    const traj = makeTrajectory(sc.family, {
+      frames: VIDEO.frames,
+      jitterPos: jitter.pos,
+      jitterRot: jitter.rot,
+      seed: smooth ? 0 : rng.int(0, 1 << 30),
+    });
+    // Strong jitter can push a camera through a wall: draw again.
+    const v = renderToyVideo(scene, traj, jitter, sc.dynamic);
+    if (v) return v.frames;
+  }
+}
+
+/**
+ * The learned space's training set: `videosPerPrompt` videos of each prompt, encoded by the toy VAE
+ * encoder (onnx/fixtures/vae_encoder.onnx) once, before training — the latents the denoiser learns to make.
+ */
+async function latentPool(prompts: string[], o: PretrainOptions): Promise<Float32Array[]> {
+  const config = resolveConfig([{ runtime: { threads: o.threads } }]);
+  const encoder = await VaeEncoder.open(config, join(FIXTURES_DIR, 'vae_encoder.onnx'));
+  const rng = new Rng(o.seed * 13 + 5);
+  const pool: Float32Array[] = [];
+  try {
+    for (const prompt of prompts) {
+      const sc = promptScenario(prompt);
+      const scene = makeScene(sc.sceneSeed, { dynamic: sc.dynamic });
+      const n = o.videosPerPrompt;
+      const frames = new Float32Array(n * VIDEO.frames * 3 * VIDEO.height * VIDEO.width);
+      for (let k = 0; k < n; k++) frames.set(trainingFrames(prompt, scene, rng, o), k * (frames.length / n));
+      pool.push((await encoder.encode(frames, [n, VIDEO.frames, VIDEO.height, VIDEO.width])).latents);
+    }
+  } finally {
+    await encoder.release();
+  }
+  return pool;
+}
+
 /**
  * The denoiser with parameters as inputs, the loss mean(weight·(velocity − target)²) against
  * inputs `target` [B, C, F, H, W] and `weight` [B, 1, 1, 1, 1], and its gradient graph.
@@ -127,11 +216,13 @@ function trainingLatents(
 export function trainingGraph(
   batch: number,
   cameraWeight = 1,
+  space: Space = 'analytic',
 ): {
   bytes: Uint8Array;
   params: { name: string; shape: number[]; value: Float32Array }[];
 } {
-  const { model, params } = buildDenoiser({ paramsAsInputs: true, batch });
+  const { C, F, H, W } = latentDims(space);
+  const { model, params } = buildDenoiser({ paramsAsInputs: true, batch, space });
   const g = GraphBuilder.extend(model);
   const target = g.input('target', 'float32', [batch, C, F, H, W]);
   const diff = g.op('Sub', ['velocity', target]);
@@ -166,14 +257,18 @@ export async function pretrain(
     ...syntheticPrompts(o.synthetic, o.seed, heldOut),
   ];
   const contexts = await encodePrompts(prompts, o.threads);
-  const { bytes, params } = trainingGraph(o.batch, o.cameraWeight);
+  const learned = o.space === 'learned';
+  const pool = learned ? await latentPool(prompts, o) : [];
+  if (learned) log(`encoded ${prompts.length} × ${o.videosPerPrompt} training videos`);
+  const { C, F, H, W, size: V } = latentDims(o.space);
+  const { bytes, params } = trainingGraph(o.batch, o.cameraWeight, o.space);
   const session = await ModelSession.open(bytes, { threads: o.threads });
   const values: ParamMap = new Map(params.map((p) => [p.name, Float32Array.from(p.value)]));
   const state = adamwInit(values);
   const rng = new Rng(o.seed * 7 + 1);
   const scenes = new Map<string, Scene>();
   const B = o.batch;
-  const n = B * LATENT_SIZE;
+  const n = B * V;
   const warmup = Math.min(30, Math.floor(o.steps / 10));
   const t0 = Date.now();
   let ema = Number.NaN;
@@ -183,7 +278,12 @@ export async function pretrain(
     const sigma = new Float32Array(B);
     for (let b = 0; b < B; b++) {
       const p = rng.int(0, prompts.length - 1);
-      x0.set(trainingLatents(prompts[p]!, scenes, rng, o), b * LATENT_SIZE);
+      if (learned) {
+        const k = rng.int(0, o.videosPerPrompt - 1);
+        x0.set(pool[p]!.subarray(k * V, (k + 1) * V), b * V);
+      } else {
+        x0.set(trainingLatents(prompts[p]!, scenes, rng, o), b * V);
+      }
       ctx.set(contexts.subarray(p * L * D, (p + 1) * L * D), b * L * D);
       // σ distributed like the shift-3 schedule's steps (more time at high noise).
       const u = rng.uniform(0.001, 0.999);
@@ -194,7 +294,7 @@ export async function pretrain(
     const target = new Float32Array(n);
     for (let b = 0; b < B; b++) {
       const s = sigma[b]!;
-      for (let i = b * LATENT_SIZE; i < (b + 1) * LATENT_SIZE; i++) {
+      for (let i = b * V; i < (b + 1) * V; i++) {
         xt[i] = (1 - s) * x0[i]! + s * eps[i]!;
         target[i] = eps[i]! - x0[i]!;
       }
@@ -245,7 +345,8 @@ export interface GroupStats {
 
 /**
  * Sample a group of `groupSize` per prompt with the toy config's sampler (10 steps, shift 3, SDE
- * noise 0.7 on steps 0–8), decode with the LGM and score r_motion.
+ * noise 0.7 on steps 0–8), decode with the space's LGM (the analytic one, or the stitched
+ * lgm_stitched.onnx) and score r_motion.
  *
  * @example
  *   const stats = await evaluateGroups(weights, ['orbit around the red box'], [], 2);
@@ -257,18 +358,23 @@ export async function evaluateGroups(
   threads: number,
   groupSize = 8,
   seed = 1000,
+  space: Space = 'analytic',
 ): Promise<GroupStats[]> {
   const prompts = [...train, ...heldOut];
   const contexts = await encodePrompts(prompts, threads);
-  const den = await ModelSession.open(encodeModel(buildDenoiser({ weights }).model), { threads });
-  const lgm = await ModelSession.open(encodeModel(buildLgm()), { threads });
+  const { C, F, H, W, size: V } = latentDims(space);
+  const den = await ModelSession.open(encodeModel(buildDenoiser({ weights, space }).model), { threads });
+  const lgm =
+    space === 'learned'
+      ? await ModelSession.open(join(FIXTURES_DIR, 'lgm_stitched.onnx'), { threads })
+      : await ModelSession.open(encodeModel(buildLgm()), { threads });
   const sigmas = shiftedSigmas(10, 3);
   const window = new Set(sdeWindow('0:9', 10));
   const G = groupSize;
   const stats: GroupStats[] = [];
   for (let p = 0; p < prompts.length; p++) {
     const seeds = Array.from({ length: G }, (_, k) => splitSeed(seed, p * G + k));
-    let x = batchNoise(seeds, null, LATENT_SIZE);
+    let x = batchNoise(seeds, null, V);
     const ctx = new Float32Array(G * L * D);
     for (let k = 0; k < G; k++) ctx.set(contexts.subarray(p * L * D, (p + 1) * L * D), k * L * D);
     for (let i = 0; i < 10; i++) {
@@ -280,12 +386,11 @@ export async function evaluateGroups(
         })
       ).velocity!.data as Float32Array;
       x = window.has(i)
-        ? sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: 0.7, noise: batchNoise(seeds, i, LATENT_SIZE) })
-            .next
+        ? sdeStep({ x, v, sigmas, i, batch: G, noiseLevel: 0.7, noise: batchNoise(seeds, i, V) }).next
         : odeStep(x, v, sigmas, i);
     }
     const geo = await lgm.run({ latents: f32([G, C, F, H, W], x) });
-    const { geoHeight: h, geoWidth: w } = TOY;
+    const [h, w] = space === 'learned' ? [GEOMETRY.height, GEOMETRY.width] : [TOY.geoHeight, TOY.geoWidth];
     const depth = geo.depth!.data as Float32Array;
     const rewards: number[] = [];
     let inRoom = 0;
@@ -322,7 +427,8 @@ export async function evaluateGroups(
 }
 
 /** r_motion of ground-truth toy videos, smooth and jittered, as a reference for the samples'. */
-function groundTruthMotion(prompts: string[]): { smooth: number; jittery: number } {
+function groundTruthMotion(prompts: string[], space: Space): { smooth: number; jittery: number } {
+  const F = latentDims(space).F;
   const rng = new Rng(99);
   const scenes = new Map<string, Scene>();
   let smooth = 0;
@@ -342,7 +448,11 @@ function groundTruthMotion(prompts: string[]): { smooth: number; jittery: number
               seed: rng.int(0, 1 << 30),
             },
       );
-      const g = encodeScene(scene, traj).geometry;
+      const g =
+        space === 'learned'
+          ? renderToyVideo(scene, traj, { pos: 0, rot: 0 }, sc.dynamic)?.geometry
+          : encodeScene(scene, traj).geometry;
+      if (!g) continue;
       const r = motion.compute({
         frames: F,
         height: g.height,
@@ -362,6 +472,7 @@ function groundTruthMotion(prompts: string[]): { smooth: number; jittery: number
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
+      space: { type: 'string' },
       steps: { type: 'string' },
       batch: { type: 'string' },
       lr: { type: 'string' },
@@ -370,14 +481,18 @@ async function main(): Promise<void> {
       'jitter-pos': { type: 'string' },
       'jitter-rot': { type: 'string' },
       'camera-weight': { type: 'string' },
+      'videos-per-prompt': { type: 'string' },
       'eval-seed': { type: 'string' },
       out: { type: 'string' },
       'eval-only': { type: 'boolean', default: false },
       'no-eval': { type: 'boolean', default: false },
     },
   });
+  const space = values.space ?? 'analytic';
+  if (space !== 'analytic' && space !== 'learned')
+    throw new Error(`--space: ${space} is not analytic or learned`);
   const o: PretrainOptions = {
-    ...PRETRAIN_DEFAULTS,
+    ...(space === 'learned' ? LEARNED_DEFAULTS : PRETRAIN_DEFAULTS),
     ...(values.steps ? { steps: Number(values.steps) } : {}),
     ...(values.batch ? { batch: Number(values.batch) } : {}),
     ...(values.lr ? { lr: Number(values.lr) } : {}),
@@ -386,9 +501,11 @@ async function main(): Promise<void> {
     ...(values['jitter-pos'] ? { jitterPos: Number(values['jitter-pos']) } : {}),
     ...(values['jitter-rot'] ? { jitterRot: Number(values['jitter-rot']) } : {}),
     ...(values['camera-weight'] ? { cameraWeight: Number(values['camera-weight']) } : {}),
+    ...(values['videos-per-prompt'] ? { videosPerPrompt: Number(values['videos-per-prompt']) } : {}),
   };
   const log = (s: string) => process.stderr.write(`${s}\n`);
-  const out = values.out ?? DENOISER_WEIGHTS;
+  const committed = space === 'learned' ? DENOISER_LEARNED_WEIGHTS : DENOISER_WEIGHTS;
+  const out = values.out ?? committed;
   let weights: Map<string, Float32Array>;
   if (values['eval-only']) {
     weights = readWeights(out) ?? new Map();
@@ -397,13 +514,13 @@ async function main(): Promise<void> {
     weights = await pretrain(o, log);
     const tensors = new Map([...weights].map(([k, v]) => [k, f32([v.length], v)]));
     // Keep each parameter's shape in the file.
-    for (const p of buildDenoiser().params) tensors.set(p.name, f32(p.shape, weights.get(p.name)!));
+    for (const p of buildDenoiser({ space }).params) tensors.set(p.name, f32(p.shape, weights.get(p.name)!));
     writeSafetensors(out, tensors, {
       'vggrpo.kind': 'toy-denoiser-weights',
-      'vggrpo.pretrain': JSON.stringify(o),
+      'vggrpo.pretrain': JSON.stringify(recordedOptions(o)),
     });
     log(`wrote ${out} after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-    if (out === DENOISER_WEIGHTS) for (const p of Object.values(buildFixtures())) log(`rebuilt ${p}`);
+    if (out === committed) for (const p of Object.values(buildFixtures())) log(`rebuilt ${p}`);
   }
   if (values['no-eval']) return;
   const train = readPromptFile('prompts.txt');
@@ -412,7 +529,7 @@ async function main(): Promise<void> {
   const evalSeeds = values['eval-seed'] ? [Number(values['eval-seed'])] : [1000, 2000, 3000];
   const stats: GroupStats[] = [];
   for (const seed of evalSeeds) {
-    const part = await evaluateGroups(weights, train, heldOut, o.threads, 8, seed);
+    const part = await evaluateGroups(weights, train, heldOut, o.threads, 8, seed, space);
     for (const s of part) {
       log(
         `seed ${seed} ${s.heldOut ? 'held-out' : 'train   '} mean ${s.mean.toFixed(3)} std ${s.std.toFixed(3)} depth ${s.medianDepth.toFixed(2)} in-room ${s.inRoom.toFixed(2)}  ${s.prompt}`,
@@ -421,7 +538,7 @@ async function main(): Promise<void> {
     stats.push(...part);
   }
   const ok = stats.filter((s) => s.std >= 0.02).length / stats.length;
-  const gt = groundTruthMotion(train);
+  const gt = groundTruthMotion(train, space);
   log(`ground-truth r_motion: smooth ${gt.smooth.toFixed(3)}, jittery ${gt.jittery.toFixed(3)}`);
   const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   log(
