@@ -16,7 +16,7 @@ import { tempDir } from '../test/helpers.js';
 
 export async function benchGrpoStep(): Promise<Record<string, number | string>> {
   const root = resolve(import.meta.dirname, '..');
-  const cfgPath = resolve(root, 'examples/toy/config.yaml');
+  const cfgPath = resolve(root, 'examples/toy/analytic.yaml');
   const run = tempDir('vggrpo-bench-grpo-');
   const bin = resolve(root, 'bin/run.js');
   execFileSync(

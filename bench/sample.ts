@@ -30,7 +30,7 @@ const RUNS = 3;
 
 export async function benchSample(): Promise<Record<string, number | string>> {
   const root = resolve(import.meta.dirname, '..');
-  const cfgPath = resolve(root, 'examples/toy/config.yaml');
+  const cfgPath = resolve(root, 'examples/toy/analytic.yaml');
   const config = resolveConfig([
     readConfigFile(cfgPath),
     { sampler: { group_size: 8, per_shard: 2, steps: 10 } },

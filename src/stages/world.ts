@@ -2,7 +2,7 @@
  * `world`: the toy world's ground truth as shards. Each group is one scene and one camera-path
  * family seen with increasing camera jitter (the first member smooth), so `score` on it must
  * rank smooth above jittery. Each shard also carries the RGB frames and their latents:
- * - with `models.vae_encoder` set (the learned toy world, examples/toy/learned.yaml): 64×64 frames
+ * - with `models.vae_encoder` set (the learned toy world, examples/toy/config.yaml): 64×64 frames
  *   and the VAE encoder's latents — what the encoder learned, no geometry channels;
  * - without it: the analytic toy latents of src/toy/latent.ts (what a perfect toy encoder gives,
  *   camera channels included) and 16×16 frames — the exact-reference world.

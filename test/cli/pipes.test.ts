@@ -15,7 +15,7 @@ const dir = tempDir('vggrpo-pipes-');
 const cfg = join(dir, 'small.yaml');
 writeFileSync(
   cfg,
-  `${readFileSync(join(ROOT, 'examples/toy/config.yaml'), 'utf8').replace(/\.\.\/\.\.\/onnx\//g, `${join(ROOT, 'onnx')}/`)}\n`,
+  `${readFileSync(join(ROOT, 'examples/toy/analytic.yaml'), 'utf8').replace(/\.\.\/\.\.\/onnx\//g, `${join(ROOT, 'onnx')}/`)}\n`,
 );
 const prompts = join(dir, 'prompts.txt');
 writeFileSync(

@@ -239,7 +239,7 @@ test('inspect, onnx lora and onnx grad on the big models equal their results on 
 test('sample → decode-geometry → score → grpo-step on the 2.2 GB model give the inline models’ shards', async () => {
   const prompts = join(dir, 'prompts.txt');
   writeFileSync(prompts, 'orbit around the red box\n');
-  const toy = readFileSync(join(ROOT, 'examples/toy/config.yaml'), 'utf8');
+  const toy = readFileSync(join(ROOT, 'examples/toy/analytic.yaml'), 'utf8');
   const results: Record<string, Map<string, Tensor>>[] = [];
   for (const [name, den, lgm] of [
     ['big', HUGE, join(dir, 'lgm.onnx')],

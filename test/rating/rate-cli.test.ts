@@ -46,7 +46,7 @@ test('sampled eval sets: pairs by prompt and seed, decoded videos, the JSON rout
   const run = join(dir, 'run');
   const prompts = join(dir, 'prompts.txt');
   writeFileSync(prompts, 'orbit around the orange box beside a sphere\ndolly toward a moving red sphere\n');
-  const config = join(ROOT, 'examples', 'toy', 'config.yaml');
+  const config = join(ROOT, 'examples', 'toy', 'analytic.yaml');
   for (const [set, steps] of [
     ['base', '8'],
     ['final', '4'],

@@ -51,7 +51,7 @@ saveModel(
   paths.rounded,
 );
 
-const toy = readConfigFile(join(ROOT, 'examples/toy/config.yaml'));
+const toy = readConfigFile(join(ROOT, 'examples/toy/analytic.yaml'));
 function config(denoiser: string): Config {
   const models = { ...(toy.models as Layer), denoiser };
   return resolveConfig([{ ...toy, models, runtime: { threads: 1 } }]);

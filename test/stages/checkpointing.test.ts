@@ -12,7 +12,7 @@ import { readSafetensors } from '../../src/shards/safetensors.js';
 import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
 
 const dir = tempDir('vggrpo-ckpt-');
-const base = readFileSync(join(ROOT, 'examples/toy/config.yaml'), 'utf8').replace(
+const base = readFileSync(join(ROOT, 'examples/toy/analytic.yaml'), 'utf8').replace(
   /\.\.\/\.\.\/onnx\//g,
   `${join(ROOT, 'onnx')}/`,
 );

@@ -14,7 +14,7 @@ import { readSafetensors } from '../../src/shards/safetensors.js';
 import { BIN, ROOT, runCli, tempDir } from '../helpers.js';
 
 const dir = tempDir('vggrpo-half-pipe-');
-const toy = readFileSync(join(ROOT, 'examples/toy/config.yaml'), 'utf8').replace(
+const toy = readFileSync(join(ROOT, 'examples/toy/analytic.yaml'), 'utf8').replace(
   /\.\.\/\.\.\/onnx\//g,
   `${join(ROOT, 'onnx')}/`,
 );

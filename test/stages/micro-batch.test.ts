@@ -66,7 +66,7 @@ const coupled = batchCoupledDenoiser(join(dir, 'coupled-denoiser.onnx'));
 
 /** The toy config at a small size with the batch-coupled denoiser, with `sampler` overrides. */
 function configFile(name: string, sampler: Record<string, unknown>): string {
-  const doc = parse(readFileSync(join(ROOT, 'examples/toy/config.yaml'), 'utf8'));
+  const doc = parse(readFileSync(join(ROOT, 'examples/toy/analytic.yaml'), 'utf8'));
   for (const k of Object.keys(doc.models))
     if (typeof doc.models[k] === 'string') doc.models[k] = join(ROOT, 'examples/toy', doc.models[k]);
   doc.models.denoiser = coupled;

@@ -19,7 +19,7 @@ import { f32, toNumbers } from '../../src/shards/tensor.js';
 import { findTrajectory, gradientSession, microBatches } from '../../src/stages/grpo-step.js';
 import { BIN, oneLine, ROOT, runCli, tempDir } from '../helpers.js';
 
-const CONFIG = join(ROOT, 'examples/toy/config.yaml');
+const CONFIG = join(ROOT, 'examples/toy/analytic.yaml');
 const dir = tempDir('vggrpo-pipe-');
 const cfg = join(dir, 'small.yaml');
 const prompts = join(dir, 'prompts.txt');

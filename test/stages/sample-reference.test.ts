@@ -22,7 +22,7 @@ import { ROOT, tempDir } from '../helpers.js';
 const dir = tempDir('vggrpo-sample-ref-');
 const prompts = join(dir, 'prompts.txt');
 writeFileSync(prompts, 'orbit around the red box\ndolly toward the blue sphere\npan across the room\n');
-const base = readConfigFile(join(ROOT, 'examples/toy/config.yaml'));
+const base = readConfigFile(join(ROOT, 'examples/toy/analytic.yaml'));
 
 /** The denoiser's velocity for members [a, b) of a group, with CFG when guidance ≠ 1. */
 async function refVelocity(

@@ -1,22 +1,29 @@
 /**
- * The toy experiment's plumbing, at a tiny setting: two iterations of the Makefile's loop
- * (sample → decode-geometry → score → grpo-step), then its evaluation. Checks the checkpoints,
- * ratio 1 on the first inner step, a finite loss, the recorded rewards, resuming and the report.
+ * The toy experiment's plumbing, at a tiny setting on the demo's models (examples/toy/config.yaml:
+ * the learned world): two iterations of the Makefile's loop (sample → decode-geometry → score →
+ * grpo-step), then its evaluation. Checks the checkpoints, ratio 1 on the first inner step, a
+ * finite loss, the recorded rewards, resuming and the report.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { mergeLayers, readConfigFile } from '../../src/config/load.js';
+import { Config } from '../../src/config/schema.js';
 import { readShard } from '../../src/shards/shard.js';
 import { ROOT, tempDir } from '../helpers.js';
 
 test('two iterations of the toy loop through make, then eval', { timeout: 600_000 }, () => {
   const dir = tempDir('vggrpo-loop-');
   const cfg = join(dir, 'tiny.yaml');
+  const demo = Config.parse(mergeLayers([readConfigFile(join(ROOT, 'examples/toy/config.yaml'))]));
+  const models = Object.entries(demo.models).filter(([, v]) => typeof v === 'string');
   writeFileSync(
     cfg,
     [
+      'models:',
+      ...models.map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`),
       'sampler:',
       '  steps: 3',
       '  group_size: 2',
@@ -27,6 +34,9 @@ test('two iterations of the toy loop through make, then eval', { timeout: 600_00
       '  targets: ["*attn.q.weight"]',
       'eval:',
       '  videos: 1',
+      `  judge: ${JSON.stringify(demo.eval.judge)}`,
+      '  judge_outputs:',
+      '    frames_size: [64, 64]',
       '',
     ].join('\n'),
   );
@@ -71,6 +81,9 @@ test('two iterations of the toy loop through make, then eval', { timeout: 600_00
     );
     assert.ok(Number.isFinite(m.loss), `${it}: loss ${m.loss}`);
     assert.ok(Math.abs(m.ratio_min - 1) <= 1e-5 && Math.abs(m.ratio_max - 1) <= 1e-5, `${it}: ratio`);
+    // The learned world's latents: the toy VAE's 8 channels of 16×16 per frame.
+    const traj = readShard(join(run, it, 'trajectory', 'shard-0000.safetensors'), 'trajectory');
+    assert.deepEqual(traj.tensors.get('final_latents')!.shape.slice(1), [8, 8, 16, 16]);
     const r = readShard(join(run, it, 'rewards', 'shard-0000.safetensors'), 'rewards');
     for (const k of ['reward/motion', 'reward/reprojection', 'advantages']) {
       assert.ok((r.tensors.get(k)!.data as Float32Array).every(Number.isFinite), `${it}: ${k}`);

@@ -27,7 +27,7 @@ writeFileSync(prompts, 'orbit around the red box\ndolly toward the blue sphere\n
 
 /** The toy config at a small size, with overrides per section. */
 function configFile(name: string, over: { sampler?: object; grpo?: object } = {}): string {
-  const doc = parse(readFileSync(join(ROOT, 'examples/toy/config.yaml'), 'utf8'));
+  const doc = parse(readFileSync(join(ROOT, 'examples/toy/analytic.yaml'), 'utf8'));
   for (const k of Object.keys(doc.models))
     if (typeof doc.models[k] === 'string') doc.models[k] = join(ROOT, 'examples/toy', doc.models[k]);
   Object.assign(doc.sampler, { group_size: 3, steps: 4, per_shard: 2, ...over.sampler });
