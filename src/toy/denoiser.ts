@@ -14,9 +14,8 @@
  *   const trained = buildDenoiser({ weights: readWeights(file) });   // committed weights
  */
 import { GraphBuilder } from '../onnx/builder.js';
-import type { ModelProto } from '../onnx/proto.js';
 import { TOY } from './latent.js';
-import { Net, type ParamInfo } from './nn.js';
+import { type BuiltModel, Net } from './nn.js';
 import { LATENT } from './spaces.js';
 
 export interface DenoiserShape {
@@ -71,11 +70,6 @@ export interface DenoiserOptions {
   space?: 'analytic' | 'learned';
 }
 
-export interface BuiltDenoiser {
-  model: ModelProto;
-  params: ParamInfo[];
-}
-
 /**
  * cos/sin tables [N, 1, hd] of Wan's 3-D rotary embedding in rotate-half layout: of the hd/2
  * frequency pairs, the first hd/2 − 2·(hd/6 rounded down) rotate with the frame index, then
@@ -125,7 +119,7 @@ export function ropeTables(
  *   const { model } = buildDenoiser({ weights });
  *   saveModel(model, 'onnx/fixtures/denoiser.onnx');
  */
-export function buildDenoiser(opts: DenoiserOptions = {}): BuiltDenoiser {
+export function buildDenoiser(opts: DenoiserOptions = {}): BuiltModel {
   const S = opts.shape ?? DENOISER_SHAPE;
   const { contextLength: L, contextDim: D } = TOY;
   const { channels: C, frames: F, height: H, width: W } = opts.space === 'learned' ? LATENT : TOY;

@@ -26,8 +26,7 @@
  *   saveModel(model, 'onnx/fixtures/geometry_rgb.onnx');
  */
 import { GraphBuilder } from '../onnx/builder.js';
-import type { ModelProto } from '../onnx/proto.js';
-import { Net, normalizeQuaternion, type ParamInfo, worldPoints } from './nn.js';
+import { type BuiltModel, Net, normalizeQuaternion, type ToyModelOptions, worldPoints } from './nn.js';
 import { GEOMETRY, VIDEO } from './spaces.js';
 
 export interface GeometryShape {
@@ -73,19 +72,8 @@ const FLOW_SCALE = 0.1;
 /** The field of view is predicted as a small offset from the toy cameras' 60°. */
 const FOV_SCALE = 0.1;
 
-export interface GeometryModelOptions {
-  weights?: ReadonlyMap<string, Float32Array>;
-  /** Parameters as graph inputs (training graphs). */
-  paramsAsInputs?: boolean;
-  /** Static batch size (training graphs); default the symbolic `B`. */
-  batch?: number;
+export interface GeometryModelOptions extends ToyModelOptions {
   shape?: GeometryShape;
-  seed?: number;
-}
-
-export interface BuiltGeometryModel {
-  model: ModelProto;
-  params: ParamInfo[];
 }
 
 /**
@@ -95,7 +83,7 @@ export interface BuiltGeometryModel {
  * @example
  *   const { model, params } = buildGeometryModel(); // seeded initial weights
  */
-export function buildGeometryModel(opts: GeometryModelOptions = {}): BuiltGeometryModel {
+export function buildGeometryModel(opts: GeometryModelOptions = {}): BuiltModel {
   const S = opts.shape ?? GEOMETRY_SHAPE;
   const { frames: F, height: H, width: W } = VIDEO;
   const { height: h, width: w } = GEOMETRY;

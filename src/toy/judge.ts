@@ -24,13 +24,13 @@
  *   saveModel(model, 'onnx/fixtures/judge.onnx');
  */
 import { GraphBuilder } from '../onnx/builder.js';
-import type { ModelProto } from '../onnx/proto.js';
 import {
+  type BuiltModel,
   Net,
   normalizeQuaternion,
-  type ParamInfo,
   quaternionProduct,
   quaternionToRotation,
+  type ToyModelOptions,
   worldPoints,
 } from './nn.js';
 import { GEOMETRY, VIDEO } from './spaces.js';
@@ -49,20 +49,6 @@ const STEP_SCALE = 0.1;
 /** The field of view is predicted as a small offset from the toy cameras' 60°. */
 const FOV_SCALE = 0.1;
 
-export interface JudgeOptions {
-  weights?: ReadonlyMap<string, Float32Array>;
-  /** Parameters as graph inputs (training graphs). */
-  paramsAsInputs?: boolean;
-  /** Static batch size (training graphs); default the symbolic `B`. */
-  batch?: number;
-  seed?: number;
-}
-
-export interface BuiltJudge {
-  model: ModelProto;
-  params: ParamInfo[];
-}
-
 /** x + conv2(silu(conv1(silu(x)))); conv2 starts small so the block begins near the identity. */
 function resBlock(net: Net, x: string, name: string, ch: number): string {
   const a = net.conv(net.silu(x), `${name}.conv1`, ch, ch, { gain: Math.SQRT2 });
@@ -76,7 +62,7 @@ function resBlock(net: Net, x: string, name: string, ch: number): string {
  * @example
  *   const { model, params } = buildJudge(); // seeded initial weights
  */
-export function buildJudge(opts: JudgeOptions = {}): BuiltJudge {
+export function buildJudge(opts: ToyModelOptions = {}): BuiltModel {
   const { frames: F, height: H, width: W } = VIDEO;
   const { height: h, width: w } = GEOMETRY;
   const P = h * w;

@@ -11,6 +11,7 @@
 
 import { RuntimeFailure } from '../errors.js';
 import type { GraphBuilder } from '../onnx/builder.js';
+import type { ModelProto } from '../onnx/proto.js';
 import { normalInit } from './init.js';
 
 export type ParamInit = { kind: 'normal'; std: number } | { kind: 'zeros' } | { kind: 'ones' };
@@ -29,6 +30,24 @@ export interface ParamInfo {
   name: string;
   shape: number[];
   value: Float32Array;
+}
+
+/** What a toy model builder takes (the VAE, Φ, the judge; the denoiser adds its own). */
+export interface ToyModelOptions {
+  /** Trained values by parameter name; missing ones get the seeded initialisation. */
+  weights?: ReadonlyMap<string, Float32Array>;
+  /** Parameters as graph inputs (training graphs). */
+  paramsAsInputs?: boolean;
+  /** A static batch size (training graphs need static shapes); default the symbolic `B`. */
+  batch?: number;
+  /** Seed of the initial weights; default the model's own. */
+  seed?: number;
+}
+
+/** A built toy model and its parameters in creation order. */
+export interface BuiltModel {
+  model: ModelProto;
+  params: ParamInfo[];
 }
 
 export class Net {

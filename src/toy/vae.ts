@@ -23,8 +23,7 @@
  *   const dec = buildLearnedVaeDecoder({ weights });   // latents → frames
  */
 import { GraphBuilder } from '../onnx/builder.js';
-import type { ModelProto } from '../onnx/proto.js';
-import { Net, type NetOptions, type ParamInfo } from './nn.js';
+import { type BuiltModel, Net, type NetOptions, type ToyModelOptions } from './nn.js';
 import { LATENT, VIDEO } from './spaces.js';
 
 /** Channels of the convolutional trunk at the 16×16 latent grid. */
@@ -36,22 +35,6 @@ const PATCH = LATENT.spatialCompression;
 const STEM = 3 * PATCH * PATCH;
 const { frames: F, height: HV, width: WV } = VIDEO;
 const { channels: C, height: HL, width: WL } = LATENT;
-
-export interface VaeOptions {
-  /** Trained values by parameter name (names as in PyTorch: `encoder.conv_in.weight`, …). */
-  weights?: ReadonlyMap<string, Float32Array>;
-  /** Parameters as graph inputs (training graphs). */
-  paramsAsInputs?: boolean;
-  /** A fixed batch size instead of the dynamic `B` (training graphs need static shapes). */
-  batch?: number;
-  /** Seed of the initial weights. */
-  seed?: number;
-}
-
-export interface BuiltVae {
-  model: ModelProto;
-  params: ParamInfo[];
-}
 
 /** Names of the normalisation buffers (not trained: leave them out of the gradient's `wrt`). */
 export const LATENT_NORM = { mean: 'latent_norm.mean', std: 'latent_norm.std' } as const;
@@ -110,7 +93,7 @@ export function decoderBody(net: Net, latents: string): string {
   return net.reshape(x, [-1, F, 3, HV, WV]);
 }
 
-function netOf(name: string, o: VaeOptions): Net {
+function netOf(name: string, o: ToyModelOptions): Net {
   const opts: NetOptions = { seed: o.seed ?? 0, weights: o.weights, paramsAsInputs: o.paramsAsInputs };
   return new Net(new GraphBuilder(name, 18), opts);
 }
@@ -121,7 +104,7 @@ function netOf(name: string, o: VaeOptions): Net {
  * @example
  *   saveModel(buildVaeEncoder({ weights }).model, 'onnx/fixtures/vae_encoder.onnx');
  */
-export function buildVaeEncoder(o: VaeOptions = {}): BuiltVae {
+export function buildVaeEncoder(o: ToyModelOptions = {}): BuiltModel {
   const net = netOf('toy_vae_encoder', o);
   const B = o.batch ?? 'B';
   const frames = net.g.input('frames', 'float32', [B, F, 3, HV, WV]);
@@ -135,7 +118,7 @@ export function buildVaeEncoder(o: VaeOptions = {}): BuiltVae {
  * @example
  *   saveModel(buildLearnedVaeDecoder({ weights }).model, 'onnx/fixtures/vae_decoder_learned.onnx');
  */
-export function buildLearnedVaeDecoder(o: VaeOptions = {}): BuiltVae {
+export function buildLearnedVaeDecoder(o: ToyModelOptions = {}): BuiltModel {
   const net = netOf('toy_vae_decoder_learned', o);
   const B = o.batch ?? 'B';
   const latents = net.g.input('latents', 'float32', [B, C, F, HL, WL]);
