@@ -36,28 +36,24 @@ const denoiserContract = (latent: number[]) => ({
   ] as Io[],
   outputs: [['velocity', 'F32', ['B', ...latent]]] as Io[],
 });
+/** A geometry model's outputs for F frames at h × w (the judge has no scene flow). */
+const geometryOutputs = (F: number, h: number, w: number, flow = true): Io[] => [
+  ['depth', 'F32', ['B', F, h, w]],
+  ['world_points', 'F32', ['B', F, h, w, 3]],
+  ['confidence', 'F32', ['B', F, h, w]],
+  ['pose_enc', 'F32', ['B', F, 9]],
+  ...(flow ? ([['scene_flow', 'F32', ['B', F, h, w, 3]]] as Io[]) : []),
+];
 const CONTRACTS: Record<keyof typeof FIXTURE_FILES, { inputs: Io[]; outputs: Io[] }> = {
   denoiser: denoiserContract([C, F, H, W]),
   denoiser_learned: denoiserContract([LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]),
   geometry: {
     inputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
-    outputs: [
-      ['depth', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width]],
-      ['world_points', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width, 3]],
-      ['confidence', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width]],
-      ['pose_enc', 'F32', ['B', VIDEO.frames, 9]],
-      ['scene_flow', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width, 3]],
-    ],
+    outputs: geometryOutputs(VIDEO.frames, GEOMETRY.height, GEOMETRY.width),
   },
   lgm: {
     inputs: [['latents', 'F32', ['B', C, F, H, W]]],
-    outputs: [
-      ['depth', 'F32', ['B', F, h, w]],
-      ['world_points', 'F32', ['B', F, h, w, 3]],
-      ['confidence', 'F32', ['B', F, h, w]],
-      ['pose_enc', 'F32', ['B', F, 9]],
-      ['scene_flow', 'F32', ['B', F, h, w, 3]],
-    ],
+    outputs: geometryOutputs(F, h, w),
   },
   text_encoder: { inputs: [['input_ids', 'I64', ['B', L]]], outputs: [['context', 'F32', ['B', L, D]]] },
   vae_decoder: {
@@ -74,22 +70,11 @@ const CONTRACTS: Record<keyof typeof FIXTURE_FILES, { inputs: Io[]; outputs: Io[
   },
   judge: {
     inputs: [['frames', 'F32', ['B', VIDEO.frames, 3, VIDEO.height, VIDEO.width]]],
-    outputs: [
-      ['depth', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width]],
-      ['world_points', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width, 3]],
-      ['confidence', 'F32', ['B', VIDEO.frames, GEOMETRY.height, GEOMETRY.width]],
-      ['pose_enc', 'F32', ['B', VIDEO.frames, 9]],
-    ],
+    outputs: geometryOutputs(VIDEO.frames, GEOMETRY.height, GEOMETRY.width, false),
   },
   lgm_stitched: {
     inputs: [['latents', 'F32', ['B', LATENT.channels, LATENT.frames, LATENT.height, LATENT.width]]],
-    outputs: [
-      ['depth', 'F32', ['B', LATENT.frames, GEOMETRY.height, GEOMETRY.width]],
-      ['world_points', 'F32', ['B', LATENT.frames, GEOMETRY.height, GEOMETRY.width, 3]],
-      ['confidence', 'F32', ['B', LATENT.frames, GEOMETRY.height, GEOMETRY.width]],
-      ['pose_enc', 'F32', ['B', LATENT.frames, 9]],
-      ['scene_flow', 'F32', ['B', LATENT.frames, GEOMETRY.height, GEOMETRY.width, 3]],
-    ],
+    outputs: geometryOutputs(LATENT.frames, GEOMETRY.height, GEOMETRY.width),
   },
 };
 
