@@ -47,10 +47,10 @@ import { writeSafetensors } from '../src/shards/safetensors.js';
 import { f32, type Tensor } from '../src/shards/tensor.js';
 import { buildDenoiser, effectiveSigma } from '../src/toy/denoiser.js';
 import { encodeScene } from '../src/toy/encoder.js';
-import { CH, LATENT_SIZE, TOY } from '../src/toy/latent.js';
+import { CH, TOY } from '../src/toy/latent.js';
 import { buildLgm } from '../src/toy/lgm.js';
 import { promptScenario, syntheticPrompts } from '../src/toy/prompts.js';
-import { GEOMETRY, LATENT, LATENT_VALUES, VIDEO } from '../src/toy/spaces.js';
+import { GEOMETRY, LATENT, VIDEO } from '../src/toy/spaces.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
 import { tokenizeBatch } from '../src/toy/tokenizer.js';
 import { renderToyVideo } from '../src/toy/videos.js';
@@ -71,14 +71,8 @@ export type Space = 'analytic' | 'learned';
 
 /** Latent dimensions [C, F, H, W] and values per video of a space. */
 function latentDims(space: Space): { C: number; F: number; H: number; W: number; size: number } {
-  const d = space === 'learned' ? LATENT : TOY;
-  return {
-    C: d.channels,
-    F: d.frames,
-    H: d.height,
-    W: d.width,
-    size: space === 'learned' ? LATENT_VALUES : LATENT_SIZE,
-  };
+  const { channels: C, frames: F, height: H, width: W } = space === 'learned' ? LATENT : TOY;
+  return { C, F, H, W, size: C * F * H * W };
 }
 
 export interface PretrainOptions {
