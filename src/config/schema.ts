@@ -253,10 +253,32 @@ export const StitchConfig = z
      */
     phase2: StitchPhase(300, 2e-5)
       .extend({
-        /** Loss weight per output role of `geometry_outputs` (depth, points, confidence, cameras, scene_flow, intrinsics_output, dynamic_mask); missing: 1. */
-        weights: z.record(z.string(), z.number().nonnegative()).default({ confidence: 0.1, scene_flow: 0.1 }),
+        /**
+         * Loss weight per output role of `geometry_outputs`; a role not given weighs 1. `camera_steps`
+         * (default 0) adds a term on the camera output's frame-to-frame differences — what the motion
+         * reward reads — whose variance is far below the cameras' own, so a relative MSE on the
+         * cameras alone lets step errors through that a jitter ranking notices.
+         */
+        weights: z
+          .object({
+            depth: z.number().nonnegative().optional(),
+            points: z.number().nonnegative().optional(),
+            confidence: z.number().nonnegative().optional(),
+            cameras: z.number().nonnegative().optional(),
+            scene_flow: z.number().nonnegative().optional(),
+            intrinsics_output: z.number().nonnegative().optional(),
+            dynamic_mask: z.number().nonnegative().optional(),
+            camera_steps: z.number().nonnegative().default(0),
+          })
+          .strict()
+          .default({ confidence: 0.1, scene_flow: 0.1, camera_steps: 0 }),
       })
-      .default({ steps: 300, lr: 2e-5, weight_decay: 0, weights: { confidence: 0.1, scene_flow: 0.1 } }),
+      .default({
+        steps: 300,
+        lr: 2e-5,
+        weight_decay: 0,
+        weights: { confidence: 0.1, scene_flow: 0.1, camera_steps: 0 },
+      }),
   })
   .strict();
 

@@ -622,9 +622,12 @@ export async function runStitch(
   const terms: LossTerm[] = [...m.roles].map(([role, name]) => ({
     output: name,
     shape: phiVals.get(name)!.shape,
-    weight: sc.phase2.weights[role] ?? 1,
+    weight: sc.phase2.weights[role as keyof typeof sc.phase2.weights] ?? 1,
     targets: trainOf(phiVals.get(name)!),
   }));
+  // The cameras' frame-to-frame steps, what the motion reward reads (stitch.phase2.weights.camera_steps).
+  const cams = terms.find((x) => x.output === m.roles.get('cameras'));
+  if (cams) terms.push({ ...cams, weight: sc.phase2.weights.camera_steps, frameSteps: true });
   const s2 = await runPhase({
     ...common,
     phase: 2,

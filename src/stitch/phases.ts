@@ -30,8 +30,36 @@ export interface LossTerm {
   /** Per-sample shape of the output. */
   shape: number[];
   weight: number;
-  /** Training targets per video. */
+  /** Training targets per video (the output's own values, also for a `frameSteps` term). */
   targets: Float32Array[];
+  /**
+   * Match the differences between consecutive frames (axis 0 of the per-sample shape) instead of
+   * the values, with the differences' variance as the scale.
+   */
+  frameSteps?: boolean;
+}
+
+/** The key a term's target is fed under. */
+export function targetName(t: LossTerm): string {
+  return t.frameSteps ? `target:${t.output}:steps` : `target:${t.output}`;
+}
+
+/** Per-sample shape of what a term compares (one frame fewer for a `frameSteps` term). */
+function comparedShape(t: LossTerm): number[] {
+  return t.frameSteps ? [t.shape[0]! - 1, ...t.shape.slice(1)] : t.shape;
+}
+
+/** The differences x[f+1] − x[f] along axis 0 of a per-sample array of shape `shape`. */
+export function frameSteps(x: Float32Array, shape: number[]): Float32Array {
+  const per = shape.slice(1).reduce((a, d) => a * d, 1);
+  const out = new Float32Array(x.length - per);
+  for (let i = 0; i < out.length; i++) out[i] = x[i + per]! - x[i]!;
+  return out;
+}
+
+/** What a term's targets compare against: the values, or their frame steps. */
+function comparedTargets(t: LossTerm): Float32Array[] {
+  return t.frameSteps ? t.targets.map((x) => frameSteps(x, t.shape)) : t.targets;
 }
 
 export interface PhaseSettings {
@@ -108,10 +136,17 @@ export function lossGradientGraph(
   const g = GraphBuilder.extend(m);
   const parts: string[] = [];
   for (const t of terms) {
-    const target = g.input(`target:${t.output}`, 'float32', [batch, ...t.shape]);
-    const d = g.op('Sub', [t.output, target]);
+    const target = g.input(targetName(t), 'float32', [batch, ...comparedShape(t)]);
+    const F = t.shape[0]!;
+    const y = t.frameSteps
+      ? g.op('Sub', [
+          g.op('Slice', [t.output, g.ints([1]), g.ints([F]), g.ints([1])]),
+          g.op('Slice', [t.output, g.ints([0]), g.ints([F - 1]), g.ints([1])]),
+        ])
+      : t.output;
+    const d = g.op('Sub', [y, target]);
     const mse = g.op('ReduceMean', [g.op('Mul', [d, d])], { keepdims: 0 });
-    parts.push(g.op('Mul', [mse, g.const([t.weight / variance(t.targets)])]));
+    parts.push(g.op('Mul', [mse, g.const([t.weight / variance(comparedTargets(t))])]));
   }
   const loss = parts.length === 1 ? parts[0]! : g.op('Sum', parts);
   m.graph!.output = [];
@@ -162,6 +197,7 @@ export async function runPhase(r: PhaseRun): Promise<PhaseState> {
     curve: [],
   };
   const per = r.inputShape.reduce((a, d) => a * d, 1);
+  const compared = r.terms.map((t) => [t, comparedTargets(t)] as const);
   const t0 = Date.now();
   try {
     while (state.step < o.steps) {
@@ -169,9 +205,10 @@ export async function runPhase(r: PhaseRun): Promise<PhaseState> {
       const idx = batchIndices(o.seed, r.phase, state.step, n, o.batch);
       const feeds: Record<string, Tensor> = { 'grad:loss': f32([], [1]) };
       feeds[r.input] = f32([o.batch, ...r.inputShape], gather(r.inputs, idx, per));
-      for (const t of r.terms) {
-        const size = t.shape.reduce((a, d) => a * d, 1);
-        feeds[`target:${t.output}`] = f32([o.batch, ...t.shape], gather(t.targets, idx, size));
+      for (const [t, targets] of compared) {
+        const shape = comparedShape(t);
+        const size = shape.reduce((a, d) => a * d, 1);
+        feeds[targetName(t)] = f32([o.batch, ...shape], gather(targets, idx, size));
       }
       for (const p of r.params) feeds[p.name] = f32(p.shape, state.values.get(p.name)!);
       const out = await session.run(feeds);

@@ -541,3 +541,65 @@ test('phase 2 trains weights, not the graph constants of the suffix', async () =
     assert.equal(isWeight(t(c)), false, c);
   assert.equal(isWeight(t('blocks.0.scale', 1)), false);
 });
+
+test('a camera-steps loss term matches frame-to-frame differences: loss by hand, gradient by finite differences', async () => {
+  const { frameSteps, lossGradientGraph, variance } = await import('../../src/stitch/phases.js');
+  // y[b, f, k] = Σ_j x[b, f, j]·W[j, k]: 4 frames of 3 values, 2 samples.
+  const B = 2;
+  const F = 4;
+  const K = 3;
+  const g = new GraphBuilder('steps', 18);
+  g.input('x', 'float32', [B, F, K]);
+  g.input('W', 'float32', [K, K]);
+  g.output(g.op('MatMul', ['x', 'W']), 'y', 'float32', [B, F, K]);
+  const model = g.toModel();
+  const x = Float32Array.from(rand(B * F * K, 1));
+  const W = Float32Array.from(rand(K * K, 2));
+  const targets = [Float32Array.from(rand(F * K, 3)), Float32Array.from(rand(F * K, 4))];
+  const term = { output: 'y', shape: [F, K], weight: 2.5, targets, frameSteps: true };
+  const { bytes } = lossGradientGraph(model, [{ name: 'W', shape: [K, K], value: W }], [term], B);
+  const s = await ModelSession.open(bytes, { threads: 1 });
+  const steps = targets.map((t) => frameSteps(t, [F, K]));
+  const run = async (w: Float32Array) => {
+    const out = await s.run({
+      x: f32([B, F, K], x),
+      W: f32([K, K], w),
+      'target:y:steps': f32([B, F - 1, K], Float32Array.from([...steps[0]!, ...steps[1]!])),
+      'grad:loss': f32([], [1]),
+    });
+    return { loss: (out.loss!.data as Float32Array)[0]!, grad: out['grad:W']!.data as Float32Array };
+  };
+  // By hand, in float64.
+  const y = (w: ArrayLike<number>) =>
+    Array.from({ length: B * F * K }, (_, i) => {
+      const row = Math.floor(i / K);
+      const k = i % K;
+      let v = 0;
+      for (let j = 0; j < K; j++) v += x[row * K + j]! * w[j * K + k]!;
+      return v;
+    });
+  const lossByHand = (w: ArrayLike<number>) => {
+    const v = y(w);
+    let sse = 0;
+    for (let b = 0; b < B; b++)
+      for (let f = 0; f < F - 1; f++)
+        for (let k = 0; k < K; k++) {
+          const dy = v[(b * F + f + 1) * K + k]! - v[(b * F + f) * K + k]!;
+          const dt = targets[b]![(f + 1) * K + k]! - targets[b]![f * K + k]!;
+          sse += (dy - dt) ** 2;
+        }
+    return (2.5 * sse) / (B * (F - 1) * K) / variance(steps);
+  };
+  const { loss, grad } = await run(W);
+  assert.ok(Math.abs(loss - lossByHand(W)) < 1e-5 * Math.max(1, lossByHand(W)), `${loss} vs ${lossByHand(W)}`);
+  const h = 1e-3;
+  for (let i = 0; i < K * K; i++) {
+    const wp = Float64Array.from(W);
+    const wm = Float64Array.from(W);
+    wp[i]! += h;
+    wm[i]! -= h;
+    const fd = (lossByHand(wp) - lossByHand(wm)) / (2 * h);
+    assert.ok(Math.abs(grad[i]! - fd) < 1e-3 * Math.max(1, Math.abs(fd)), `W[${i}]: ${grad[i]} vs ${fd}`);
+  }
+  await s.release();
+});
