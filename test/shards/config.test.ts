@@ -34,7 +34,10 @@ test('typo, wrong type and bad enum name the key path', () => {
     [{ lgm_outputs: { camera_convention: 'euler' } }, /config key lgm_outputs\.camera_convention/],
     [{ rewards: { motion: { wieght: 1 } } }, /unknown config key rewards\.motion\.wieght/],
     [{ nonsense: 1 }, /unknown config key nonsense/],
-    [{ stitch: { phase2: { weights: { camera: 10 } } } }, /unknown config key stitch\.phase2\.weights\.camera/],
+    [
+      { stitch: { phase2: { weights: { camera: 10 } } } },
+      /unknown config key stitch\.phase2\.weights\.camera/,
+    ],
   ];
   for (const [layer, re] of cases) {
     assert.throws(

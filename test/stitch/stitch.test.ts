@@ -591,7 +591,10 @@ test('a camera-steps loss term matches frame-to-frame differences: loss by hand,
     return (2.5 * sse) / (B * (F - 1) * K) / variance(steps);
   };
   const { loss, grad } = await run(W);
-  assert.ok(Math.abs(loss - lossByHand(W)) < 1e-5 * Math.max(1, lossByHand(W)), `${loss} vs ${lossByHand(W)}`);
+  assert.ok(
+    Math.abs(loss - lossByHand(W)) < 1e-5 * Math.max(1, lossByHand(W)),
+    `${loss} vs ${lossByHand(W)}`,
+  );
   const h = 1e-3;
   for (let i = 0; i < K * K; i++) {
     const wp = Float64Array.from(W);
