@@ -2,9 +2,11 @@
  * The stitched toy LGM (onnx/fixtures/lgm_stitched.onnx = Φ after tokenizer.output ∘ the paper's
  * connector, made by `vggrpo stitch`): fidelity on held-out groups against ground truth, next to
  * Φ's on the RGB frames of the same videos (src/metrics/fidelity.ts; onnx/measure-lgm.ts prints
- * the whole table). The issue's targets for the LGM are Spearman ≥ 0.75, within-group ≥ 0.94,
- * smooth above ≥ 99%; the assertions below are what the committed LGM reaches, which is short of
- * them (onnx/fixtures/README.md) — they guard against regressions, they do not claim the targets.
+ * the whole table). The issue's targets for the LGM are Spearman ≥ 0.75,
+ * within-group ≥ 0.94, smooth above ≥ 99%: the committed LGM meets the within-group one (asserted
+ * at the target); the others are asserted at what it reaches (Spearman 0.741 — Φ itself gives
+ * 0.750 — and 98%, one group short), guarding against regressions without claiming the targets
+ * (onnx/fixtures/README.md).
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -43,13 +45,14 @@ test('stitched LGM on held-out groups (48 of 4): fidelity against ground truth, 
 });
 
 /**
- * What the committed LGM reaches (onnx/measure-lgm.ts: depth 0.050, 1.84°, Spearman 0.691,
- * within-group 0.854, smooth above 88% of 48 groups), with a margin for float noise.
+ * What the committed LGM reaches (onnx/measure-lgm.ts: depth 0.048, 1.57°, Spearman 0.741,
+ * within-group 0.950, smooth above 98% of 48 groups), with a margin for float noise; within-group
+ * at the issue's target.
  */
 const LGM_BOUNDS = {
-  depthRelErr: 0.065,
-  rotErrDeg: 2.2,
-  motionSpearman: 0.64,
-  withinGroupSpearman: 0.8,
-  smoothAbove: 0.8,
+  depthRelErr: 0.06,
+  rotErrDeg: 1.8,
+  motionSpearman: 0.72,
+  withinGroupSpearman: 0.94,
+  smoothAbove: 0.95,
 };
