@@ -45,9 +45,12 @@ test('examples/toy/config.yaml (the demo) is the learned world: its models fit e
   assert.deepEqual(await inputOf(cfg.models.lgm, 'latents'), latents);
   assert.deepEqual(await inputOf(cfg.models.vae_decoder!, 'latents'), latents);
   assert.ok(existsSync(cfg.eval.judge!));
+  // The learned world weighs reprojection more (README, What the demo shows); the reward kinds are the same.
+  assert.deepEqual(Object.keys(cfg.rewards), Object.keys(base.rewards));
+  assert.deepEqual(cfg.rewards.motion!.weight + cfg.rewards.reprojection!.weight, 1);
   assert.deepEqual(
-    { ...cfg, models: undefined, grpo: undefined },
-    { ...base, models: undefined, grpo: undefined },
+    { ...cfg, models: undefined, grpo: undefined, rewards: undefined },
+    { ...base, models: undefined, grpo: undefined, rewards: undefined },
   );
 });
 
