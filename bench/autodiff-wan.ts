@@ -172,12 +172,15 @@ function prepare(dir: string): { feeds: Record<string, ort.Tensor>; gradNodes: n
 
 /** Ours against PyTorch on the Wan-shaped model; figures printed with their goals. */
 /**
- * onnxruntime's defaults (weights prepacked for the GEMMs, memory arena) against the lean set-up
- * (neither): prepacking keeps a packed copy of each weight per product reading it, which here
- * costs more memory than PyTorch's whole step, but makes the forward and dX products faster.
+ * Three onnxruntime set-ups: lean (no prepacked weights, no arena: least memory, but every large
+ * intermediate is a fresh mmap page-faulted anew each run), arena (the memory arena without
+ * prepacking: no faults, the arena keeps its high-water mark) and onnxruntime's defaults (packed:
+ * a packed copy of each weight per product reading it, which here costs more memory than
+ * PyTorch's whole step, but makes the forward and dX products faster).
  */
 const CONFIGS: [string, RunOptions][] = [
-  ['lean', { lean: true, preallocate: true }],
+  ['lean', { arena: false, prepack: false, preallocate: true }],
+  ['arena', { prepack: false, preallocate: true }],
   ['packed', { preallocate: true }],
 ];
 

@@ -20,11 +20,16 @@ export interface RunOptions {
   /** intra-op threads (1: the ratios then measure work, not how busy the other cores are) */
   threads?: number;
   /**
-   * No prepacked weight copies and no arena: at Wan's width onnxruntime's packed copy of every
-   * weight (one per product reading it) and the arena's rounding up cost about 0.9 GB of 2.4 GB;
-   * without prepacking, products with a weight run about 15% slower.
+   * Prepacked weight copies (onnxruntime's default, true): at Wan's width the packed copy of
+   * every weight (one per product reading it) costs more memory than PyTorch's whole step;
+   * without it, products with a weight run about 15% slower.
    */
-  lean?: boolean;
+  prepack?: boolean;
+  /**
+   * The CPU memory arena (default true). Without it every large intermediate is a fresh mmap,
+   * page-faulted anew on each run (seconds of system time at Wan's width).
+   */
+  arena?: boolean;
   /** Write the outputs into buffers allocated once (as a training loop reuses its gradients). */
   preallocate?: boolean;
 }
@@ -36,7 +41,8 @@ export function sessionOptions(o: RunOptions = {}): ort.InferenceSession.Session
     intraOpNumThreads: o.threads ?? 1,
     interOpNumThreads: 1,
     logSeverityLevel: 3,
-    ...(o.lean ? { enableCpuMemArena: false, extra: { session: { disable_prepacking: '1' } } } : {}),
+    ...(o.arena === false ? { enableCpuMemArena: false } : {}),
+    ...(o.prepack === false ? { extra: { session: { disable_prepacking: '1' } } } : {}),
   };
 }
 

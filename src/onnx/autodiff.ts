@@ -16,9 +16,11 @@
  */
 import { InputError } from '../errors.js';
 import { GraphBuilder, valueInfo } from './builder.js';
+import { findGeluChains } from './composites.js';
 import { foldOutputIdentities, GradContext, pruneDeadNodes, RuntimeShapeError } from './emit.js';
 import { globMatch, nodeLabel } from './graph.js';
 import { BF16_WIDENED, widenBf16 } from './half.js';
+import { geluDerivative } from './ops/elementwise.js';
 import { opDef } from './ops/index.js';
 import { covers, type GradDef } from './ops/types.js';
 import { isFloatType, isStatic } from './ops/util.js';
@@ -140,6 +142,8 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     return onPath && grad && grad !== 'zero' && grad.prepare ? grad.prepare(n, info, (p) => b.fresh(p)) : n;
   });
   const ctx = new GradContext(b, info, graph, total);
+  // GELU written in primitives gets GELU's derivative, not the chain rule through each (src/onnx/composites.ts)
+  const gelus = findGeluChains(info, graph);
 
   // Backward walk (rules append their nodes after the forward ones).
   const forward = [...(graph.node ?? [])];
@@ -149,6 +153,14 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     const outs = node.output ?? [];
     let dYs = outs.map((o) => (o && source.has(o) ? total(o) : undefined));
     if (dYs.every((d) => d === undefined)) continue;
+    const chain = outs.length === 1 ? gelus.get(outs[0] ?? '') : undefined;
+    if (chain) {
+      if (source.has(chain.x)) {
+        const dY = wholeCotangent(ctx, dYs[0]!, outs[0] ?? '');
+        add(chain.x, ctx.mul(dY, geluDerivative(ctx, chain.x, chain.approximate)));
+      }
+      continue;
+    }
     const ins = node.input ?? [];
     const grad = ruleOf(node, source);
     const wants = ins.map((x, i) => !!x && source.has(x) && !grad.constant?.includes(i));

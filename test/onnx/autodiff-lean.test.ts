@@ -193,3 +193,108 @@ test('contributions from linear layers accumulate in the Gemm that computes dX',
   assert.equal(ops(grad, 'Add') + ops(grad, 'Sum'), 0);
   assert.ok(grad.graph!.node!.some((n) => n.opType === 'Gemm' && n.input!.length === 3));
 });
+
+/** GELU spelt in primitives, as exporters below opset 20 write it (the input is a linear layer's). */
+const GELU_SPELLINGS: Record<string, (g: GraphBuilder, x: string, dt: DTypeName) => string> = {
+  // 0.5·x·(1 + tanh(√(2/π)(x + 0.044715·x³))), the cube as (x·x)·x
+  tanhProducts: (g, x, dt) => {
+    const x3 = g.op('Mul', [g.op('Mul', [x, x]), x]);
+    const u = g.op('Mul', [
+      g.op('Add', [x, g.op('Mul', [x3, g.const([0.044715], dt)])]),
+      g.const([Math.sqrt(2 / Math.PI)], dt),
+    ]);
+    return g.op('Mul', [
+      g.op('Mul', [x, g.const([0.5], dt)]),
+      g.op('Add', [g.const([1], dt), g.op('Tanh', [u])]),
+    ]);
+  },
+  // the same with Pow, the half taken last and the operands the other way round
+  tanhPow: (g, x, dt) => {
+    const inner = g.op('Add', [
+      g.op('Mul', [g.const([0.044715], dt), g.op('Pow', [x, g.const([3], dt)])]),
+      x,
+    ]);
+    const t = g.op('Tanh', [g.op('Mul', [g.const([Math.sqrt(2 / Math.PI)], dt), inner])]);
+    return g.op('Mul', [g.op('Mul', [g.op('Add', [t, g.const([1], dt)]), x]), g.const([0.5], dt)]);
+  },
+  // the exact form: 0.5·x·(1 + erf(x/√2))
+  erf: (g, x, dt) => {
+    const e = g.op('Erf', [g.op('Div', [x, g.const([Math.SQRT2], dt)])]);
+    return g.op('Mul', [g.op('Mul', [x, g.op('Add', [e, g.const([1], dt)])]), g.const([0.5], dt)]);
+  },
+};
+
+function geluNet(spelling: string, dt: DTypeName, extra?: 'tanhOut') {
+  return graph(
+    `gelu-${spelling}`,
+    [[2, 5, 4], [4, 6], [6]],
+    (g, [x, w, b]) => {
+      const y = GELU_SPELLINGS[spelling]!(g, g.op('Add', [g.op('MatMul', [x!, w!]), b!]), dt);
+      const outs = [
+        g.op('MatMul', [
+          y,
+          g.const(
+            Array.from({ length: 12 }, (_, i) => i / 6 - 1),
+            dt,
+            [6, 2],
+          ),
+        ]),
+      ];
+      if (extra) outs.push(g.graph.node!.find((n) => n.opType === 'Tanh' || n.opType === 'Erf')!.output![0]!);
+      return outs;
+    },
+    dt,
+    3,
+  );
+}
+
+test("GELU written in primitives gets GELU's own derivative, in any spelling", async () => {
+  for (const spelling of Object.keys(GELU_SPELLINGS)) {
+    // onnxruntime has no float64 Erf: the exact form is checked in float32
+    const dt = spelling === 'erf' ? 'float32' : 'float64';
+    const { model, xs, feeds } = geluNet(spelling, dt);
+    await gradCheck(model, { wrt: xs, feeds, seed: 4, ...(dt === 'float32' ? { h: 1e-2, rtol: 1e-2 } : {}) });
+    for (const dt of ['float64', 'float32'] as const) {
+      const grad = buildGradientGraph(geluNet(spelling, dt).model, { wrt: ['x0', 'x1', 'x2'] }).model;
+      // recognised: the backward reads x alone (σ for the tanh form, erf and exp for the exact
+      // one) and never differentiates the chain's Tanh/Pow
+      if (spelling === 'erf')
+        assert.deepEqual([ops(grad, 'Erf'), ops(grad, 'Exp')], [2, 1], `${spelling} ${dt}`);
+      else assert.deepEqual([ops(grad, 'Sigmoid'), ops(grad, 'Tanh')], [1, 1], `${spelling} ${dt}`);
+    }
+  }
+});
+
+test('chains that are not GELU, or share an intermediate, keep the chain rule', async () => {
+  // 0.5·x·(1 + tanh(0.8·x)) is not GELU
+  const other = graph(
+    'not-gelu',
+    [[3, 4]],
+    (g, [x]) => {
+      const t = g.op('Tanh', [g.op('Mul', [x!, g.const([0.8], 'float64')])]);
+      return g.op('Mul', [
+        g.op('Mul', [x!, g.const([0.5], 'float64')]),
+        g.op('Add', [t, g.const([1], 'float64')]),
+      ]);
+    },
+    'float64',
+    5,
+  );
+  await gradCheck(other.model, { wrt: other.xs, feeds: other.feeds, seed: 6 });
+  assert.equal(ops(buildGradientGraph(other.model, { wrt: ['x0'] }).model, 'Sigmoid'), 0);
+  // the Tanh's output is also a graph output: its cotangent must reach x through the chain
+  for (const spelling of ['tanhProducts', 'erf']) {
+    const dt = spelling === 'erf' ? 'float32' : 'float64';
+    const shared = geluNet(spelling, dt, 'tanhOut');
+    await gradCheck(shared.model, {
+      wrt: shared.xs,
+      feeds: shared.feeds,
+      seed: 7,
+      ...(dt === 'float32' ? { h: 1e-2, rtol: 1e-2 } : {}),
+    });
+    const grad = buildGradientGraph(shared.model, { wrt: ['x0'] }).model;
+    // not recognised: no σ of the tanh form's derivative, no second Erf of the exact one's
+    if (spelling === 'erf') assert.equal(ops(grad, 'Erf'), 1, spelling);
+    else assert.equal(ops(grad, 'Sigmoid'), 0, spelling);
+  }
+});

@@ -99,6 +99,28 @@ const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const SELU_ALPHA = Math.fround(1.6732632); // the float32 defaults of the ONNX spec
 const SELU_GAMMA = Math.fround(1.050701);
 
+/**
+ * GELU's derivative at x, from x alone (the Gelu operator, and GELU chains written in primitives:
+ * src/onnx/composites.ts).
+ */
+export function geluDerivative(c: GradContext, x: string, approximate: 'tanh' | 'none'): string {
+  const s = (v: number) => c.scalar(v, c.et(x));
+  if (approximate === 'tanh') {
+    // y = 0.5x(1 + tanh u) = x·σ(v), v = 2u = x(k0 + k1x²), u = √(2/π)(x + 0.044715x³), so
+    // y' = σ(v)·(1 + x(1 − σ(v))·v'), v' = k0 + 3k1x²: fewer passes than the tanh form
+    const k0 = 2 * SQRT_2_OVER_PI;
+    const k1 = k0 * 0.044715;
+    const x2 = c.mul(x, x);
+    const sv = c.op('Sigmoid', [c.mul(x, c.op('Add', [c.mul(x2, s(k1)), s(k0)]))]);
+    const xv = c.mul(x, c.op('Add', [c.mul(x2, s(3 * k1)), s(k0)]));
+    return c.mul(sv, c.op('Add', [c.mul(xv, c.op('Sub', [s(1), sv])), s(1)]));
+  }
+  // Φ(x) + x·φ(x)
+  const cdf = c.mul(c.op('Add', [s(1), c.op('Erf', [c.mul(x, s(Math.SQRT1_2))])]), s(0.5));
+  const pdf = c.mul(c.op('Exp', [c.mul(c.mul(x, x), s(-0.5))]), s(1 / Math.sqrt(2 * Math.PI)));
+  return c.op('Add', [cdf, c.mul(x, pdf)]);
+}
+
 function minMax(cmp: 'GreaterOrEqual' | 'LessOrEqual'): Vjp {
   return (c, n, [dY], w) => {
     const ins = n.input ?? [];
@@ -402,27 +424,12 @@ export const ELEMENTWISE: Record<string, OpDef> = {
   Gelu: {
     infer: sameAsInput,
     grad: {
-      vjp: (c, n, [dY]) => {
-        const x = I(n, 0);
-        const s = (v: number) => c.scalar(v, c.et(x));
-        let d: string;
-        if (attrString(n, 'approximate', 'none') === 'tanh') {
-          // y = 0.5x(1 + tanh u) = x·σ(v), v = 2u = x(k0 + k1x²), u = √(2/π)(x + 0.044715x³), so
-          // y' = σ(v)·(1 + x(1 − σ(v))·v'), v' = k0 + 3k1x²: fewer passes than the tanh form
-          const k0 = 2 * SQRT_2_OVER_PI;
-          const k1 = k0 * 0.044715;
-          const x2 = c.mul(x, x);
-          const sv = c.op('Sigmoid', [c.mul(x, c.op('Add', [c.mul(x2, s(k1)), s(k0)]))]);
-          const xv = c.mul(x, c.op('Add', [c.mul(x2, s(3 * k1)), s(k0)]));
-          d = c.mul(sv, c.op('Add', [c.mul(xv, c.op('Sub', [s(1), sv])), s(1)]));
-        } else {
-          // Φ(x) + x·φ(x)
-          const cdf = c.mul(c.op('Add', [s(1), c.op('Erf', [c.mul(x, s(Math.SQRT1_2))])]), s(0.5));
-          const pdf = c.mul(c.op('Exp', [c.mul(c.mul(x, x), s(-0.5))]), s(1 / Math.sqrt(2 * Math.PI)));
-          d = c.op('Add', [cdf, c.mul(x, pdf)]);
-        }
-        return [c.mul(dY!, d)];
-      },
+      vjp: (c, n, [dY]) => [
+        c.mul(
+          dY!,
+          geluDerivative(c, I(n, 0), attrString(n, 'approximate', 'none') === 'tanh' ? 'tanh' : 'none'),
+        ),
+      ],
       inputs: [0],
       outputs: [0],
     },
