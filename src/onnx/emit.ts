@@ -307,7 +307,8 @@ export class GradContext {
     ) {
       const rows = red.reduce((p, i) => p * from[i]!, 1);
       const cols = kept.reduce((p, i) => p * from[i]!, 1);
-      const r = this.op('MatMul', [this.ones([1, rows], et), this.reshape(g, [rows, cols])]);
+      // a 1-D ones vector gives the [cols] sum itself: no Reshape after for a bias
+      const r = this.op('MatMul', [this.ones([rows], et), this.reshape(g, [rows, cols])]);
       return this.reshape(r, target);
     }
     if (axes.every((i) => i < off)) return this.reduceSum(g, axes, false);
