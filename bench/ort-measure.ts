@@ -30,6 +30,11 @@ export interface RunOptions {
    * page-faulted anew on each run (seconds of system time at Wan's width).
    */
   arena?: boolean;
+  /**
+   * onnxruntime's memory pattern (default true): one block planned per run for all
+   * intermediates. With the arena it keeps a second such block after the first run.
+   */
+  memPattern?: boolean;
   /** Write the outputs into buffers allocated once (as a training loop reuses its gradients). */
   preallocate?: boolean;
 }
@@ -42,6 +47,7 @@ export function sessionOptions(o: RunOptions = {}): ort.InferenceSession.Session
     interOpNumThreads: 1,
     logSeverityLevel: 3,
     ...(o.arena === false ? { enableCpuMemArena: false } : {}),
+    ...(o.memPattern === false ? { enableMemPattern: false } : {}),
     ...(o.prepack === false ? { extra: { session: { disable_prepacking: '1' } } } : {}),
   };
 }
@@ -112,12 +118,13 @@ export async function timeInterleaved(
 
 /**
  * Peak memory of running `model` (a ModelProto, or a path with its external data beside it)
- * once: a fresh Node process loads onnxruntime, creates the session (CPU, `threads`) and runs it
- * on zeros; returns the growth of its resident-set high-water mark over what it held before
- * creating the session (MiB): the model's weights, onnxruntime's copies of them, the outputs and
- * the largest set of live intermediate values.
+ * `runs` times (default 2: a loop's steady state — allocators keep or fragment what the first
+ * run freed, PyTorch's peak is taken over its passes too): a fresh Node process loads
+ * onnxruntime, creates the session (CPU, `threads`) and runs it on zeros; returns the growth of
+ * its resident-set high-water mark over what it held before creating the session (MiB): the
+ * model's weights, onnxruntime's copies of them, the outputs and the live intermediate values.
  */
-export function peakMib(model: ModelProto | string, o: RunOptions = {}): number {
+export function peakMib(model: ModelProto | string, o: RunOptions = {}, runs = 2): number {
   const dir = mkdtempSync(join(tmpdir(), 'vggrpo-peak-'));
   try {
     let file = model as string;
@@ -146,7 +153,8 @@ export function peakMib(model: ModelProto | string, o: RunOptions = {}): number 
         return [name, new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape)];
       }));
       const feeds = zeros(s.inputNames, s.inputMetadata);
-      await (${!!o.preallocate} ? s.run(feeds, zeros(s.outputNames, s.outputMetadata)) : s.run(feeds));
+      const fetches = ${!!o.preallocate} ? zeros(s.outputNames, s.outputMetadata) : undefined;
+      for (let k = 0; k < ${runs}; k++) await (fetches ? s.run(feeds, fetches) : s.run(feeds));
       console.log((hwm() - base) / 1024);`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
       encoding: 'utf8',
