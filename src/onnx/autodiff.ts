@@ -157,7 +157,7 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
     if (chain) {
       if (source.has(chain.x)) {
         const dY = wholeCotangent(ctx, dYs[0]!, outs[0] ?? '');
-        add(chain.x, ctx.mul(dY, geluDerivative(ctx, chain.x, chain.approximate)));
+        add(chain.x, ctx.mul(dY, geluDerivative(ctx, chain.x, chain.form)));
       }
       continue;
     }

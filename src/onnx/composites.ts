@@ -9,19 +9,24 @@
  *
  * A chain is recognised by what it computes, not by its spelling: the nodes between one input x
  * and one output y, each an elementwise operator whose other inputs are scalar constants, with no
- * intermediate value used outside the chain, evaluated at sample points and compared with both
- * GELU forms. Any operand order, any factoring, float32 constants: all the same chain.
+ * intermediate value used outside the chain, evaluated in float64 at sample points. The
+ * coefficients of a GELU form are fitted to those values (a and b of 0.5x(1 + tanh(ax + bx³)),
+ * or a of 0.5x(1 + erf(ax))), must lie within 2% of GELU's own, and must then reproduce every
+ * sample: any operand order, any factoring, constants of any precision (a bf16 export's 0.044715
+ * is 0.04468), and the derivative is the one of the function the constants actually define.
  *
  * @example
- *   const gelus = findGeluChains(info, graph); // y → { x, approximate, nodes }
+ *   const gelus = findGeluChains(info, graph); // y → { x, form, nodes }
  */
+import { GELU_FORMS, type GeluForm } from './ops/elementwise.js';
 import type { GraphProto, NodeProto } from './proto.js';
 import type { ShapeInfo } from './shapes.js';
 
 export interface GeluChain {
   /** The chain's input. */
   x: string;
-  approximate: 'tanh' | 'none';
+  /** The form and coefficients the chain computes. */
+  form: GeluForm;
   /** The chain's nodes, in graph order (the last writes y). */
   nodes: NodeProto[];
 }
@@ -42,11 +47,33 @@ const UNARY: Record<string, (a: number) => number> = {
   Identity: (a) => a,
 };
 const SAMPLES = [-4, -2.5, -1, -0.4, -0.05, 0, 0.1, 0.7, 1.3, 3, 5];
-const K = Math.sqrt(2 / Math.PI);
-const FORMS: [GeluChain['approximate'], (x: number) => number][] = [
-  ['tanh', (x) => 0.5 * x * (1 + Math.tanh(K * (x + 0.044715 * x ** 3)))],
-  ['none', (x) => 0.5 * x * (1 + erf(x / Math.SQRT2))],
-];
+
+/** The GELU form `f` computes (coefficients fitted, then checked at every sample), or undefined. */
+export function fitGeluForm(f: (x: number) => number): GeluForm | undefined {
+  const near = (v: number, ideal: number) => Math.abs(v - ideal) <= 0.02 * Math.abs(ideal);
+  const fits = (g: (x: number) => number) =>
+    SAMPLES.every((s) => Math.abs(f(s) - g(s)) <= 1e-9 * (1 + Math.abs(f(s))));
+  // tanh: u(s) = atanh(2f(s)/s − 1) = as + bs³, solved from s = 0.5 and s = 1
+  const u = (s: number) => Math.atanh((2 * f(s)) / s - 1);
+  const [u1, u2] = [u(0.5), u(1)];
+  const det = 0.5 - 0.125;
+  const t = { approximate: 'tanh' as const, a: (u1 - 0.125 * u2) / det, b: (0.5 * u2 - u1) / det };
+  if (near(t.a, GELU_FORMS.tanh.a) && near(t.b, GELU_FORMS.tanh.b)) {
+    if (fits((x) => 0.5 * x * (1 + Math.tanh(t.a * x + t.b * x ** 3)))) return t;
+  }
+  // exact: erf(a) = 2f(1) − 1, erf increasing: bisection
+  const target = 2 * f(1) - 1;
+  let [lo, hi] = [0.5 * GELU_FORMS.none.a, 2 * GELU_FORMS.none.a];
+  for (let k = 0; k < 80; k++) {
+    const mid = (lo + hi) / 2;
+    if (erf(mid) < target) lo = mid;
+    else hi = mid;
+  }
+  const e = { approximate: 'none' as const, a: (lo + hi) / 2, b: 0 };
+  if (near(e.a, GELU_FORMS.none.a) && fits((x) => 0.5 * x * (1 + erf(e.a * x)))) return e;
+  return undefined;
+}
+
 /** How far a chain may run past its Tanh/Erf to its output. */
 const DEPTH = 6;
 
@@ -118,17 +145,15 @@ export function findGeluChains(info: ShapeInfo, graph: GraphProto): Map<string, 
       });
       if (!private_) continue;
       const nodes = [...r.nodes].sort((a, b) => position.get(a)! - position.get(b)!);
-      const form = FORMS.find(([, f]) => SAMPLES.every((s) => close(evaluate(nodes, r.x, s, scalar), f(s))));
+      const form = fitGeluForm((s) => evaluate(nodes, r.x, s, scalar));
       if (!form) continue;
-      found.set(y, { x: r.x, approximate: form[0], nodes });
+      found.set(y, { x: r.x, form, nodes });
       for (const n of nodes) taken.add(n);
       break;
     }
   }
   return found;
 }
-
-const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * (1 + Math.abs(b));
 
 /** The chain's value at x = s, in float64. */
 function evaluate(

@@ -194,6 +194,14 @@ test('contributions from linear layers accumulate in the Gemm that computes dX',
   assert.ok(grad.graph!.node!.some((n) => n.opType === 'Gemm' && n.input!.length === 3));
 });
 
+/** `v` rounded to bfloat16 (round to nearest on the upper 16 bits of its float32). */
+function bf16(v: number): number {
+  const f = new Float32Array([v]);
+  const u = new Uint32Array(f.buffer);
+  u[0] = (u[0]! + 0x8000) & 0xffff0000;
+  return f[0]!;
+}
+
 /** GELU spelt in primitives, as exporters below opset 20 write it (the input is a linear layer's). */
 const GELU_SPELLINGS: Record<string, (g: GraphBuilder, x: string, dt: DTypeName) => string> = {
   // 0.5·x·(1 + tanh(√(2/π)(x + 0.044715·x³))), the cube as (x·x)·x
@@ -216,6 +224,19 @@ const GELU_SPELLINGS: Record<string, (g: GraphBuilder, x: string, dt: DTypeName)
     ]);
     const t = g.op('Tanh', [g.op('Mul', [g.const([Math.sqrt(2 / Math.PI)], dt), inner])]);
     return g.op('Mul', [g.op('Mul', [g.op('Add', [t, g.const([1], dt)]), x]), g.const([0.5], dt)]);
+  },
+  // a bf16 export's constants (0.044715 → 0.04468, √(2/π) → 0.7969): the derivative must be the
+  // one of the function these constants define, not GELU's (a float64 check would see 1e-3)
+  tanhBf16Constants: (g, x, dt) => {
+    const x3 = g.op('Mul', [g.op('Mul', [x, x]), x]);
+    const u = g.op('Mul', [
+      g.op('Add', [x, g.op('Mul', [x3, g.const([bf16(0.044715)], dt)])]),
+      g.const([bf16(Math.sqrt(2 / Math.PI))], dt),
+    ]);
+    return g.op('Mul', [
+      g.op('Mul', [x, g.const([0.5], dt)]),
+      g.op('Add', [g.const([1], dt), g.op('Tanh', [u])]),
+    ]);
   },
   // the exact form: 0.5·x·(1 + erf(x/√2))
   erf: (g, x, dt) => {
@@ -266,12 +287,12 @@ test("GELU written in primitives gets GELU's own derivative, in any spelling", a
 });
 
 test('chains that are not GELU, or share an intermediate, keep the chain rule', async () => {
-  // 0.5·x·(1 + tanh(0.8·x)) is not GELU
+  // 0.5·x·(1 + tanh(0.6·x)) is not GELU
   const other = graph(
     'not-gelu',
     [[3, 4]],
     (g, [x]) => {
-      const t = g.op('Tanh', [g.op('Mul', [x!, g.const([0.8], 'float64')])]);
+      const t = g.op('Tanh', [g.op('Mul', [x!, g.const([0.6], 'float64')])]);
       return g.op('Mul', [
         g.op('Mul', [x!, g.const([0.5], 'float64')]),
         g.op('Add', [t, g.const([1], 'float64')]),

@@ -100,24 +100,36 @@ const SELU_ALPHA = Math.fround(1.6732632); // the float32 defaults of the ONNX s
 const SELU_GAMMA = Math.fround(1.050701);
 
 /**
- * GELU's derivative at x, from x alone (the Gelu operator, and GELU chains written in primitives:
- * src/onnx/composites.ts).
+ * A GELU form: tanh, y = 0.5·x·(1 + tanh(a·x + b·x³)); none (exact), y = 0.5·x·(1 + erf(a·x)).
+ * The Gelu operator has GELU's own coefficients (GELU_FORMS); a chain written in primitives
+ * (src/onnx/composites.ts) has those its constants hold, at their precision.
  */
-export function geluDerivative(c: GradContext, x: string, approximate: 'tanh' | 'none'): string {
+export interface GeluForm {
+  approximate: 'tanh' | 'none';
+  a: number;
+  b: number;
+}
+
+export const GELU_FORMS: Readonly<Record<GeluForm['approximate'], GeluForm>> = {
+  tanh: { approximate: 'tanh', a: SQRT_2_OVER_PI, b: SQRT_2_OVER_PI * 0.044715 },
+  none: { approximate: 'none', a: Math.SQRT1_2, b: 0 },
+};
+
+/** The derivative of GELU form `f` at x, from x alone. */
+export function geluDerivative(c: GradContext, x: string, f: GeluForm): string {
   const s = (v: number) => c.scalar(v, c.et(x));
-  if (approximate === 'tanh') {
-    // y = 0.5x(1 + tanh u) = x·σ(v), v = 2u = x(k0 + k1x²), u = √(2/π)(x + 0.044715x³), so
+  if (f.approximate === 'tanh') {
+    // y = 0.5x(1 + tanh u) = x·σ(v), v = 2u = x(k0 + k1x²), u = ax + bx³, so
     // y' = σ(v)·(1 + x(1 − σ(v))·v'), v' = k0 + 3k1x²: fewer passes than the tanh form
-    const k0 = 2 * SQRT_2_OVER_PI;
-    const k1 = k0 * 0.044715;
+    const [k0, k1] = [2 * f.a, 2 * f.b];
     const x2 = c.mul(x, x);
     const sv = c.op('Sigmoid', [c.mul(x, c.op('Add', [c.mul(x2, s(k1)), s(k0)]))]);
     const xv = c.mul(x, c.op('Add', [c.mul(x2, s(3 * k1)), s(k0)]));
     return c.mul(sv, c.op('Add', [c.mul(xv, c.op('Sub', [s(1), sv])), s(1)]));
   }
-  // Φ(x) + x·φ(x)
-  const cdf = c.mul(c.op('Add', [s(1), c.op('Erf', [c.mul(x, s(Math.SQRT1_2))])]), s(0.5));
-  const pdf = c.mul(c.op('Exp', [c.mul(c.mul(x, x), s(-0.5))]), s(1 / Math.sqrt(2 * Math.PI)));
+  // 0.5(1 + erf(ax)) + x·(a/√π)·exp(−a²x²)  (a = 1/√2: Φ(x) + x·φ(x))
+  const cdf = c.mul(c.op('Add', [s(1), c.op('Erf', [c.mul(x, s(f.a))])]), s(0.5));
+  const pdf = c.mul(c.op('Exp', [c.mul(c.mul(x, x), s(-f.a * f.a))]), s(f.a / Math.sqrt(Math.PI)));
   return c.op('Add', [cdf, c.mul(x, pdf)]);
 }
 
@@ -427,7 +439,11 @@ export const ELEMENTWISE: Record<string, OpDef> = {
       vjp: (c, n, [dY]) => [
         c.mul(
           dY!,
-          geluDerivative(c, I(n, 0), attrString(n, 'approximate', 'none') === 'tanh' ? 'tanh' : 'none'),
+          geluDerivative(
+            c,
+            I(n, 0),
+            GELU_FORMS[attrString(n, 'approximate', 'none') === 'tanh' ? 'tanh' : 'none'],
+          ),
         ),
       ],
       inputs: [0],
