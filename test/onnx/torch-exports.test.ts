@@ -2,7 +2,8 @@
  * Models exported by PyTorch (test/onnx/torch_exports.py, run with Debian's /usr/bin/python3):
  * the gradient graph reproduces every named parameter's autograd gradient to 1e-4 of its largest
  * entry. `tied` has freshly initialised norms, whose equal weights the exporter stores once and
- * re-creates by Identity; `rope` writes a rotary embedding by slice assignment (ScatterND).
+ * re-creates by Identity; `rope` writes a rotary embedding by slice assignment (ScatterND);
+ * `gelu_tanh` / `gelu_erf` are a Linear–GELU–Linear whose GELU the exporter writes in primitives.
  * Skipped where /usr/bin/python3 lacks torch (.ci/run installs it).
  */
 import assert from 'node:assert/strict';
@@ -102,3 +103,20 @@ test('exported RoPE written by slice assignment (ScatterND) matches autograd', {
     assert.ok(peer.model.graph?.node?.some((n) => n.opType === 'ScatterND'));
   }),
 );
+
+test('exported GELU in primitives (tanh and erf) is recognised and matches autograd', {
+  skip: missing,
+}, async () => {
+  for (const [name, marker, count] of [
+    ['gelu_tanh', 'Sigmoid', 1],
+    ['gelu_erf', 'Erf', 2],
+  ] as const) {
+    let gradOps: string[] = [];
+    await matchesAutograd(name, (peer) => {
+      const wrt = peer.params.map((p) => p.name);
+      gradOps = buildGradientGraph(peer.model, { wrt }).model.graph!.node!.map((n) => n.opType!);
+    });
+    // recognised: GELU's derivative (σ of the tanh form; a second Erf for the exact one), no Tanh VJP
+    assert.equal(gradOps.filter((o) => o === marker).length, count, name);
+  }
+});

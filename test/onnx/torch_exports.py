@@ -56,14 +56,36 @@ class Rope(nn.Module):
         return torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ x
 
 
+class Ffn(nn.Module):
+    """Linear → GELU → Linear: the exporter writes GELU (no Gelu op before opset 20) in primitives."""
+
+    def __init__(self, approximate):
+        super().__init__()
+        self.up = nn.Linear(8, 32)
+        self.act = nn.GELU(approximate=approximate)
+        self.down = nn.Linear(32, 8)
+
+    def forward(self, x):
+        return self.down(self.act(self.up(x)))
+
+
+MODELS = {
+    'tied': (Tied, (2, 8, 8)),
+    'rope': (Rope, (2, 6, 8)),
+    'gelu_tanh': (lambda: Ffn('tanh'), (2, 5, 8)),
+    'gelu_erf': (lambda: Ffn('none'), (2, 5, 8)),
+}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--model', choices=['tied', 'rope'], required=True)
+    ap.add_argument('--model', choices=sorted(MODELS), required=True)
     ap.add_argument('--out', required=True)
     a = ap.parse_args()
     torch.manual_seed(0)
-    m = Tied() if a.model == 'tied' else Rope()
-    x = torch.randn(2, 8, 8) if a.model == 'tied' else torch.randn(2, 6, 8)
+    make, shape = MODELS[a.model]
+    m = make()
+    x = torch.randn(*shape)
     os.makedirs(a.out, exist_ok=True)
     torch.onnx.export(m, (x,), os.path.join(a.out, 'model.onnx'), opset_version=17,
                       do_constant_folding=False, input_names=['x'], output_names=['y'])
