@@ -143,7 +143,7 @@ export function buildGradientGraph(model: ModelProto, opts: GradOptions): GradRe
   });
   const ctx = new GradContext(b, info, graph, total);
   // GELU written in primitives gets GELU's derivative, not the chain rule through each (src/onnx/composites.ts)
-  const gelus = findGeluChains(info, graph);
+  const gelus = findGeluChains(ctx, graph);
 
   // Backward walk (rules append their nodes after the forward ones).
   const forward = [...(graph.node ?? [])];

@@ -16,11 +16,12 @@
  * is 0.04468), and the derivative is the one of the function the constants actually define.
  *
  * @example
- *   const gelus = findGeluChains(info, graph); // y → { x, form, nodes }
+ *   const gelus = findGeluChains(ctx, graph); // y → { x, form, nodes }
  */
+
+import type { GradContext } from './emit.js';
 import { GELU_FORMS, type GeluForm } from './ops/elementwise.js';
 import type { GraphProto, NodeProto } from './proto.js';
-import type { ShapeInfo } from './shapes.js';
 
 export interface GeluChain {
   /** The chain's input. */
@@ -77,16 +78,17 @@ export function fitGeluForm(f: (x: number) => number): GeluForm | undefined {
 /** How far a chain may run past its Tanh/Erf to its output. */
 const DEPTH = 6;
 
-/** Every GELU chain of the graph, keyed by its output. */
-export function findGeluChains(info: ShapeInfo, graph: GraphProto): Map<string, GeluChain> {
+/**
+ * Every GELU chain of the forward graph (its nodes in topological order, as the backward walk
+ * sees them; `ctx` knows their consumers), keyed by its output.
+ */
+export function findGeluChains(ctx: GradContext, graph: GraphProto): Map<string, GeluChain> {
+  const { info, consumers: users } = ctx;
+  const forward = graph.node ?? [];
   const producer = new Map<string, NodeProto>();
-  const users = new Map<string, NodeProto[]>();
-  for (const n of info.order) {
-    for (const o of n.output ?? []) if (o) producer.set(o, n);
-    for (const i of n.input ?? []) if (i) users.set(i, [...(users.get(i) ?? []), n]);
-  }
+  for (const n of forward) for (const o of n.output ?? []) if (o) producer.set(o, n);
   const outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''));
-  const position = new Map(info.order.map((n, k) => [n, k]));
+  const position = new Map(forward.map((n, k) => [n, k]));
   const scalar = (v: string) => {
     const c = info.consts.get(v);
     return c && c.data.length === 1 ? c.data[0] : undefined;
@@ -123,7 +125,7 @@ export function findGeluChains(info: ShapeInfo, graph: GraphProto): Map<string, 
 
   const found = new Map<string, GeluChain>();
   const taken = new Set<NodeProto>();
-  for (const anchor of info.order) {
+  for (const anchor of forward) {
     if ((anchor.opType !== 'Tanh' && anchor.opType !== 'Erf') || taken.has(anchor) || !pointwise(anchor))
       continue;
     // candidate outputs: values downstream of the anchor through pointwise nodes, farthest first
