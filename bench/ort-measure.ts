@@ -35,8 +35,6 @@ export interface RunOptions {
    * intermediates. With the arena it keeps a second such block after the first run.
    */
   memPattern?: boolean;
-  /** Write the outputs into buffers allocated once (as a training loop reuses its gradients). */
-  preallocate?: boolean;
 }
 
 /** CPU session options for `o`. */
@@ -68,20 +66,9 @@ export async function runner(
     const t = feeds[k];
     if (t) f[k] = t;
   }
-  const fetches = o.preallocate ? preallocated(s) : undefined;
-  const run = () => (fetches ? s.run(f, fetches) : s.run(f));
+  const run = () => s.run(f);
   await run(); // warm-up
   return run;
-}
-
-/** A float32 buffer for each output (every one static and float32 in the graphs benchmarked). */
-function preallocated(s: ort.InferenceSession): Record<string, ort.Tensor> {
-  const out: Record<string, ort.Tensor> = {};
-  s.outputNames.forEach((name, i) => {
-    const shape = (s.outputMetadata[i] as unknown as { shape: readonly number[] }).shape;
-    out[name] = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), [...shape]);
-  });
-  return out;
 }
 
 export const median = (t: number[]): number => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)]!;
@@ -153,8 +140,7 @@ export function peakMib(model: ModelProto | string, o: RunOptions = {}, runs = 2
         return [name, new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape)];
       }));
       const feeds = zeros(s.inputNames, s.inputMetadata);
-      const fetches = ${!!o.preallocate} ? zeros(s.outputNames, s.outputMetadata) : undefined;
-      for (let k = 0; k < ${runs}; k++) await (fetches ? s.run(feeds, fetches) : s.run(feeds));
+      for (let k = 0; k < ${runs}; k++) await s.run(feeds);
       console.log((hwm() - base) / 1024);`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
       encoding: 'utf8',
