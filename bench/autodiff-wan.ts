@@ -18,6 +18,7 @@ import { WAN_1_3B, writeWanDenoiser } from '../onnx/wan-builder.js';
 import { buildGradientGraph } from '../src/onnx/autodiff.js';
 import { loadModel, saveModel } from '../src/onnx/model.js';
 import type { ModelProto } from '../src/onnx/proto.js';
+import { gradientRuntime } from '../src/runtime/session.js';
 import {
   median,
   peakMib,
@@ -170,10 +171,10 @@ function prepare(dir: string): { feeds: Record<string, ort.Tensor>; gradNodes: n
   return { feeds, gradNodes: grad.model.graph!.node!.length, buildMs };
 }
 
-/** Ours against PyTorch on the Wan-shaped model; figures printed with their goals. */
 /**
  * Three onnxruntime set-ups: lean (no prepacked weights, no arena: least memory, but every large
- * intermediate is a fresh mmap page-faulted anew each run), arena (the memory arena without
+ * intermediate is a fresh mmap page-faulted anew each run), arena (what the adapter opens gradient
+ * sessions with on CPU, gradientRuntime in src/runtime/session.ts: the memory arena without
  * prepacking or memory pattern: no faults, and the arena's chunks are reused tensor by tensor,
  * where a planned pattern block is kept twice) and onnxruntime's defaults (packed:
  * a packed copy of each weight per product reading it, which here costs more memory than
@@ -182,8 +183,8 @@ function prepare(dir: string): { feeds: Record<string, ort.Tensor>; gradNodes: n
  * costs their size again (+450 MiB at this width).
  */
 const CONFIGS: [string, RunOptions][] = [
-  ['lean', { arena: false, prepack: false }],
-  ['arena', { prepack: false, memPattern: false }],
+  ['lean', { memoryArena: false, prepack: false }],
+  ['arena', gradientRuntime({})],
   ['packed', {}],
 ];
 

@@ -12,42 +12,22 @@ import { pathToFileURL } from 'node:url';
 import ort from 'onnxruntime-node';
 import { encodeModel } from '../src/onnx/model.js';
 import type { ModelProto } from '../src/onnx/proto.js';
+import { DEFAULT_RUNTIME, type RuntimeOptions, sessionOptions } from '../src/runtime/session.js';
 
 export type Runner = () => Promise<unknown>;
 
-/** How a session is set up and run. */
-export interface RunOptions {
-  /** intra-op threads (1: the ratios then measure work, not how busy the other cores are) */
-  threads?: number;
-  /**
-   * Prepacked weight copies (onnxruntime's default, true): at Wan's width the packed copy of
-   * every weight (one per product reading it) costs more memory than PyTorch's whole step;
-   * without it, products with a weight run about 15% slower.
-   */
-  prepack?: boolean;
-  /**
-   * The CPU memory arena (default true). Without it every large intermediate is a fresh mmap,
-   * page-faulted anew on each run (seconds of system time at Wan's width).
-   */
-  arena?: boolean;
-  /**
-   * onnxruntime's memory pattern (default true): one block planned per run for all
-   * intermediates. With the arena it keeps a second such block after the first run.
-   */
-  memPattern?: boolean;
-}
+/**
+ * How a session is set up and run: the adapter's knobs (src/runtime/session.ts), one intra-op
+ * thread unless `threads` says otherwise (the ratios then measure work, not how busy the other
+ * cores are).
+ */
+export type RunOptions = Partial<
+  Pick<RuntimeOptions, 'threads' | 'memoryArena' | 'memoryPattern' | 'prepack'>
+>;
 
-/** CPU session options for `o`. */
-export function sessionOptions(o: RunOptions = {}): ort.InferenceSession.SessionOptions {
-  return {
-    graphOptimizationLevel: 'all',
-    intraOpNumThreads: o.threads ?? 1,
-    interOpNumThreads: 1,
-    logSeverityLevel: 3,
-    ...(o.arena === false ? { enableCpuMemArena: false } : {}),
-    ...(o.memPattern === false ? { enableMemPattern: false } : {}),
-    ...(o.prepack === false ? { extra: { session: { disable_prepacking: '1' } } } : {}),
-  };
+/** CPU session options for `o`: the adapter's, quiet. */
+export function benchSessionOptions(o: RunOptions = {}): ort.InferenceSession.SessionOptions {
+  return { ...sessionOptions({ ...DEFAULT_RUNTIME, threads: 1, ...o }), logSeverityLevel: 3 };
 }
 
 /** A session of `model` (a ModelProto or a path, external data beside it) run on `feeds`, warmed up once. */
@@ -56,7 +36,7 @@ export async function runner(
   feeds: Record<string, ort.Tensor>,
   o: RunOptions = {},
 ): Promise<Runner> {
-  const opts = sessionOptions(o);
+  const opts = benchSessionOptions(o);
   const s =
     typeof model === 'string'
       ? await ort.InferenceSession.create(model, opts)
@@ -134,7 +114,7 @@ export function peakMib(model: ModelProto | string, o: RunOptions = {}, runs = 2
       try { fs.writeFileSync('/proc/self/clear_refs', '5'); } catch {}
       const base = hwm();
       const s = await ort.InferenceSession.create(${JSON.stringify(file)},
-        ${JSON.stringify(sessionOptions(o))});
+        ${JSON.stringify(benchSessionOptions(o))});
       const zeros = (names, meta) => Object.fromEntries(names.map((name, i) => {
         const shape = meta[i].shape;
         return [name, new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape)];

@@ -22,7 +22,7 @@ import type { ModelProto } from '../onnx/proto.js';
 import { cutSegments, type Segment } from '../onnx/segments.js';
 import { isFloatType } from '../onnx/shapes.js';
 import { cachedModelFile } from '../runtime/model-cache.js';
-import { ModelSession, type RuntimeOptions } from '../runtime/session.js';
+import { gradientRuntime, ModelSession, type RuntimeOptions } from '../runtime/session.js';
 import { f32, type Tensor, tensor } from '../shards/tensor.js';
 import { COTANGENT_OFFSET, COTANGENT_SCALE } from './policy-gradient.js';
 
@@ -107,7 +107,7 @@ export class CheckpointedGradient {
     }
     const shapes = new Map(params.map((p) => [p, plan.info.types.get(p)?.shape ?? []]));
     // Without arenas: each session would keep its segment's peak activations between runs.
-    const rt = { ...runtime, memoryArena: false };
+    const rt = { ...gradientRuntime(runtime), memoryArena: false, memoryPattern: false };
     const cg = new CheckpointedGradient(
       stages,
       rt,

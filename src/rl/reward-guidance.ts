@@ -32,7 +32,7 @@ import { motion } from '../rewards/motion.js';
 import { motionVjp } from '../rewards/motion-vjp.js';
 import { reprojection } from '../rewards/reprojection.js';
 import { reprojectionVjp } from '../rewards/reprojection-vjp.js';
-import { ModelSession } from '../runtime/session.js';
+import { gradientRuntime, ModelSession } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
 import { loraTensors } from './checkpoint.js';
 import { type Policy, runtimeOptions } from './policy.js';
@@ -237,7 +237,11 @@ export class RewardGuidance {
     });
     const rt = runtimeOptions(config);
     const lgm = await ModelSession.open(path, rt);
-    const grad = await ModelSession.open(encodeModel(gm), rt, `${path} (gradient w.r.t. ${o.latents_input})`);
+    const grad = await ModelSession.open(
+      encodeModel(gm),
+      gradientRuntime(rt),
+      `${path} (gradient w.r.t. ${o.latents_input})`,
+    );
     const weight = (name: string) => config.rewards[name]?.weight ?? 0.5;
     const plan: RewardGuidancePlan = {
       scale: g.scale,
@@ -308,7 +312,7 @@ export class RewardGuidance {
       });
       session = await ModelSession.open(
         encodeModel(model),
-        runtimeOptions(this.config),
+        gradientRuntime(runtimeOptions(this.config)),
         `${policy.denoiserPath} (gradient w.r.t. latents)`,
       );
       this.denoiserGrad.set(nb, session);

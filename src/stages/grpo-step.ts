@@ -52,7 +52,7 @@ import {
 } from '../rl/training-hash.js';
 import { checkDims } from '../runtime/contract.js';
 import { openModel } from '../runtime/model-cache.js';
-import type { ModelSession } from '../runtime/session.js';
+import { gradientRuntime, type ModelSession } from '../runtime/session.js';
 import { atomicAppend } from '../shards/atomic.js';
 import { followInput, LineageRoots, lineagePath } from '../shards/lineage.js';
 import { modelFingerprint, readShard, type Shard, writeShard } from '../shards/shard.js';
@@ -142,7 +142,7 @@ export async function gradientSession(
   const { model } = buildGradientGraph(decodeModel(policy.modelBytes, policy.denoiserPath), { wrt, shapes });
   const s = await openModel(
     onePass ? withAffineCotangent(model, 'velocity', [batch, C, F, H, W]) : model,
-    runtimeOptions(config),
+    gradientRuntime(runtimeOptions(config)),
     `${policy.denoiserPath} (gradient graph)`,
   );
   cache.set(key, s);

@@ -20,7 +20,7 @@ import type { ModelProto } from '../onnx/proto.js';
 import { type AdamWState, adamwInit, adamwStep, clipGradNorm, type ParamMap } from '../rl/adamw.js';
 import { warmupCosine } from '../rl/lr-schedule.js';
 import { splitSeed, Xoshiro128 } from '../rl/prng.js';
-import { ModelSession } from '../runtime/session.js';
+import { gradientRuntime, ModelSession } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
 import type { ParamInfo } from '../toy/nn.js';
 
@@ -184,7 +184,7 @@ export async function runPhase(r: PhaseRun): Promise<PhaseState> {
   for (const w of warnings) r.progress(`warning: stitch phase ${r.phase}: ${w}`);
   const session = await ModelSession.open(
     bytes,
-    { threads: o.threads, device: o.device },
+    gradientRuntime({ threads: o.threads, device: o.device }),
     `stitch phase ${r.phase}`,
   );
   const values: ParamMap =
