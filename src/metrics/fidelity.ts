@@ -23,10 +23,11 @@
  *   const report = await measureFidelity(sessionPredictor(session), groups);
  *   report.overall.motionSpearman; // ≥ 0.75 is the issue's target
  */
-import { cameraRotation, poseEncodingToCameras } from '../geometry/cameras.js';
+import { cameraCentre, cameraRotation, poseEncodingToCameras } from '../geometry/cameras.js';
 import { matMul3, matMulT3 } from '../geometry/mat3.js';
 import { expSO3, geodesicAngle } from '../geometry/so3.js';
 import { type MotionOptions, motion } from '../rewards/motion.js';
+import { sceneScale } from '../rewards/scale.js';
 import type { GeometrySample } from '../rewards/types.js';
 import type { ModelSession } from '../runtime/session.js';
 import { f32, type Tensor } from '../shards/tensor.js';
@@ -55,6 +56,15 @@ export interface FidelityFigures {
   withinGroupSpearman: number;
   /** Fraction of groups whose smooth member's r_motion beats the least jittered other member's. */
   smoothAbove: number;
+  /**
+   * The model's per-frame pose noise, std per component, as r_motion's poseNoise option reads it
+   * (src/rewards/motion.ts): translation in scene-scale units (from the error of each
+   * frame-to-frame step of the camera centres, in the first camera's axes), rotation in radians
+   * (from the mean relative rotation error). Two frames' independent 3-D errors of std σ per
+   * component differ by a vector of std √2σ per component, whose norm has mean √2σ·1.596 (a chi
+   * distribution with 3 degrees of freedom); so σ = mean error / (√2·1.596).
+   */
+  poseNoise: { translation: number; rotation: number };
 }
 
 export interface FidelityReport {
@@ -236,6 +246,8 @@ interface VideoScore {
   depthRel: number[];
   rotErr: number[];
   transDirErr: number[];
+  /** ‖error‖ of each frame-to-frame step of the camera centre, scene-scale units. */
+  stepErr: number[];
   predicted: number;
   exact: number;
 }
@@ -251,6 +263,33 @@ function relativePose(ext: ArrayLike<number>, i: number, j: number): { r: Float6
     return s;
   });
   return { r, t };
+}
+
+/** Frame-to-frame steps of the camera centres in the first camera's axes, divided by `scale`. */
+function centreSteps(ext: ArrayLike<number>, frames: number, scale: number): number[][] {
+  const r0 = cameraRotation(ext, 0);
+  const c = Array.from({ length: frames }, (_, f) => Array.from(cameraCentre(ext, f)));
+  return c.slice(1).map((cf, f) =>
+    [0, 1, 2].map((row) => {
+      let s = 0;
+      for (let k = 0; k < 3; k++) s += r0[3 * row + k]! * (cf[k]! - c[f]![k]!);
+      return s / scale;
+    }),
+  );
+}
+
+/** Per-frame noise std from a mean error between two frames (see FidelityFigures.poseNoise). */
+const CHI3_PAIR = Math.SQRT2 * 1.596;
+
+/**
+ * Per-frame, per-component rotation noise std (radians) from a mean relative rotation error
+ * over frame pairs (degrees).
+ *
+ * @example
+ *   rotationNoise(1.57); // ≈ 0.0121
+ */
+export function rotationNoise(rotErrDeg: number): number {
+  return rotErrDeg / DEG / CHI3_PAIR;
 }
 
 function angleDeg(a: number[], b: number[]): number {
@@ -279,11 +318,15 @@ function scoreVideo(
       if (Math.hypot(b.t[0]!, b.t[1]!, b.t[2]!) >= 1e-3) transDirErr.push(angleDeg(a.t, b.t));
     }
   }
+  const stepsPred = centreSteps(pred.extrinsics, gt.frames, sceneScale(pred.depth));
+  const stepsTrue = centreSteps(gt.extrinsics, gt.frames, sceneScale(gt.depth));
+  const stepErr = stepsPred.map((a, f) => Math.hypot(...a.map((x, k) => x - stepsTrue[f]![k]!)));
   return {
     family: v.family,
     depthRel,
     rotErr,
     transDirErr,
+    stepErr,
     predicted: motion.compute(pred, motionOptions),
     exact: motion.compute(gt, motionOptions),
   };
@@ -306,11 +349,12 @@ function figures(groups: VideoScore[][]): FidelityFigures {
       g.map((_, m) => -m),
     ),
   );
+  const rotErrDeg = mean(all.flatMap((s) => s.rotErr));
   return {
     videos: all.length,
     groups: groups.length,
     depthRelErr: median(all.flatMap((s) => s.depthRel)),
-    rotErrDeg: mean(all.flatMap((s) => s.rotErr)),
+    rotErrDeg,
     transDirErrDeg: mean(all.flatMap((s) => s.transDirErr)),
     motionSpearman: spearman(
       all.map((s) => s.predicted),
@@ -319,6 +363,10 @@ function figures(groups: VideoScore[][]): FidelityFigures {
     // a group whose rewards are all equal ranks nothing: it counts as 0
     withinGroupSpearman: mean(within.map((r) => (Number.isFinite(r) ? r : 0))),
     smoothAbove: mean(groups.map((g) => (g[0]!.predicted > g[1]!.predicted ? 1 : 0))),
+    poseNoise: {
+      translation: mean(all.flatMap((s) => s.stepErr)) / CHI3_PAIR,
+      rotation: rotationNoise(rotErrDeg),
+    },
   };
 }
 

@@ -15,6 +15,7 @@ import {
   ranks,
   spearman,
 } from '../../src/metrics/fidelity.js';
+import { sceneScale } from '../../src/rewards/scale.js';
 import { heldOutGroups, Rng, type ToyVideo } from '../../src/toy/videos.js';
 
 let groups: ToyVideo[][] = [];
@@ -78,6 +79,42 @@ test('rotation noise: error matches its size, rankings drop; the noise floor of 
     `${wild.overall.withinGroupSpearman}`,
   );
   assert.ok(wild.overall.smoothAbove < 0.9, `${wild.overall.smoothAbove}`);
+});
+
+test('pose noise estimate: recovers the std of known rotation and camera-centre noise', async () => {
+  const some = groups.slice(0, 24);
+  const sigmaR = 0.1 * DEG;
+  const rot = await measureFidelity(noisyPredictor(exactPredictor, sigmaR, 2), some);
+  assert.ok(
+    Math.abs(rot.overall.poseNoise.rotation / sigmaR - 1) < 0.05,
+    `${rot.overall.poseNoise.rotation}`,
+  );
+  // Centres kept: only the first camera's turn (its axes carry the steps) reads as translation
+  // noise, ≈ σ_rot × a step (0.1° × ~0.03 scene units): ~1% of the σ_t below.
+  assert.ok(rot.overall.poseNoise.translation < 1e-4, `${rot.overall.poseNoise.translation}`);
+  // N(0, (σ_t·scale)²) per component on each camera centre, rotations kept
+  const sigmaT = 0.004;
+  const rng = new Rng(4);
+  const shifted: GeometryPredictor = async (videos) =>
+    (await exactPredictor(videos)).map((g) => {
+      const scale = sceneScale(g.depth);
+      const ext = Float64Array.from(g.extrinsics);
+      for (let f = 0; f < g.frames; f++) {
+        const c = cameraCentre(g.extrinsics, f).map((x) => x + sigmaT * scale * rng.normal());
+        for (let row = 0; row < 3; row++) {
+          let t = 0;
+          for (let k = 0; k < 3; k++) t -= ext[12 * f + 4 * row + k]! * c[k]!;
+          ext[12 * f + 4 * row + 3] = t;
+        }
+      }
+      return { ...g, extrinsics: ext };
+    });
+  const tr = await measureFidelity(shifted, some);
+  assert.ok(
+    Math.abs(tr.overall.poseNoise.translation / sigmaT - 1) < 0.05,
+    `${tr.overall.poseNoise.translation}`,
+  );
+  assert.ok(tr.overall.poseNoise.rotation < 1e-5, `${tr.overall.poseNoise.rotation}`);
 });
 
 test('depth noise: the median relative error is 0.6745·σ for multiplicative N(0, σ²) noise', async () => {
