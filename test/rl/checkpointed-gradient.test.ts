@@ -6,54 +6,22 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildGradientGraph, gradName } from '../../src/onnx/autodiff.js';
-import { injectLora } from '../../src/onnx/lora.js';
 import { cutSegments } from '../../src/onnx/segments.js';
 import { CheckpointedGradient } from '../../src/rl/checkpointed-gradient.js';
 import { COTANGENT_OFFSET, COTANGENT_SCALE, withAffineCotangent } from '../../src/rl/policy-gradient.js';
 import { openModel } from '../../src/runtime/model-cache.js';
-import { f32, type Tensor } from '../../src/shards/tensor.js';
-import { buildDenoiser, DENOISER_SHAPE } from '../../src/toy/denoiser.js';
+import { f32 } from '../../src/shards/tensor.js';
 import { TOY } from '../../src/toy/latent.js';
 import { randArr, rng } from '../onnx/ort-helper.js';
+import { B, loraDenoiserCase } from './lora-denoiser.js';
 
-const B = 2;
-const { channels: C, frames: F, height: H, width: W, contextLength: L, contextDim: D } = TOY;
+const { channels: C, frames: F, height: H, width: W } = TOY;
 const LAYERS = 3;
 const runtime = { device: 'cpu' as const, threads: 1, graphOptimization: 'all' as const };
 
 /** The toy denoiser (3 blocks) with LoRA on attention and FFN, and random non-zero adapters. */
-function setup(seed: number) {
-  const base = buildDenoiser({ seed: 1, shape: { ...DENOISER_SHAPE, layers: LAYERS } }).model;
-  const { model, adapters } = injectLora(base, {
-    rank: 2,
-    alpha: 4,
-    targets: ['*attn.q.weight', '*attn.v.weight', '*ffn.*.weight'],
-  });
-  const r = rng(seed);
-  const t = (shape: number[]): Tensor => f32(shape, randArr(r, shape).data as Float32Array);
-  const feeds: Record<string, Tensor> = {
-    latents: t([B, C, F, H, W]),
-    timestep: f32([B], Float32Array.of(700, 250)),
-    context: t([B, L, D]),
-    'grad:velocity': t([B, C, F, H, W]),
-  };
-  const shapes: Record<string, number[]> = {
-    latents: [B, C, F, H, W],
-    timestep: [B],
-    context: [B, L, D],
-  };
-  for (const a of adapters) {
-    for (const [k, shape] of [
-      ['A', [a.inDim, 2]],
-      ['B', [2, a.outDim]],
-    ] as const) {
-      const name = `lora:${a.weight}:${k}`;
-      shapes[name] = [...shape];
-      feeds[name] = t([...shape]);
-    }
-  }
-  return { model, feeds, shapes };
-}
+const setup = (seed: number) =>
+  loraDenoiserCase(seed, { layers: LAYERS, targets: ['*attn.q.weight', '*attn.v.weight', '*ffn.*.weight'] });
 
 /** max |a − b| / max |b| over one tensor. */
 function relErr(a: Float32Array, b: Float32Array): number {

@@ -7,16 +7,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildGradientGraph } from '../../src/onnx/autodiff.js';
-import { injectLora } from '../../src/onnx/lora.js';
 import { encodeModel } from '../../src/onnx/model.js';
 import { gradientRuntime, ModelSession, type RuntimeOptions } from '../../src/runtime/session.js';
-import { f32, type Tensor } from '../../src/shards/tensor.js';
-import { buildDenoiser, DENOISER_SHAPE } from '../../src/toy/denoiser.js';
-import { TOY } from '../../src/toy/latent.js';
-import { randArr, rng } from '../onnx/ort-helper.js';
-
-const B = 2;
-const { channels: C, frames: F, height: H, width: W, contextLength: L, contextDim: D } = TOY;
+import { loraDenoiserCase } from './lora-denoiser.js';
 
 test('gradientRuntime: on CPU it turns the memory pattern and prepacking off, elsewhere it changes nothing', () => {
   assert.deepEqual(gradientRuntime({ threads: 2 }), { memoryPattern: false, prepack: false, threads: 2 });
@@ -26,30 +19,11 @@ test('gradientRuntime: on CPU it turns the memory pattern and prepacking off, el
 });
 
 test('a gradient session opened with gradientRuntime gives bitwise the default set-up’s gradients', async () => {
-  const base = buildDenoiser({ seed: 3, shape: { ...DENOISER_SHAPE, layers: 2 } }).model;
-  const { model, adapters } = injectLora(base, {
-    rank: 2,
-    alpha: 4,
+  const { model, feeds, shapes } = loraDenoiserCase(5, {
+    layers: 2,
     targets: ['*attn.*.weight', '*ffn.*.weight'],
+    modelSeed: 3,
   });
-  const r = rng(5);
-  const t = (shape: number[]): Tensor => f32(shape, randArr(r, shape).data as Float32Array);
-  const feeds: Record<string, Tensor> = {
-    latents: t([B, C, F, H, W]),
-    timestep: f32([B], Float32Array.of(700, 250)),
-    context: t([B, L, D]),
-    'grad:velocity': t([B, C, F, H, W]),
-  };
-  const shapes: Record<string, number[]> = { latents: [B, C, F, H, W], timestep: [B], context: [B, L, D] };
-  for (const a of adapters) {
-    for (const [k, shape] of [
-      ['A', [a.inDim, 2]],
-      ['B', [2, a.outDim]],
-    ] as const) {
-      shapes[`lora:${a.weight}:${k}`] = [...shape];
-      feeds[`lora:${a.weight}:${k}`] = t([...shape]);
-    }
-  }
   const grad = encodeModel(buildGradientGraph(model, { wrt: ['*.weight', 'lora:*'], shapes }).model);
   const run = async (o: Partial<RuntimeOptions>) => {
     const s = await ModelSession.open(grad, o);
