@@ -62,6 +62,7 @@ async function main(): Promise<void> {
   const phiSession = await ModelSession.open(join(FIXTURES_DIR, 'geometry_rgb.onnx'), { threads: 2 });
   const lgm = await lgmPredictor(join(FIXTURES_DIR, 'lgm_stitched.onnx'), 2);
   const rows: [string, FidelityFigures][] = [];
+  const notes: string[] = [];
   const models: [string, GeometryPredictor][] = [
     ['Φ on RGB', sessionPredictor(phiSession)],
     ['stitched LGM', lgm.predict],
@@ -69,6 +70,10 @@ async function main(): Promise<void> {
   for (const [name, predict] of models) {
     const plain = await measureFidelity(predict, groups);
     rows.push([name, plain.overall]);
+    const fams = Object.entries(plain.perFamily).map(([f, x]) => `${f} ${x.motionByMember[0]!.toFixed(3)}`);
+    notes.push(
+      `${name}: mean r_motion by member (smooth → most jittered) ${plain.overall.motionByMember.map((r) => r.toFixed(3)).join(' / ')}; smooth member by family: ${fams.join(', ')}`,
+    );
     for (const [fam, f] of Object.entries(plain.perFamily)) rows.push([`  ${name}, ${fam}`, f]);
     // The noise floor at the model's own measured pose noise: rotation alone (the figures of
     // onnx/fixtures/README.md), then translation too.
@@ -87,6 +92,7 @@ async function main(): Promise<void> {
   await phiSession.release();
   await lgm.release();
   console.log(fidelityTable(rows));
+  console.log(notes.join('\n'));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

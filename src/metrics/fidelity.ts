@@ -65,6 +65,8 @@ export interface FidelityFigures {
    * distribution with 3 degrees of freedom); so σ = mean error / (√2·1.596).
    */
   poseNoise: { translation: number; rotation: number };
+  /** Mean predicted r_motion of each member position (smooth first, then rising jitter). */
+  motionByMember: number[];
 }
 
 export interface FidelityReport {
@@ -367,6 +369,7 @@ function figures(groups: VideoScore[][]): FidelityFigures {
       translation: mean(all.flatMap((s) => s.stepErr)) / CHI3_PAIR,
       rotation: rotationNoise(rotErrDeg),
     },
+    motionByMember: groups[0]!.map((_, m) => mean(groups.map((g) => g[m]!.predicted))),
   };
 }
 
