@@ -2,8 +2,10 @@
  * Fidelity of the toy geometry models on held-out `world`-like groups (src/metrics/fidelity.ts):
  * Φ on RGB frames and the stitched LGM on the VAE encoder's latents of the same videos, each with
  * r_motion in the paper's form and with the noise floor (motion option poseNoise) set to the
- * model's measured per-frame pose noise (rotation alone, then translation too; FidelityFigures.poseNoise). Prints one table; the figures of
- * onnx/fixtures/README.md come from it.
+ * model's measured per-frame pose noise (rotation alone, then translation too;
+ * FidelityFigures.poseNoise). Prints one table, then each model's mean r_motion by group member
+ * and the LGM's reading of the base denoiser's pretraining mixture; the figures of
+ * onnx/fixtures/README.md and README's "Where the headroom is" come from it.
  *
  * @example
  *   node --import tsx onnx/measure-lgm.ts            # 48 groups of 4, seed 0
@@ -19,11 +21,14 @@ import {
   measureFidelity,
   sessionPredictor,
 } from '../src/metrics/fidelity.js';
-import type { MotionOptions } from '../src/rewards/motion.js';
+import { type MotionOptions, motion } from '../src/rewards/motion.js';
 import { ModelSession } from '../src/runtime/session.js';
 import { f32 } from '../src/shards/tensor.js';
+import { promptScenario } from '../src/toy/prompts.js';
 import { heldOutGroups, type ToyVideo } from '../src/toy/videos.js';
+import { makeScene, Rng } from '../src/world/index.js';
 import { FIXTURES_DIR } from './build-fixtures.js';
+import { LEARNED_DEFAULTS, readPromptFile, trainingVideo } from './pretrain.js';
 
 /**
  * A predictor running the stitched LGM on the VAE encoder's latents of each batch.
@@ -55,6 +60,26 @@ export async function lgmPredictor(
       await lgm.release();
     },
   };
+}
+
+/**
+ * The LGM's r_motion (paper form) of the learned denoiser's own pretraining mixture
+ * (onnx/pretrain.ts: 60% smooth, the rest strongly jittered) rendered for the held-out prompts,
+ * 24 videos each: what the base policy would score if its samples were as coherent as its data.
+ */
+async function pretrainingMixReading(predict: GeometryPredictor): Promise<string> {
+  const rng = new Rng(7);
+  const smooth: number[] = [];
+  const jittered: number[] = [];
+  for (const prompt of readPromptFile('prompts-heldout.txt')) {
+    const sc = promptScenario(prompt);
+    const scene = makeScene(sc.sceneSeed, { dynamic: sc.dynamic });
+    const videos = Array.from({ length: 24 }, () => trainingVideo(prompt, scene, rng, LEARNED_DEFAULTS));
+    const preds = await predict(videos);
+    preds.forEach((g, i) => (videos[i]!.jitter.pos === 0 ? smooth : jittered).push(motion.compute(g)));
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return `stitched LGM on the denoiser's pretraining mixture (held-out prompts, ${smooth.length + jittered.length} videos): r_motion ${mean([...smooth, ...jittered]).toFixed(3)} (smooth ${mean(smooth).toFixed(3)}, jittered ${mean(jittered).toFixed(3)})`;
 }
 
 async function main(): Promise<void> {
@@ -89,6 +114,7 @@ async function main(): Promise<void> {
       ]);
     }
   }
+  notes.push(await pretrainingMixReading(lgm.predict));
   await phiSession.release();
   await lgm.release();
   console.log(fidelityTable(rows));

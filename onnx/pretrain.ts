@@ -53,7 +53,7 @@ import { promptScenario, syntheticPrompts } from '../src/toy/prompts.js';
 import { GEOMETRY, LATENT, VIDEO } from '../src/toy/spaces.js';
 import { buildTextEncoder } from '../src/toy/text-encoder.js';
 import { tokenizeBatch } from '../src/toy/tokenizer.js';
-import { renderToyVideo } from '../src/toy/videos.js';
+import { renderToyVideo, type ToyVideo } from '../src/toy/videos.js';
 import { makeScene, makeTrajectory, Rng, type Scene } from '../src/world/index.js';
 import {
   buildFixtures,
@@ -121,7 +121,7 @@ function recordedOptions(o: PretrainOptions): Record<string, unknown> {
   return space === 'learned' ? { ...common, videosPerPrompt } : { ...common, cameraWeight };
 }
 
-function readPromptFile(name: string): string[] {
+export function readPromptFile(name: string): string[] {
   return readFileSync(join(EXAMPLES, name), 'utf8')
     .split('\n')
     .map((s) => s.trim())
@@ -160,8 +160,11 @@ function trainingLatents(
   return latents.every(Number.isFinite) ? latents : trainingLatents(prompt, scenes, rng, o);
 }
 
-/** One learned-space training video of `prompt`: its scenario's scene and path, smooth or jittered (frames [F,3,64,64]). */
-function trainingFrames(prompt: string, scene: Scene, rng: Rng, o: PretrainOptions): Float32Array {
+/**
+ * One learned-space training video of `prompt`: its scenario's scene and path, smooth or jittered
+ * (`o.smoothFraction`, amplitudes up to `o.jitterPos` / `o.jitterRot`), rendered at 64×64.
+ */
+export function trainingVideo(prompt: string, scene: Scene, rng: Rng, o: PretrainOptions): ToyVideo {
   const sc = promptScenario(prompt);
   for (;;) {
     const smooth = rng.next() < o.smoothFraction;
@@ -175,7 +178,7 @@ function trainingFrames(prompt: string, scene: Scene, rng: Rng, o: PretrainOptio
     });
     // Strong jitter can push a camera through a wall: draw again.
     const v = renderToyVideo(scene, traj, jitter, sc.dynamic);
-    if (v) return v.frames;
+    if (v) return v;
   }
 }
 
@@ -194,7 +197,8 @@ async function latentPool(prompts: string[], o: PretrainOptions): Promise<Float3
       const scene = makeScene(sc.sceneSeed, { dynamic: sc.dynamic });
       const n = o.videosPerPrompt;
       const frames = new Float32Array(n * VIDEO.frames * 3 * VIDEO.height * VIDEO.width);
-      for (let k = 0; k < n; k++) frames.set(trainingFrames(prompt, scene, rng, o), k * (frames.length / n));
+      for (let k = 0; k < n; k++)
+        frames.set(trainingVideo(prompt, scene, rng, o).frames, k * (frames.length / n));
       pool.push((await encoder.encode(frames, [n, VIDEO.frames, VIDEO.height, VIDEO.width])).latents);
     }
   } finally {
