@@ -76,7 +76,9 @@ async function pretrainingMixReading(predict: GeometryPredictor): Promise<string
     const scene = makeScene(sc.sceneSeed, { dynamic: sc.dynamic });
     const videos = Array.from({ length: 24 }, () => trainingVideo(prompt, scene, rng, LEARNED_DEFAULTS));
     const preds = await predict(videos);
-    preds.forEach((g, i) => (videos[i]!.jitter.pos === 0 ? smooth : jittered).push(motion.compute(g)));
+    for (const [i, g] of preds.entries()) {
+      (videos[i]!.jitter.pos === 0 ? smooth : jittered).push(motion.compute(g));
+    }
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   return `stitched LGM on the denoiser's pretraining mixture (held-out prompts, ${smooth.length + jittered.length} videos): r_motion ${mean([...smooth, ...jittered]).toFixed(3)} (smooth ${mean(smooth).toFixed(3)}, jittered ${mean(jittered).toFixed(3)})`;
