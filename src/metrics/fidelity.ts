@@ -23,7 +23,7 @@
  *   const report = await measureFidelity(sessionPredictor(session), groups);
  *   report.overall.motionSpearman; // ≥ 0.75 is the issue's target
  */
-import { cameraCentre, cameraRotation, poseEncodingToCameras } from '../geometry/cameras.js';
+import { cameraCentres, cameraRotation, poseEncodingToCameras } from '../geometry/cameras.js';
 import { matMul3, matMulT3 } from '../geometry/mat3.js';
 import { expSO3, geodesicAngle } from '../geometry/so3.js';
 import { type MotionOptions, motion } from '../rewards/motion.js';
@@ -268,13 +268,13 @@ function relativePose(ext: ArrayLike<number>, i: number, j: number): { r: Float6
 }
 
 /** Frame-to-frame steps of the camera centres in the first camera's axes, divided by `scale`. */
-function centreSteps(ext: ArrayLike<number>, frames: number, scale: number): number[][] {
+function centreSteps(ext: ArrayLike<number>, scale: number): number[][] {
   const r0 = cameraRotation(ext, 0);
-  const c = Array.from({ length: frames }, (_, f) => Array.from(cameraCentre(ext, f)));
-  return c.slice(1).map((cf, f) =>
+  const c = cameraCentres(ext);
+  return Array.from({ length: c.length / 3 - 1 }, (_, f) =>
     [0, 1, 2].map((row) => {
       let s = 0;
-      for (let k = 0; k < 3; k++) s += r0[3 * row + k]! * (cf[k]! - c[f]![k]!);
+      for (let k = 0; k < 3; k++) s += r0[3 * row + k]! * (c[3 * (f + 1) + k]! - c[3 * f + k]!);
       return s / scale;
     }),
   );
@@ -320,8 +320,8 @@ function scoreVideo(
       if (Math.hypot(b.t[0]!, b.t[1]!, b.t[2]!) >= 1e-3) transDirErr.push(angleDeg(a.t, b.t));
     }
   }
-  const stepsPred = centreSteps(pred.extrinsics, gt.frames, sceneScale(pred.depth));
-  const stepsTrue = centreSteps(gt.extrinsics, gt.frames, sceneScale(gt.depth));
+  const stepsPred = centreSteps(pred.extrinsics, sceneScale(pred.depth));
+  const stepsTrue = centreSteps(gt.extrinsics, sceneScale(gt.depth));
   const stepErr = stepsPred.map((a, f) => Math.hypot(...a.map((x, k) => x - stepsTrue[f]![k]!)));
   return {
     family: v.family,
@@ -369,7 +369,7 @@ function figures(groups: VideoScore[][]): FidelityFigures {
       translation: mean(all.flatMap((s) => s.stepErr)) / CHI3_PAIR,
       rotation: rotationNoise(rotErrDeg),
     },
-    motionByMember: groups[0]!.map((_, m) => mean(groups.map((g) => g[m]!.predicted))),
+    motionByMember: (groups[0] ?? []).map((_, m) => mean(groups.map((g) => g[m]!.predicted))),
   };
 }
 
